@@ -1,0 +1,1 @@
+"""Assets by pipeline stage, each module exporting ``assets``, ``checks`` and optionally ``sensors``."""

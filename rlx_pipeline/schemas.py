@@ -1,0 +1,147 @@
+"""Arrow schemas of every table the pipeline stages: the contract between its parts.
+
+Prices and sizes are int64 fixed point at ``fixed_point.SCALE`` (1e-8 units); times are
+``timestamp[ns, UTC]``. Staged lake tables keep Crypto Lake's normalized names (``origin_time`` is the
+exchange's event time, ``received_time`` the collector's receive time).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("ns", tz="UTC")
+BOOK_LEVELS = 20  # Crypto Lake's `book` table carries 20 levels a side
+
+# --- staged Crypto Lake tables (lake_trades, lake_book, lake_book_delta) -------------------------------
+STAGED_TRADES = pa.schema(
+    [
+        ("origin_time", TS),
+        ("received_time", TS),
+        ("trade_id", pa.int64()),
+        ("side", pa.string()),  # taker side: "buy" | "sell"
+        ("price", pa.int64()),
+        ("quantity", pa.int64()),
+    ]
+)
+
+STAGED_BOOK_DELTA = pa.schema(
+    [
+        ("origin_time", TS),
+        ("received_time", TS),
+        ("sequence_number", pa.int64()),  # Binance final update id `u` of the message
+        ("side_is_bid", pa.bool_()),
+        ("price", pa.int64()),
+        ("size", pa.int64()),  # absolute size; 0 deletes the level
+    ]
+)
+
+
+def _book_level_fields(levels: int, prefix: str = "") -> list[pa.Field]:
+    fields = []
+    for side in ("bid", "ask"):
+        for i in range(levels):
+            fields.append(pa.field(f"{prefix}{side}_{i}_price", pa.int64()))  # null: no level there
+            fields.append(pa.field(f"{prefix}{side}_{i}_size", pa.int64()))
+    return fields
+
+
+STAGED_BOOK = pa.schema(
+    [("origin_time", TS), ("received_time", TS), ("sequence_number", pa.int64())]
+    + _book_level_fields(BOOK_LEVELS)
+)
+
+# --- golden tables parsed from captures (golden_samples) ----------------------------------------------
+# Every golden row keeps `capture_ns` (local receive time) and where it came from (file, line).
+_ORIGIN = [("capture_ns", pa.int64()), ("source_file", pa.string()), ("line_no", pa.int64())]
+
+GOLDEN_TRADES = pa.schema(
+    _ORIGIN
+    + [
+        ("event_time", TS),  # E
+        ("trade_time", TS),  # T
+        ("trade_id", pa.int64()),  # t
+        ("price", pa.int64()),
+        ("quantity", pa.int64()),
+        ("is_buyer_maker", pa.bool_()),  # m: true -> the taker sold
+    ]
+)
+
+GOLDEN_AGG_TRADES = pa.schema(
+    _ORIGIN
+    + [
+        ("event_time", TS),
+        ("trade_time", TS),
+        ("agg_trade_id", pa.int64()),  # a
+        ("first_trade_id", pa.int64()),  # f
+        ("last_trade_id", pa.int64()),  # l
+        ("price", pa.int64()),
+        ("quantity", pa.int64()),
+        ("is_buyer_maker", pa.bool_()),
+    ]
+)
+
+# One row per price level of a depth message; message-level fields repeat.  A message with no levels
+# keeps one row with null side/price/size so that update ids are never lost.
+GOLDEN_DEPTH = pa.schema(
+    _ORIGIN
+    + [
+        ("event_time", TS),
+        ("first_update_id", pa.int64()),  # U
+        ("final_update_id", pa.int64()),  # u
+        ("prev_final_update_id", pa.int64()),  # pu (USD-M futures only, else null)
+        ("side_is_bid", pa.bool_()),
+        ("price", pa.int64()),
+        ("size", pa.int64()),
+    ]
+)
+
+GOLDEN_SNAPSHOTS = pa.schema(
+    _ORIGIN
+    + [
+        ("last_update_id", pa.int64()),
+        ("side_is_bid", pa.bool_()),
+        ("level", pa.int32()),
+        ("price", pa.int64()),
+        ("size", pa.int64()),
+    ]
+)
+
+GOLDEN_BOOK_TICKER = pa.schema(
+    _ORIGIN
+    + [
+        ("update_id", pa.int64()),  # u
+        ("bid_price", pa.int64()),
+        ("bid_qty", pa.int64()),
+        ("ask_price", pa.int64()),
+        ("ask_qty", pa.int64()),
+    ]
+)
+
+# --- unified stream (unified_stream) -------------------------------------------------------------------
+EVENT_SNAPSHOT = 0  # the book was (re)seeded from a `book` row
+EVENT_BOOK_DELTA = 1
+EVENT_TRADE = 2
+SOURCE_RANK = {EVENT_SNAPSHOT: 0, EVENT_BOOK_DELTA: 1, EVENT_TRADE: 2}
+
+
+def unified_schema(top_n: int = 10) -> pa.Schema:
+    """One row per event, in (origin_time, sequence_number, event_type, row order) order.
+
+    Book columns hold the top-N book after the event; for a delta message spanning several rows, every row
+    carries the book after that row, and ``is_last_in_message`` marks the row whose book is the book after
+    the whole message (the one to compare with an exchange's state at update id ``sequence_number``).
+    """
+    return pa.schema(
+        [
+            ("origin_time", TS),
+            ("received_time", TS),
+            ("event_type", pa.int8()),
+            ("sequence_number", pa.int64()),  # deltas/snapshots: Binance `u`; trades: last applied `u`
+            ("is_last_in_message", pa.bool_()),
+            ("side_is_bid", pa.bool_()),  # deltas; trades: true when the taker bought
+            ("price", pa.int64()),
+            ("size", pa.int64()),  # delta: new absolute size; trade: quantity
+            ("trade_id", pa.int64()),
+        ]
+        + _book_level_fields(top_n)
+    )
