@@ -1,0 +1,65 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from rlx_pipeline import fixed_point as fp
+from rlx_pipeline import instruments
+from rlx_pipeline.gate import GateClosed, Verdict, read_verdict, require_passed, write_verdict
+from rlx_pipeline.layout import lake_key
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("2683.80000000", 268_380_000_000), ("0.00310000", 310_000), ("1", 100_000_000), ("-0.5", -50_000_000)],
+)
+def test_fixed_point_parse_and_format_round_trip(text, value):
+    assert fp.parse(text) == value
+    assert fp.parse(fp.format(value)) == value
+
+
+def test_fixed_point_rejects_inexact_and_garbage():
+    with pytest.raises(fp.DecimalFormatError):
+        fp.parse("0.000000001")
+    with pytest.raises(fp.DecimalFormatError):
+        fp.parse("1e-3")
+    assert fp.parse("0.100000000") == 10_000_000  # trailing zeros beyond the scale are exact
+
+
+def test_float_conversion_is_exact_for_binance_values():
+    values = ["64123.45", "0.00012", "2683.81", "99999.99999999"]
+    got = fp.from_float(np.array([float(v) for v in values]))
+    assert got.tolist() == [fp.parse(v) for v in values]
+    df = pl.DataFrame({"p": [float(v) for v in values] + [float("nan")]})
+    assert df.select(fp.expr_from_float("p")).to_series().to_list() == [fp.parse(v) for v in values] + [None]
+    assert pl.DataFrame({"s": values}).select(fp.expr_from_str("s")).to_series().to_list() == got.tolist()
+
+
+def test_symbol_mapping_lives_in_one_place():
+    assert instruments.to_binance("BTC-USDT") == "BTCUSDT"
+    assert instruments.to_binance("BTC-USDT-PERP") == "BTCUSDT"
+    assert instruments.to_lake("btcusdt") == "BTC-USDT"
+    assert instruments.to_lake("RUNEEUR") == "RUNE-EUR"
+    assert instruments.to_lake("SUSHIUSDT", futures=True) == "SUSHI-USDT-PERP"
+    btc = instruments.instrument("BTC-USDT")
+    assert (btc.price_places, btc.qty_places, btc.stream_symbol) == (2, 5, "btcusdt")
+    with pytest.raises(ValueError, match="XYZ"):
+        instruments.to_lake("XYZ")
+
+
+def test_lake_key_is_crypto_lakes_layout():
+    assert (
+        lake_key("book_delta_v2", "binance", "btc-usdt", "2024-08-09")
+        == "market-data/cryptofeed/book_delta_v2/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-09/1.snappy.parquet"
+    )
+
+
+def test_gate_refuses_failed_and_missing_verdicts(layout):
+    with pytest.raises(GateClosed, match="no validation verdict"):
+        require_passed(layout, "2024-08-09", "BTC-USDT")
+    write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=False, failed_checks=["ks_d"]))
+    with pytest.raises(GateClosed, match="ks_d"):
+        require_passed(layout, "2024-08-09", "BTC-USDT")
+    assert require_passed(layout, "2024-08-09", "BTC-USDT", override=True).passed is False
+    write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True))
+    assert require_passed(layout, "2024-08-09", "BTC-USDT").passed
+    assert read_verdict(layout, "2024-08-09", "ETH-USDT") is None
