@@ -1,10 +1,10 @@
 """The Dagster code location: read it as the pipeline's table of contents.
 
-    lake_trades, lake_book, lake_book_delta   (acquisition)    Crypto Lake day files, staged and checked
-    golden_samples                            (golden)         raw Binance captures, parsed and checked
-    validation_report                         (validation)     K-S, power-law, gaps, origin_time -> verdict
-    unified_stream                            (reconstruction) book rebuilt from snapshot + deltas, with trades
-    fidelity_report                           (fidelity)       the reconstruction against the golden samples
+lake_trades, lake_book, lake_book_delta   (acquisition)    Crypto Lake day files, staged and checked
+golden_samples                            (golden)         raw Binance captures, parsed and checked
+validation_report                         (validation)     K-S, power-law, gaps, origin_time -> verdict
+unified_stream                            (reconstruction) book rebuilt from snapshot + deltas, with trades
+fidelity_report                           (fidelity)       the reconstruction against the golden samples
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """Where everything lives under ``RLX_DATA_DIR``: the one map from (asset, partition) to paths.
 
-    data/
-      lake/market-data/cryptofeed/{table}/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-09/1.snappy.parquet
-                                   the embedded local Crypto Lake (same key layout as S3)
-      capture/                     raw capture files (*.jsonl.zst), finished ones only; *.partial while open
-      staged/{table}/dt=.../symbol=.../data.parquet      normalized lake tables (lake_trades, ...)
-      golden/{table}/dt=.../symbol=.../data.parquet      typed tables parsed from captures
-      unified/dt=.../symbol=.../data.parquet             the reconstructed unified stream
-      reports/{kind}/dt=.../symbol=.../                  report.json, report.md, *.png (validation, fidelity)
-      checkpoints/{kind}/dt=.../symbol=.../              resumable state of long computations
-      alerts/alerts.jsonl                                asset-check alerts
-      dagster/                                           the embedded Dagster instance's storage
+data/
+  lake/market-data/cryptofeed/{table}/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-09/1.snappy.parquet
+                               the embedded local Crypto Lake (same key layout as S3)
+  capture/                     raw capture files (*.jsonl.zst), finished ones only; *.partial while open
+  staged/{table}/dt=.../symbol=.../data.parquet      normalized lake tables (lake_trades, ...)
+  golden/{table}/dt=.../symbol=.../data.parquet      typed tables parsed from captures
+  unified/dt=.../symbol=.../data.parquet             the reconstructed unified stream
+  reports/{kind}/dt=.../symbol=.../                  report.json, report.md, *.png (validation, fidelity)
+  checkpoints/{kind}/dt=.../symbol=.../              resumable state of long computations
+  alerts/alerts.jsonl                                asset-check alerts
+  dagster/                                           the embedded Dagster instance's storage
 """
 
 from __future__ import annotations

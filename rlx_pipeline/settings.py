@@ -33,7 +33,9 @@ class Thresholds:
     gap_rate_max: float = 0.0  # RLX_GAP_RATE_MAX: share of delta messages after a sequence gap
     origin_time_invalid_max: float = 0.001  # RLX_ORIGIN_TIME_INVALID_MAX
     origin_time_tolerance_s: float = 60.0  # RLX_ORIGIN_TIME_TOLERANCE_S: slack around the partition's day
-    unseeded_delta_max: float = 0.01  # RLX_UNSEEDED_DELTA_MAX: share of deltas before the first usable snapshot
+    unseeded_delta_max: float = (
+        0.01  # RLX_UNSEEDED_DELTA_MAX: share of deltas before the first usable snapshot
+    )
     fidelity_min: float = 0.999  # RLX_FIDELITY_MIN
     self_consistency_min: float = 0.999  # RLX_SELF_CONSISTENCY_MIN: top-20 vs lake `book` rows
     golden_coverage_min: float = 0.0  # RLX_GOLDEN_COVERAGE_MIN: warns (never blocks) below it
@@ -83,7 +85,9 @@ class Settings:
             v = env.get(name)
             return v.strip() if v is not None and v.strip() != "" else None
 
-        def num(name: str, default: float, conv: type = float, lo: float | None = None, hi: float | None = None):
+        def num(
+            name: str, default: float, conv: type = float, lo: float | None = None, hi: float | None = None
+        ):
             raw = get(name)
             if raw is None:
                 return default

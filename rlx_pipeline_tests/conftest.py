@@ -9,6 +9,8 @@ import pytest
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.settings import Settings
 
+pytest_plugins = ["rlx_pipeline_tests.lake_fixtures"]
+
 REAL_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "real-samples"
 
 # The default partitions (RLX_SYMBOLS unset): tests use these keys.

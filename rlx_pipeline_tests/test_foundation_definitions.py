@@ -7,7 +7,15 @@ import dagster as dg
 from rlx_pipeline.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[1]
-GRAPH = ["lake_trades", "lake_book", "lake_book_delta", "golden_samples", "validation_report", "unified_stream", "fidelity_report"]
+GRAPH = [
+    "lake_trades",
+    "lake_book",
+    "lake_book_delta",
+    "golden_samples",
+    "validation_report",
+    "unified_stream",
+    "fidelity_report",
+]
 
 
 def test_definitions_load_with_the_whole_graph():
@@ -43,7 +51,10 @@ def test_every_check_is_blocking():
 def test_dagster_cli_validates_the_code_location():
     out = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "rlx_pipeline.definitions"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -51,7 +62,11 @@ def test_dagster_cli_validates_the_code_location():
 def test_invalid_settings_fail_at_load_time_naming_the_variable():
     out = subprocess.run(
         [sys.executable, "-c", "import rlx_pipeline.definitions"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={"RLX_SYMBOLS": "nope", "PATH": "/usr/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"RLX_SYMBOLS": "nope", "PATH": "/usr/bin"},
     )
     assert out.returncode != 0
     assert "RLX_SYMBOLS" in out.stderr

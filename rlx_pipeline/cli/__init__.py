@@ -12,11 +12,27 @@ import click
 
 # name -> (module, attribute, help)
 _COMMANDS = {
-    "demo": ("rlx_pipeline.cli.demo", "demo", "Simulate, capture, publish and run the whole pipeline on a demo day."),
-    "simulate": ("rlx_pipeline.cli.simulate", "simulate", "Generate a simulated market and write its renderings."),
+    "demo": (
+        "rlx_pipeline.cli.demo",
+        "demo",
+        "Simulate, capture, publish and run the whole pipeline on a demo day.",
+    ),
+    "simulate": (
+        "rlx_pipeline.cli.simulate",
+        "simulate",
+        "Generate a simulated market and write its renderings.",
+    ),
     "exchange": ("rlx_pipeline.cli.exchange", "exchange", "The local Binance-protocol exchange server."),
-    "lake": ("rlx_pipeline.cli.lake", "lake", "The local Crypto Lake: publish, upload to S3, render from captures."),
-    "capture": ("rlx_pipeline.cli.capture", "capture", "Capture Binance streams as golden samples; import captures."),
+    "lake": (
+        "rlx_pipeline.cli.lake",
+        "lake",
+        "The local Crypto Lake: publish, upload to S3, render from captures.",
+    ),
+    "capture": (
+        "rlx_pipeline.cli.capture",
+        "capture",
+        "Capture Binance streams as golden samples; import captures.",
+    ),
     "unified": ("rlx_pipeline.cli.unified", "unified", "Read the unified stream."),
 }
 

@@ -50,5 +50,67 @@ class RlxSettings(dg.ConfigurableResource):
         return Thresholds(**{f: getattr(self, f) for f in Thresholds.__dataclass_fields__})
 
 
+class CryptoLakeResource(dg.ConfigurableResource):
+    """Where Crypto Lake days come from: ``local`` (a directory in S3's key layout) or ``lakeapi``.
+
+    Credentials are optional: from ``dg.EnvVar`` (AWS_ACCESS_KEY_ID, ...) when set, else boto3's default
+    chain (profile, instance role). The endpoint follows AWS_ENDPOINT_URL, so a local S3 works unchanged.
+    """
+
+    source: str = "local"
+    lake_dir: str = "data/lake"
+    bucket: str = "qnt.data"
+    exchange: str = "BINANCE"
+    cache_dir: str = ""  # lakeapi's cache; default <RLX_DATA_DIR>/cache/lakeapi (never ./.lake_cache)
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_profile: str | None = None
+    read_mode: str = "stream"  # lakeapi: stream row groups over S3, or load_data (one frame: small days)
+    batch_rows: int = 1_000_000  # bounds staging memory
+    min_rows: int = 1  # a day with fewer rows fails its check
+    min_hours_covered: int = 1  # UTC hours with data a day needs (24 for strict production gating)
+
+    @classmethod
+    def from_settings(cls, s: Settings, environ: dict[str, str] | None = None) -> CryptoLakeResource:
+        import os
+
+        env = os.environ if environ is None else environ
+        creds = {
+            field: dg.EnvVar(var)
+            for field, var in (
+                ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+                ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                ("aws_session_token", "AWS_SESSION_TOKEN"),
+                ("aws_profile", "AWS_PROFILE"),
+            )
+            if env.get(var)
+        }
+        return cls(
+            source=s.lake_source,
+            lake_dir=str(s.lake_root),
+            bucket=s.lake_bucket,
+            exchange=s.exchange,
+            cache_dir=str(s.layout.lakeapi_cache_dir),
+            **creds,
+        )
+
+    def open(self, layout: DataLayout):
+        """The configured ``rlx_pipeline.lake.source.LakeSource``."""
+        from rlx_pipeline.lake.source import make_source
+
+        return make_source(
+            self.source,
+            lake_dir=self.lake_dir,
+            cache_dir=self.cache_dir or layout.lakeapi_cache_dir,
+            bucket=self.bucket,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            aws_session_token=self.aws_session_token,
+            aws_profile=self.aws_profile,
+            read_mode=self.read_mode,
+        )
+
+
 def build_resources(settings: Settings) -> dict[str, object]:
-    return {"rlx": RlxSettings.from_settings(settings)}
+    return {"rlx": RlxSettings.from_settings(settings), "lake": CryptoLakeResource.from_settings(settings)}

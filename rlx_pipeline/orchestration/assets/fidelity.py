@@ -6,7 +6,12 @@ from rlx_pipeline.orchestration.partitions import PARTITIONS
 from rlx_pipeline.orchestration.resources import RlxSettings
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="fidelity", deps=["unified_stream", "golden_samples"], kinds={"parquet"})
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name="fidelity",
+    deps=["unified_stream", "golden_samples"],
+    kinds={"parquet"},
+)
 def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
     raise NotImplementedError("fidelity_report is not implemented yet (issue 9)")
 

@@ -6,7 +6,12 @@ from rlx_pipeline.orchestration.partitions import PARTITIONS
 from rlx_pipeline.orchestration.resources import RlxSettings
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="reconstruction", deps=["lake_trades", "lake_book", "lake_book_delta", "validation_report"], kinds={"parquet"})
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name="reconstruction",
+    deps=["lake_trades", "lake_book", "lake_book_delta", "validation_report"],
+    kinds={"parquet"},
+)
 def unified_stream(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
     raise NotImplementedError("unified_stream is not implemented yet (issue 7)")
 

@@ -6,7 +6,12 @@ from rlx_pipeline.orchestration.partitions import PARTITIONS
 from rlx_pipeline.orchestration.resources import RlxSettings
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="validation", deps=["lake_trades", "lake_book", "lake_book_delta", "golden_samples"], kinds={"parquet"})
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name="validation",
+    deps=["lake_trades", "lake_book", "lake_book_delta", "golden_samples"],
+    kinds={"parquet"},
+)
 def validation_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
     raise NotImplementedError("validation_report is not implemented yet (issue 6)")
 

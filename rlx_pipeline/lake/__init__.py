@@ -1,0 +1,1 @@
+"""Crypto Lake acquisition: sources (local directory, lakeapi), staging, schemas and quality checks."""
