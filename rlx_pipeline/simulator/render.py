@@ -1,0 +1,274 @@
+"""Renderings of one simulated ``Market``: Binance frames and REST snapshots, Crypto Lake tables, captures.
+
+All decimal strings are Binance's (8 places); all lake floats are the exact decimals' nearest doubles.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from rlx_pipeline import fixed_point
+from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
+from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
+from rlx_pipeline.layout import lake_key
+from rlx_pipeline.schemas import BOOK_LEVELS
+from rlx_pipeline.simulator.market import NS_PER_MS, Market
+from rlx_pipeline.storage import write_table
+
+# Frames sent at the same exchange time go out in this order.
+_RANK = {"trade": 0, "aggTrade": 1, "bookTicker": 2, "depth": 3}
+
+
+def _d(value: int) -> bytes:
+    return fixed_point.format(value).encode()
+
+
+def _levels(levels: list[tuple[int, int]], tick: int, lot: int) -> bytes:
+    return b"[" + b",".join(b'["%s","%s"]' % (_d(p * tick), _d(q * lot)) for p, q in levels) + b"]"
+
+
+def depth_payload(m: Market, i: int) -> bytes:
+    d = m.depth[i]
+    sym = m.config.instrument.binance_symbol.encode()
+    return b'{"e":"depthUpdate","E":%d,"s":"%s","U":%d,"u":%d,"b":%s,"a":%s}' % (
+        d.event_ns // NS_PER_MS,
+        sym,
+        d.U,
+        d.u,
+        _levels(d.bids, m.tick, m.lot),
+        _levels(d.asks, m.tick, m.lot),
+    )
+
+
+def snapshot_payload(
+    m: Market, last_update_id: int, bids: dict[int, int], asks: dict[int, int], limit: int
+) -> bytes:
+    top_b = heapq.nlargest(limit, bids.items())
+    top_a = heapq.nsmallest(limit, asks.items())
+    return b'{"lastUpdateId":%d,"bids":%s,"asks":%s}' % (
+        last_update_id,
+        _levels(top_b, m.tick, m.lot),
+        _levels(top_a, m.tick, m.lot),
+    )
+
+
+def binance_frames(m: Market) -> Iterator[tuple[int, str, bytes]]:
+    """``(send_time_ns, stream, data_bytes)`` in send order, every stream of the symbol."""
+    s = m.config.instrument
+    sym, name = s.binance_symbol.encode(), s.stream_symbol
+    tick, lot = m.tick, m.lot
+    items: list[tuple[int, int, int, str, bytes]] = []
+    agg_first: dict[int, int] = {}
+    for t in m.trades:
+        agg_first.setdefault(t.agg_id, t.trade_id)
+        items.append(
+            (
+                t.event_ns,
+                _RANK["trade"],
+                t.trade_id,
+                f"{name}@trade",
+                b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","q":"%s","T":%d,"m":%s,"M":true}'
+                % (
+                    t.event_ns // NS_PER_MS,
+                    sym,
+                    t.trade_id,
+                    _d(t.price * tick),
+                    _d(t.qty * lot),
+                    t.trade_ns // NS_PER_MS,
+                    b"false" if t.taker_buys else b"true",
+                ),
+            )
+        )
+    # aggTrade: one per (taker order, price): the trades sharing agg_id.
+    aggs: dict[int, list] = {}
+    for t in m.trades:
+        aggs.setdefault(t.agg_id, []).append(t)
+    for agg_id, ts in aggs.items():
+        first, last = ts[0], ts[-1]
+        items.append(
+            (
+                last.event_ns,
+                _RANK["aggTrade"],
+                agg_id,
+                f"{name}@aggTrade",
+                b'{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'
+                % (
+                    last.event_ns // NS_PER_MS,
+                    sym,
+                    agg_id,
+                    _d(first.price * tick),
+                    _d(sum(t.qty for t in ts) * lot),
+                    first.trade_id,
+                    last.trade_id,
+                    first.trade_ns // NS_PER_MS,
+                    b"false" if first.taker_buys else b"true",
+                ),
+            )
+        )
+    for k in m.tickers:
+        items.append(
+            (
+                k.event_ns,
+                _RANK["bookTicker"],
+                k.u,
+                f"{name}@bookTicker",
+                b'{"u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s"}'
+                % (
+                    k.u,
+                    sym,
+                    _d(k.bid[0] * tick),
+                    _d(k.bid[1] * lot),
+                    _d(k.ask[0] * tick),
+                    _d(k.ask[1] * lot),
+                ),
+            )
+        )
+    for i, d in enumerate(m.depth):
+        items.append((d.event_ns, _RANK["depth"], d.u, f"{name}@depth@100ms", depth_payload(m, i)))
+    items.sort(key=lambda x: (x[0], x[1], x[2]))
+    for send_ns, _, _, stream, data in items:
+        yield send_ns, stream, data
+
+
+def iter_books(m: Market) -> Iterator[tuple[int, int, dict[int, int], dict[int, int]]]:
+    """``(update_id, event_ns, bids, asks)`` (ticks -> lots) before the first message, then after each message.
+
+    The dicts are live: copy them to keep a state.
+    """
+    bids, asks = dict(m.initial_bids), dict(m.initial_asks)
+    yield m.initial_update_id, m.config.start_ns, bids, asks
+    for d in m.depth:
+        for side, levels in ((bids, d.bids), (asks, d.asks)):
+            for p, q in levels:
+                if q:
+                    side[p] = q
+                else:
+                    side.pop(p, None)
+        yield d.u, d.event_ns, bids, asks
+
+
+def _lognormal_lag_ns(rng: np.random.Generator, median_ms: float, n: int) -> np.ndarray:
+    return (rng.lognormal(math.log(median_ms), 0.5, n) * NS_PER_MS).astype(np.int64)
+
+
+def lake_tables(m: Market) -> dict[str, pa.Table]:
+    """The Crypto Lake raw tables (``trades``, ``book``, ``book_delta_v2``) of the window."""
+    c = m.config
+    rng = np.random.default_rng(c.seed + 1)
+    tick, lot = m.tick / 1e8, m.lot / 1e8
+    trades = m.trades
+    t_ns = np.array([t.trade_ns for t in trades], dtype=np.int64)
+    e_ns = np.array([t.event_ns for t in trades], dtype=np.int64)
+    tables = {
+        "trades": pa.table(
+            {
+                "side": ["buy" if t.taker_buys else "sell" for t in trades],
+                "amount": np.array([t.qty for t in trades], dtype=np.float64) * lot,
+                "price": np.array([t.price for t in trades], dtype=np.float64) * tick,
+                "id": np.array([t.trade_id for t in trades], dtype=np.int64),
+                "timestamp": t_ns,
+                "receipt_timestamp": e_ns + _lognormal_lag_ns(rng, c.receive_lag_ms, len(trades)),
+            },
+            schema=RAW_TRADES,
+        )
+    }
+    counts = np.array([len(d.bids) + len(d.asks) for d in m.depth], dtype=np.int64)
+    msg_lag = _lognormal_lag_ns(rng, c.receive_lag_ms, len(m.depth))
+    ev = np.array([d.event_ns for d in m.depth], dtype=np.int64)
+    tables["book_delta_v2"] = pa.table(
+        {
+            "timestamp": np.repeat(ev, counts),
+            "receipt_timestamp": np.repeat(ev + msg_lag, counts),
+            "sequence_number": np.repeat(np.array([d.u for d in m.depth], dtype=np.int64), counts),
+            "side_is_bid": np.concatenate(
+                [np.r_[np.ones(len(d.bids), bool), np.zeros(len(d.asks), bool)] for d in m.depth]
+            )
+            if m.depth
+            else np.zeros(0, bool),
+            "price": np.array([p for d in m.depth for p, _ in (*d.bids, *d.asks)], dtype=np.float64) * tick,
+            "size": np.array([q for d in m.depth for _, q in (*d.bids, *d.asks)], dtype=np.float64) * lot,
+        },
+        schema=RAW_BOOK_DELTA,
+    )
+    # `book`: 20 levels before the first delta, then every book_snapshot_every_s at a message boundary.
+    rows: list[list[float]] = []
+    meta: list[tuple[int, int, int]] = []
+    every = int(c.book_snapshot_every_s * 1e9)
+    next_at = None
+    for u, event_ns, bids, asks in iter_books(m):
+        if next_at is not None and event_ns < next_at:
+            continue
+        when = event_ns if next_at is not None else c.start_ns
+        next_at = (next_at or c.start_ns) + every
+        row: list[float] = []
+        top_b = heapq.nlargest(BOOK_LEVELS, bids.items())
+        top_a = heapq.nsmallest(BOOK_LEVELS, asks.items())
+        for top in (top_b, top_a):
+            for i in range(BOOK_LEVELS):
+                row += [top[i][0] * tick, top[i][1] * lot] if i < len(top) else [math.nan, math.nan]
+        rows.append(row)
+        meta.append((when, when + int(_lognormal_lag_ns(rng, c.receive_lag_ms, 1)[0]), u))
+    cols: dict[str, object] = {
+        "timestamp": np.array([x[0] for x in meta], dtype=np.int64),
+        "receipt_timestamp": np.array([x[1] for x in meta], dtype=np.int64),
+        "sequence_number": np.array([x[2] for x in meta], dtype=np.int64),
+    }
+    arr = np.array(rows, dtype=np.float64).reshape(len(rows), 4 * BOOK_LEVELS)
+    names = [
+        f"{side}_{i}_{what}"
+        for side in ("bid", "ask")
+        for i in range(BOOK_LEVELS)
+        for what in ("price", "size")
+    ]
+    for j, name in enumerate(names):
+        cols[name] = arr[:, j]
+    tables["book"] = pa.table(cols, schema=RAW_BOOK)
+    return tables
+
+
+def write_lake(m: Market, lake_root: str | Path, exchange: str = "BINANCE") -> dict[str, Path]:
+    """Write the lake rendering under ``lake_root`` in Crypto Lake's key layout (one day per file)."""
+    out: dict[str, Path] = {}
+    date = _date(m.config.start_ns)
+    for table, data in lake_tables(m).items():
+        path = Path(lake_root) / lake_key(table, exchange, m.config.symbol, date)
+        write_table(path, data)
+        out[table] = path
+    return out
+
+
+def _date(ns: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def capture_lines(m: Market, *, session: str = "sim") -> Iterator[tuple[int, str, bytes]]:
+    """What a perfect capture of every stream would hold: session start, the REST snapshot, the frames."""
+    c = m.config
+    rng = np.random.default_rng(c.seed + 2)
+    sym = c.instrument.stream_symbol
+    first_ns = c.start_ns
+    yield first_ns, EVENT_STREAM, event_data("session_start", symbol=sym, session=session)
+    snap = snapshot_payload(m, m.initial_update_id, m.initial_bids, m.initial_asks, 1000)
+    yield first_ns + NS_PER_MS, f"{sym}{SNAPSHOT_SUFFIX}", snap
+    last = first_ns + NS_PER_MS
+    frames = list(binance_frames(m))
+    lags = _lognormal_lag_ns(rng, c.capture_lag_ms, len(frames))
+    for (send_ns, stream, data), lag in zip(frames, lags.tolist(), strict=True):
+        last = max(last, send_ns + lag)  # one connection: received in send order
+        yield last, stream, data
+    yield last + 1, EVENT_STREAM, event_data("session_end", symbol=sym, session=session)
+
+
+def write_capture(m: Market, path: str | Path) -> Path:
+    with CaptureWriter(path, fsync=False) as w:
+        for capture_ns, stream, data in capture_lines(m):
+            w.write(capture_ns, stream, data)
+    return Path(path)
