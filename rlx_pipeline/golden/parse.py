@@ -1,0 +1,397 @@
+"""Golden samples: native capture files of one symbol and day -> typed tables, continuity and coverage.
+
+- A message belongs to the UTC day of its exchange time (``E``, else ``T``); messages without one (bookTicker,
+  REST snapshots, capture events) take the exchange time of the previous message of the same file.
+- Depth continuity per capture session (spot ``U == prev_u + 1``, USD-M ``pu == prev_u``): a break right after a
+  declared resync (a REST snapshot or a ``reconnect``/``resync``/``gap`` event) is declared; any other is a silent
+  gap. A run of diffs must start from a snapshot that bridges it (``U <= lastUpdateId + 1 <= u``).
+- A day whose first depth run continues a session begun on an earlier day (an import split at midnight) is seeded
+  by a *carried* snapshot: the book rebuilt from that session's raw snapshot and diffs, written with
+  ``source_file = "carried:<file>"`` and ``line_no = -1`` so it is never mistaken for a received message.
+- A malformed line is recorded with file and line number and skipped; the rest of the file still loads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from rlx_pipeline import fixed_point, instruments, schemas
+from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureFormatError, iter_capture_lines
+from rlx_pipeline.storage import ParquetBatchWriter
+
+TABLES = {
+    "trades": schemas.GOLDEN_TRADES,
+    "agg_trades": schemas.GOLDEN_AGG_TRADES,
+    "depth": schemas.GOLDEN_DEPTH,
+    "snapshots": schemas.GOLDEN_SNAPSHOTS,
+    "book_ticker": schemas.GOLDEN_BOOK_TICKER,
+}
+FLUSH_ROWS = 200_000
+MS = 1_000_000
+_RESYNC_EVENTS = {"reconnect", "resync", "gap", "session_start", "rotate"}
+
+
+@dataclass
+class Gap:
+    file: str
+    line_no: int
+    expected: int
+    got: int
+    declared: bool
+
+
+@dataclass
+class GoldenResult:
+    symbol: str
+    date: str
+    files: list[str]
+    rows: dict[str, int] = field(default_factory=dict)
+    messages: Counter = field(default_factory=Counter)
+    malformed: list[tuple[str, int, str]] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    depth_runs: int = 0
+    unbridged_runs: int = 0
+    carried_snapshots: int = 0
+    unseeded_depth_messages: int = 0  # depth messages before any snapshot of their session
+    trade_id_gaps: int = 0
+    trade_id_duplicates: int = 0
+    minutes: set[int] = field(default_factory=set)
+    first_event_ms: int | None = None
+    last_event_ms: int | None = None
+
+    @property
+    def silent_gaps(self) -> list[Gap]:
+        return [g for g in self.gaps if not g.declared]
+
+    @property
+    def coverage(self) -> float:
+        """Share of the day's 1,440 minutes with at least one message of the symbol."""
+        return len(self.minutes) / 1440
+
+    def summary(self) -> dict:
+        return {
+            "symbol": self.symbol,
+            "date": self.date,
+            "files": self.files,
+            "rows": self.rows,
+            "messages": dict(self.messages),
+            "malformed_lines": len(self.malformed),
+            "malformed": [{"file": f, "line": n, "error": e} for f, n, e in self.malformed[:50]],
+            "depth_runs": self.depth_runs,
+            "unbridged_runs": self.unbridged_runs,
+            "carried_snapshots": self.carried_snapshots,
+            "unseeded_depth_messages": self.unseeded_depth_messages,
+            "silent_gaps": len(self.silent_gaps),
+            "declared_resyncs": sum(g.declared for g in self.gaps),
+            "gaps": [g.__dict__ for g in self.gaps[:50]],
+            "trade_id_gaps": self.trade_id_gaps,
+            "trade_id_duplicates": self.trade_id_duplicates,
+            "minutes_covered": len(self.minutes),
+            "coverage": round(self.coverage, 6),
+            "first_event_ms": self.first_event_ms,
+            "last_event_ms": self.last_event_ms,
+        }
+
+
+def day_bounds_ms(date: str) -> tuple[int, int]:
+    start = int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp()) * 1000
+    return start, start + 86_400_000
+
+
+class _Sink:
+    """Column lists per table, flushed to streaming parquet writers."""
+
+    def __init__(self, paths: Callable[[str], Path]) -> None:
+        self.cols = {t: {f.name: [] for f in s} for t, s in TABLES.items()}
+        self.writers = {t: ParquetBatchWriter(paths(t), s) for t, s in TABLES.items()}
+        for w in self.writers.values():
+            w.__enter__()
+        self.rows = Counter()
+
+    def add(self, table: str, **values: object) -> None:
+        cols = self.cols[table]
+        for k, v in values.items():
+            cols[k].append(v)
+        self.rows[table] += 1
+        if len(cols["capture_ns"]) >= FLUSH_ROWS:
+            self.flush(table)
+
+    def flush(self, table: str) -> None:
+        cols = self.cols[table]
+        if cols["capture_ns"]:
+            schema = TABLES[table]
+            arrays = [pa.array(cols[f.name], type=f.type) for f in schema]
+            self.writers[table].write(pa.Table.from_arrays(arrays, schema=schema))
+            for v in cols.values():
+                v.clear()
+
+    def close(self, ok: bool) -> None:
+        for t, w in self.writers.items():
+            if ok:
+                self.flush(t)
+                w.__exit__(None, None, None)
+            else:
+                w.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+class _Session:
+    """Per-file state for the target symbol: continuity, the book (to carry across days), trade ids."""
+
+    def __init__(self) -> None:
+        self.prev_u: int | None = None
+        self.resync_pending = True
+        self.snapshot_id: int | None = None  # a snapshot waiting to be bridged
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.book_valid = False
+        self.prev_trade_id: int | None = None
+        self.last_event_ms: int | None = None
+        self.written_in_day = False
+
+
+def _ts_ns(ms: int) -> int:
+    return ms * MS
+
+
+def build_golden(
+    files: Iterable[str | Path],
+    symbol: str,
+    date: str,
+    out_path: Callable[[str], Path],
+    progress: Callable[[int], None] | None = None,
+) -> GoldenResult:
+    """Parse ``files`` (in capture order) for ``symbol`` (``BTC-USDT``) on ``date``; write the golden tables."""
+    files = [Path(f) for f in files]
+    sym = instruments.to_binance(symbol).lower()
+    lo, hi = day_bounds_ms(date)
+    res = GoldenResult(symbol, date, [str(f) for f in files])
+    sink = _Sink(out_path)
+    ok = False
+    lines_seen = 0
+    try:
+        s = _Session()  # one session across files: an import split at midnight continues in the next file
+        for path in files:
+            src = str(path)
+            it = iter_capture_lines(path)
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                except CaptureFormatError as exc:
+                    res.malformed.append((src, -1, str(exc)))
+                    continue
+                line_no, capture_ns, stream, data = item
+                lines_seen += 1
+                if progress and lines_seen % 500_000 == 0:
+                    progress(lines_seen)
+                if stream == EVENT_STREAM:
+                    try:
+                        ev = orjson.loads(data)
+                    except orjson.JSONDecodeError as exc:
+                        res.malformed.append((src, line_no, f"bad event: {exc}"))
+                        continue
+                    if ev.get("type") in _RESYNC_EVENTS and ev.get("symbol", sym) in (sym, None):
+                        s.resync_pending = True
+                    continue
+                name, _, kind = stream.partition("@")
+                if name != sym:
+                    continue
+                try:
+                    msg = orjson.loads(data)
+                    _handle(res, sink, s, kind, msg, capture_ns, src, line_no, lo, hi)
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                    res.malformed.append((src, line_no, f"{stream}: {type(exc).__name__}: {exc}"))
+        ok = True
+    finally:
+        sink.close(ok)
+    res.rows = dict(sink.rows)
+    if res.unseeded_depth_messages and res.depth_runs == 0:
+        res.unbridged_runs += 1  # depth all day and never a snapshot to seed it
+    for t in TABLES:
+        res.rows.setdefault(t, 0)
+    return res
+
+
+def _in_day(ms: int | None, capture_ns: int, lo: int, hi: int) -> bool:
+    t = ms if ms is not None else capture_ns // MS
+    return lo <= t < hi
+
+
+def _apply(book: dict[int, int], levels: list) -> list[tuple[int, int]]:
+    out = []
+    for p, q in levels:
+        price, size = fixed_point.parse(p), fixed_point.parse(q)
+        if size:
+            book[price] = size
+        else:
+            book.pop(price, None)
+        out.append((price, size))
+    return out
+
+
+def _handle(
+    res: GoldenResult,
+    sink: _Sink,
+    s: _Session,
+    kind: str,
+    msg: dict,
+    capture_ns: int,
+    src: str,
+    line_no: int,
+    lo: int,
+    hi: int,
+) -> None:
+    event_ms = msg.get("E", msg.get("T"))
+    if event_ms is not None:
+        s.last_event_ms = event_ms
+    in_day = _in_day(s.last_event_ms, capture_ns, lo, hi)
+    origin = {"capture_ns": capture_ns, "source_file": src, "line_no": line_no}
+    if in_day:
+        res.messages[kind] += 1
+        t = s.last_event_ms if s.last_event_ms is not None else capture_ns // MS
+        res.minutes.add((t - lo) // 60_000)
+        res.first_event_ms = t if res.first_event_ms is None else min(res.first_event_ms, t)
+        res.last_event_ms = t if res.last_event_ms is None else max(res.last_event_ms, t)
+
+    if kind == SNAPSHOT_SUFFIX[1:]:
+        last_id = int(msg["lastUpdateId"])
+        s.bids, s.asks = {}, {}
+        bids = _apply(s.bids, msg["bids"])
+        asks = _apply(s.asks, msg["asks"])
+        s.snapshot_id, s.book_valid, s.resync_pending = last_id, False, True
+        if in_day:
+            s.written_in_day = True
+            for is_bid, levels in ((True, bids), (False, asks)):
+                for i, (p, q) in enumerate(levels):
+                    sink.add(
+                        "snapshots",
+                        **origin,
+                        last_update_id=last_id,
+                        side_is_bid=is_bid,
+                        level=i,
+                        price=p,
+                        size=q,
+                    )
+        return
+
+    if kind.startswith("depth"):
+        U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+        if s.snapshot_id is not None:
+            if u <= s.snapshot_id:
+                return _depth_rows(sink, origin, msg, in_day)  # older than the snapshot: kept, not applied
+            bridged = U <= s.snapshot_id + 1 <= u if pu is None else U <= s.snapshot_id <= u
+            if in_day:
+                res.depth_runs += 1
+                res.unbridged_runs += 0 if bridged else 1
+            s.snapshot_id, s.prev_u, s.resync_pending = None, u, False
+            s.book_valid = bridged
+        elif s.prev_u is None:
+            # Before any snapshot of the session: kept, not applied (Binance buffers these until its snapshot).
+            if in_day:
+                res.unseeded_depth_messages += 1
+            return _depth_rows(sink, origin, msg, in_day)
+        else:
+            expected_ok = (s.prev_u + 1 == U) if pu is None else (int(pu) == s.prev_u)
+            if not expected_ok and in_day:
+                res.gaps.append(Gap(src, line_no, s.prev_u + 1, U, declared=s.resync_pending))
+            if not expected_ok:
+                s.book_valid = False
+            s.prev_u, s.resync_pending = u, False
+        if in_day and not s.written_in_day and s.book_valid:
+            # The day starts inside a session seeded on an earlier day: carry the book in.
+            res.carried_snapshots += 1
+            res.depth_runs += 1
+            carried = {"capture_ns": capture_ns, "source_file": f"carried:{src}", "line_no": -1}
+            for is_bid, book in ((True, s.bids), (False, s.asks)):
+                ordered = sorted(book.items(), reverse=is_bid)
+                for i, (p, q) in enumerate(ordered):
+                    sink.add(
+                        "snapshots",
+                        **carried,
+                        last_update_id=U - 1,
+                        side_is_bid=is_bid,
+                        level=i,
+                        price=p,
+                        size=q,
+                    )
+        if in_day:
+            s.written_in_day = True
+        _apply(s.bids, msg["b"])
+        _apply(s.asks, msg["a"])
+        return _depth_rows(sink, origin, msg, in_day)
+
+    if not in_day:
+        if kind == "trade":
+            s.prev_trade_id = int(msg["t"])
+        return
+    if kind == "trade":
+        tid = int(msg["t"])
+        if s.prev_trade_id is not None:
+            if tid <= s.prev_trade_id:
+                res.trade_id_duplicates += 1
+            elif tid != s.prev_trade_id + 1:
+                res.trade_id_gaps += 1
+        s.prev_trade_id = max(tid, s.prev_trade_id or tid)
+        sink.add(
+            "trades",
+            **origin,
+            event_time=_ts_ns(msg["E"]),
+            trade_time=_ts_ns(msg["T"]),
+            trade_id=tid,
+            price=fixed_point.parse(msg["p"]),
+            quantity=fixed_point.parse(msg["q"]),
+            is_buyer_maker=bool(msg["m"]),
+        )
+    elif kind == "aggTrade":
+        sink.add(
+            "agg_trades",
+            **origin,
+            event_time=_ts_ns(msg["E"]),
+            trade_time=_ts_ns(msg["T"]),
+            agg_trade_id=int(msg["a"]),
+            first_trade_id=int(msg["f"]),
+            last_trade_id=int(msg["l"]),
+            price=fixed_point.parse(msg["p"]),
+            quantity=fixed_point.parse(msg["q"]),
+            is_buyer_maker=bool(msg["m"]),
+        )
+    elif kind == "bookTicker":
+        sink.add(
+            "book_ticker",
+            **origin,
+            update_id=int(msg["u"]),
+            bid_price=fixed_point.parse(msg["b"]),
+            bid_qty=fixed_point.parse(msg["B"]),
+            ask_price=fixed_point.parse(msg["a"]),
+            ask_qty=fixed_point.parse(msg["A"]),
+        )
+    return None
+
+
+def _depth_rows(sink: _Sink, origin: dict, msg: dict, in_day: bool) -> None:
+    if not in_day:
+        return
+    head = {
+        **origin,
+        "event_time": _ts_ns(msg["E"]),
+        "first_update_id": int(msg["U"]),
+        "final_update_id": int(msg["u"]),
+        "prev_final_update_id": int(msg["pu"]) if "pu" in msg else None,
+    }
+    n = 0
+    for is_bid, key in ((True, "b"), (False, "a")):
+        for p, q in msg[key]:
+            sink.add(
+                "depth", **head, side_is_bid=is_bid, price=fixed_point.parse(p), size=fixed_point.parse(q)
+            )
+            n += 1
+    if n == 0:
+        sink.add("depth", **head, side_is_bid=None, price=None, size=None)
