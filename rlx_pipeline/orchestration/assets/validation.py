@@ -1,25 +1,91 @@
-"""Validation report and the blocking checks that gate reconstruction."""
+"""Validation: the day's lake data against its golden samples (``rlx_pipeline.validation``).
+
+validation_report   reports/validation/dt=/symbol=/ report.json, report.md, ecdf.png, tail.png, verdict.json
+checks (blocking)   validation_ks, validation_tail, validation_gaps, validation_origin_time
+                    a failure stops unified_stream in this run; verdict.json stops it in later runs
+"""
+
+import base64
+import json
 
 import dagster as dg
 
-from rlx_pipeline.orchestration.partitions import PARTITIONS
+from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
+from rlx_pipeline.validation.day import validate_day
+from rlx_pipeline.validation.report import to_markdown, write_report
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     group_name="validation",
     deps=["lake_trades", "lake_book", "lake_book_delta", "golden_samples"],
-    kinds={"parquet"},
+    kinds={"polars", "scipy"},
+    owners=["team:market-data"],
 )
 def validation_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
-    raise NotImplementedError("validation_report is not implemented yet (issue 6)")
+    """K-S (gated on D), power-law tail |delta alpha|, sequence gaps and origin_time of the lake day against the
+    golden samples of the same minutes; writes the verdict that gates reconstruction."""
+    date, symbol = date_symbol(context)
+    v = validate_day(rlx.layout, date, symbol, rlx.thresholds)
+    paths = write_report(rlx.layout, v)
+    images = {
+        name: "data:image/png;base64," + base64.b64encode(paths[name].read_bytes()).decode()
+        for name in ("ecdf", "tail")
+        if name in paths
+    }
+    status = "passed" if v.passed else f"FAILED: {', '.join(v.failed)}"
+    (context.log.info if v.passed else context.log.warning)(f"validation {date}|{symbol} {status}")
+    return dg.MaterializeResult(
+        metadata={
+            "verdict": dg.MetadataValue.text(status),
+            "golden_window": dg.MetadataValue.text(str(v.window_ns) if v.window_ns else "no golden samples"),
+            "report": dg.MetadataValue.md(to_markdown(v, images)),
+            "report_path": dg.MetadataValue.path(str(paths["md"])),
+            **{f"ks_d/{k.metric}": dg.MetadataValue.float(round(k.d, 6)) for k in v.ks},
+        }
+    )
 
 
-@dg.asset_check(asset=validation_report, blocking=True, partitions_def=PARTITIONS)
-def validation_report_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    raise NotImplementedError("the checks of validation_report are not implemented yet (issue 6)")
+def _check(name: str, doc: str):
+    @dg.asset_check(
+        asset=validation_report,
+        name=f"validation_{name}",
+        blocking=True,
+        partitions_def=PARTITIONS,
+        description=doc,
+    )
+    def _fn(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
+        date, symbol = date_symbol(context)
+        path = rlx.layout.report_dir("validation", date, symbol) / "report.json"
+        if not path.is_file():
+            return dg.AssetCheckResult(passed=False, description=f"no report at {path}")
+        c = next(c for c in json.loads(path.read_text())["checks"] if c["name"] == name)
+        return dg.AssetCheckResult(
+            passed=bool(c["passed"]),
+            description=c["detail"],
+            metadata={
+                "checked": dg.MetadataValue.bool(c["checked"]),
+                "value": dg.MetadataValue.float(float(c["value"]))
+                if c["value"] is not None
+                else dg.MetadataValue.text("-"),
+                "threshold": dg.MetadataValue.float(float(c["threshold"])),
+                "n": dg.MetadataValue.int(int(c["n"])),
+            },
+        )
+
+    return _fn
 
 
+checks = [
+    _check(
+        "ks",
+        "Max two-sample K-S D over trade size, inter-arrival, 1 s returns, levels/message <= RLX_KS_D_MAX.",
+    ),
+    _check("tail", "|alpha lake - alpha golden| of the trade-size power-law tail <= RLX_ALPHA_DIFF_MAX."),
+    _check("gaps", "Share of golden depth messages and trade ids missing from the lake <= RLX_GAP_RATE_MAX."),
+    _check(
+        "origin_time", "Share of null/zero/out-of-day/backwards origin times <= RLX_ORIGIN_TIME_INVALID_MAX."
+    ),
+]
 assets = [validation_report]
-checks = [validation_report_ok]
