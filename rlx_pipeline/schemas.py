@@ -125,7 +125,7 @@ SOURCE_RANK = {EVENT_SNAPSHOT: 0, EVENT_BOOK_DELTA: 1, EVENT_TRADE: 2}
 
 
 def unified_schema(top_n: int = 10) -> pa.Schema:
-    """One row per event, in (origin_time, sequence_number, event_type, row order) order.
+    """One row per event, in (origin_time, event_type, sequence number (trades: trade id), row order) order.
 
     Book columns hold the top-N book after the event; for a delta message spanning several rows, every row
     carries the book after that row, and ``is_last_in_message`` marks the row whose book is the book after
@@ -142,6 +142,10 @@ def unified_schema(top_n: int = 10) -> pa.Schema:
             ("price", pa.int64()),
             ("size", pa.int64()),  # delta: new absolute size; trade: quantity
             ("trade_id", pa.int64()),
+            # The book is complete (every level the exchange had) between the best price and these bounds:
+            # levels beyond them were never in a snapshot and are only known where a delta touched them.
+            ("bid_known_min_price", pa.int64()),
+            ("ask_known_max_price", pa.int64()),
         ]
         + _book_level_fields(top_n)
     )

@@ -1,24 +1,118 @@
-"""Unified stream: the reconstructed book merged with trades."""
+"""Reconstruction: the unified stream of a day (``rlx_pipeline.book``), behind the validation gate.
+
+unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/data.parquet (top-N book per event)
+unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots, unseeded share
+"""
+
+import json
 
 import dagster as dg
 
-from rlx_pipeline.orchestration.partitions import PARTITIONS
+from rlx_pipeline import gate, storage
+from rlx_pipeline.book import build_unified
+from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
+
+
+class ReconstructionConfig(dg.Config):
+    override_validation_gate: bool = False
+    """Reconstruct although the partition's validation verdict failed or is missing (logged, recorded)."""
+
+
+def _stats_path(rlx: RlxSettings, date: str, symbol: str):
+    return rlx.layout.report_dir("reconstruction", date, symbol) / "stats.json"
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     group_name="reconstruction",
     deps=["lake_trades", "lake_book", "lake_book_delta", "validation_report"],
-    kinds={"parquet"},
+    kinds={"numba", "parquet"},
+    owners=["team:market-data"],
 )
-def unified_stream(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
-    raise NotImplementedError("unified_stream is not implemented yet (issue 7)")
+def unified_stream(
+    context: dg.AssetExecutionContext, config: ReconstructionConfig, rlx: RlxSettings
+) -> dg.MaterializeResult:
+    """Every Crypto Lake event of the day in chronological order with the top-N book after it: the book seeded
+    from the first `book` snapshot and replayed through book_delta_v2, merged with trades. Refuses a partition
+    whose validation verdict failed, in this run or any later one, unless overridden."""
+    date, symbol = date_symbol(context)
+    layout = rlx.layout
+    verdict = gate.require_passed(layout, date, symbol, override=config.override_validation_gate)
+    overridden = verdict is None or not verdict.passed
+    if overridden:
+        context.log.warning(f"validation gate OVERRIDDEN for {date}|{symbol}: {verdict}")
+    paths = {t: layout.staged(t, date, symbol) for t in ("trades", "book", "book_delta")}
+    res = build_unified(
+        paths,
+        date,
+        layout.unified(date, symbol),
+        top_n=rlx.top_n,
+        tolerance_s=int(rlx.origin_time_tolerance_s),
+        progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
+    )
+    summary = {
+        "rows": res.rows,
+        "by_type": res.by_type,
+        "stats": res.stats,
+        "self_consistency": res.self_consistency,
+        "unseeded_share": res.unseeded_share,
+        "seconds": res.seconds,
+        "gate_overridden": overridden,
+    }
+    storage.write_json(_stats_path(rlx, date, symbol), summary)
+    rate = res.input_rows / res.seconds if res.seconds else 0.0
+    context.log.info(
+        f"unified {symbol} {date}: {res.rows:,} rows in {res.seconds:.1f} s ({rate:,.0f} rows/s)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(res.rows),
+            "events": dg.MetadataValue.json(res.by_type),
+            "engine": dg.MetadataValue.json(res.stats),
+            "self_consistency": dg.MetadataValue.float(
+                res.self_consistency if res.self_consistency is not None else -1.0
+            ),
+            "rows_per_s": dg.MetadataValue.float(round(rate, 1)),
+            "top_n": dg.MetadataValue.int(rlx.top_n),
+            "gate_overridden": dg.MetadataValue.bool(overridden),
+            "path": dg.MetadataValue.path(str(layout.unified(date, symbol))),
+        }
+    )
 
 
 @dg.asset_check(asset=unified_stream, blocking=True, partitions_def=PARTITIONS)
 def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    raise NotImplementedError("the checks of unified_stream are not implemented yet (issue 7)")
+    """The reconstructed top 20 equals Crypto Lake's own `book` rows wherever the book is known
+    (>= RLX_SELF_CONSISTENCY_MIN), and the share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX."""
+    date, symbol = date_symbol(context)
+    path = _stats_path(rlx, date, symbol)
+    if not path.is_file():
+        return dg.AssetCheckResult(passed=False, description=f"no {path}: materialize unified_stream first")
+    s = json.loads(path.read_text())
+    th = rlx.thresholds
+    sc = s["self_consistency"]
+    problems = []
+    if sc is not None and sc < th.self_consistency_min:
+        problems.append(f"self-consistency {sc:.4%} < {th.self_consistency_min:.3%}")
+    if s["unseeded_share"] > th.unseeded_delta_max:
+        problems.append(f"unseeded deltas {s['unseeded_share']:.3%} > {th.unseeded_delta_max:.3%}")
+    if s["stats"]["seeds"] == 0:
+        problems.append("no book snapshot seeded the day")
+    checked = s["stats"]["snapshot_match"] + s["stats"]["snapshot_mismatch"]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description="; ".join(problems)
+        or (f"{checked} later snapshots all matched" if sc == 1.0 else f"self-consistency {sc}"),
+        metadata={
+            "self_consistency": dg.MetadataValue.float(sc if sc is not None else -1.0),
+            "threshold": dg.MetadataValue.float(th.self_consistency_min),
+            "snapshots_compared": dg.MetadataValue.int(checked),
+            "snapshot_mismatches": dg.MetadataValue.int(s["stats"]["snapshot_mismatch"]),
+            "unseeded_share": dg.MetadataValue.float(s["unseeded_share"]),
+            "crossed_messages": dg.MetadataValue.int(s["stats"]["crossed"]),
+        },
+    )
 
 
 assets = [unified_stream]

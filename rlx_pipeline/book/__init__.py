@@ -1,0 +1,11 @@
+"""The order book engine and the unified stream (pure: no Dagster).
+
+from rlx_pipeline.book import build_unified, read_unified
+lf = read_unified(data_dir, "BTC-USDT", "2024-08-09", "2024-08-10")   # polars LazyFrame over the days
+"""
+
+from rlx_pipeline.book.engine import Book
+from rlx_pipeline.book.read import iter_batches, read_unified
+from rlx_pipeline.book.unified import UnifiedResult, build_unified
+
+__all__ = ["Book", "UnifiedResult", "build_unified", "iter_batches", "read_unified"]

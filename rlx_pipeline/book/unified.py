@@ -1,0 +1,237 @@
+"""The unified stream of a day: Crypto Lake snapshots, deltas and trades merged and replayed through the book.
+
+Order (deterministic, documented in README): ``origin_time``, then event type (snapshot 0, delta 1, trade 2),
+then sequence number (trades: trade id), then the row's position in its source file.
+
+Rules (``rlx_pipeline.book.engine`` implements them):
+
+- the first ``book`` snapshot seeds the book; deltas before it cannot be applied (counted as ``unseeded``, not
+  emitted); deltas at or before its sequence number are already in it (``stale``, not emitted);
+- every later snapshot is compared with the reconstructed top 20 once all deltas of its sequence number are
+  applied (``snapshot_match`` / ``snapshot_mismatch``); on a mismatch the book is resynced to it (its price range
+  is replaced, deeper levels kept);
+- a book crossed at the end of a message is resolved by removing the crossing levels of the side that was not
+  updated last (``crossed`` counts the messages);
+- trades do not change the book (the exchange's deltas carry their effect); they carry the book at their time.
+
+Memory: the day is processed in time chunks (one hour by default) with the book carried between them, and written
+in row groups, so peak memory follows the busiest hour, not the day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from rlx_pipeline import schemas
+from rlx_pipeline.book import engine
+from rlx_pipeline.storage import ParquetBatchWriter
+
+NS = 1_000_000_000
+LEVELS = schemas.BOOK_LEVELS
+
+
+@dataclass
+class UnifiedResult:
+    path: Path
+    rows: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    input_rows: int = 0
+
+    @property
+    def self_consistency(self) -> float | None:
+        n = self.stats.get("snapshot_match", 0) + self.stats.get("snapshot_mismatch", 0)
+        return self.stats.get("snapshot_match", 0) / n if n else None
+
+    @property
+    def unseeded_share(self) -> float:
+        deltas = self.stats.get("applied", 0) + self.stats.get("unseeded", 0) + self.stats.get("stale", 0)
+        return self.stats.get("unseeded", 0) / deltas if deltas else 0.0
+
+
+_STAT_NAMES = [
+    "applied",
+    "unseeded",
+    "stale",
+    "crossed",
+    "evicted",
+    "snapshot_match",
+    "snapshot_mismatch",
+    "seeds",
+]
+
+
+def _scan(path: Path, lo: int, hi: int) -> pl.LazyFrame:
+    t = pl.col("origin_time").cast(pl.Int64)
+    return pl.scan_parquet(path).filter((t >= lo) & (t < hi))
+
+
+def _chunk_events(paths: dict[str, Path], lo: int, hi: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Events of [lo, hi) in unified order, plus the chunk's snapshot level arrays."""
+    book = _scan(paths["book"], lo, hi).collect()
+    snap_cols = [f"bid_{i}_price" for i in range(LEVELS)] + [f"ask_{i}_price" for i in range(LEVELS)]
+    size_cols = [c.replace("_price", "_size") for c in snap_cols]
+    snap_p = book.select(snap_cols).fill_null(0).to_numpy().astype(np.int64).reshape(len(book), 2 * LEVELS)
+    snap_s = book.select(size_cols).fill_null(0).to_numpy().astype(np.int64).reshape(len(book), 2 * LEVELS)
+    common = ["t", "r", "ev", "seq", "is_bid", "price", "size", "trade_id", "snap", "row"]
+    snaps = book.select(
+        pl.col("origin_time").cast(pl.Int64).alias("t"),
+        pl.col("received_time").cast(pl.Int64).alias("r"),
+        pl.lit(engine.SNAPSHOT, pl.Int8).alias("ev"),
+        pl.col("sequence_number").alias("seq"),
+        pl.lit(None, pl.Boolean).alias("is_bid"),
+        pl.lit(None, pl.Int64).alias("price"),
+        pl.lit(None, pl.Int64).alias("size"),
+        pl.lit(None, pl.Int64).alias("trade_id"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("snap"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+    )
+    deltas = (
+        _scan(paths["book_delta"], lo, hi)
+        .select(
+            pl.col("origin_time").cast(pl.Int64).alias("t"),
+            pl.col("received_time").cast(pl.Int64).alias("r"),
+            pl.lit(engine.DELTA, pl.Int8).alias("ev"),
+            pl.col("sequence_number").alias("seq"),
+            pl.col("side_is_bid").alias("is_bid"),
+            "price",
+            "size",
+            pl.lit(None, pl.Int64).alias("trade_id"),
+            pl.lit(-1, pl.Int64).alias("snap"),
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        )
+        .collect()
+    )
+    trades = (
+        _scan(paths["trades"], lo, hi)
+        .select(
+            pl.col("origin_time").cast(pl.Int64).alias("t"),
+            pl.col("received_time").cast(pl.Int64).alias("r"),
+            pl.lit(engine.TRADE, pl.Int8).alias("ev"),
+            pl.col("trade_id").alias("seq"),  # sort key only; the output carries the last applied u
+            (pl.col("side") == "buy").alias("is_bid"),
+            "price",
+            pl.col("quantity").alias("size"),
+            "trade_id",
+            pl.lit(-1, pl.Int64).alias("snap"),
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        )
+        .collect()
+    )
+    events = pl.concat([snaps.select(common), deltas.select(common), trades.select(common)], how="vertical")
+    return events.sort(["t", "ev", "seq", "row"], maintain_order=True), snap_p, snap_s
+
+
+def _day_ns(date: str) -> tuple[int, int]:
+    start = int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp()) * NS
+    return start, start + 86_400 * NS
+
+
+def _output(events: pl.DataFrame, res: dict[str, np.ndarray], top_n: int, schema: pa.Schema) -> pa.Table:
+    keep = res["keep"]
+    ev = events["ev"].to_numpy()
+    seq = events["seq"].to_numpy()
+    nxt_same = np.zeros(len(ev), dtype=bool)
+    if len(ev) > 1:
+        nxt_same[:-1] = (ev[1:] == engine.DELTA) & (ev[:-1] == engine.DELTA) & (seq[1:] == seq[:-1])
+    is_last = ~nxt_same
+    cols: dict[str, pa.Array] = {
+        "origin_time": pa.array(events["t"].to_numpy()[keep], type=pa.int64()).cast(schemas.TS),
+        "received_time": pa.array(events["r"].to_numpy()[keep], type=pa.int64()).cast(schemas.TS),
+        "event_type": pa.array(ev[keep], type=pa.int8()),
+        "sequence_number": pa.array(res["seq"][keep], type=pa.int64()),
+        "is_last_in_message": pa.array(is_last[keep]),
+        "side_is_bid": events["is_bid"].to_arrow().filter(pa.array(keep)),
+        "price": events["price"].to_arrow().filter(pa.array(keep)),
+        "size": events["size"].to_arrow().filter(pa.array(keep)),
+        "trade_id": events["trade_id"].to_arrow().filter(pa.array(keep)),
+    }
+    out_p, out_s = res["p"][keep], res["s"][keep]
+    invalid = ~res["valid"][keep]
+    known = res["known"][keep]
+    cols["bid_known_min_price"] = pa.array(known[:, 0], type=pa.int64(), mask=invalid)
+    cols["ask_known_max_price"] = pa.array(known[:, 1], type=pa.int64(), mask=invalid)
+    for i in range(top_n):
+        for side, off in (("bid", 0), ("ask", top_n)):
+            p = out_p[:, off + i]
+            mask = invalid | (p == 0)
+            cols[f"{side}_{i}_price"] = pa.array(p, type=pa.int64(), mask=mask)
+            cols[f"{side}_{i}_size"] = pa.array(out_s[:, off + i], type=pa.int64(), mask=mask)
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+
+
+def build_unified(
+    paths: dict[str, Path],
+    date: str,
+    dest: str | Path,
+    *,
+    top_n: int = 10,
+    chunk_s: int = 3600,
+    tolerance_s: int = 60,
+    progress: Callable[[str], None] | None = None,
+) -> UnifiedResult:
+    """``paths`` maps ``trades``, ``book``, ``book_delta`` to staged parquet files; writes ``dest`` atomically."""
+    t0 = time.perf_counter()
+    day_lo, day_hi = _day_ns(date)
+    lo_all, hi_all = day_lo - tolerance_s * NS, day_hi + tolerance_s * NS
+    schema = schemas.unified_schema(top_n)
+    state_p, state_s, state, stats = engine.new_state()
+    result = UnifiedResult(Path(dest))
+    by_type = np.zeros(3, dtype=np.int64)
+    with ParquetBatchWriter(dest, schema) as writer:
+        edges = list(range(lo_all, hi_all, chunk_s * NS)) + [hi_all]
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            events, snap_p, snap_s = _chunk_events(paths, a, b)
+            n = len(events)
+            if n == 0:
+                continue
+            result.input_rows += n
+            res = {
+                "p": np.zeros((n, 2 * top_n), dtype=np.int64),
+                "s": np.zeros((n, 2 * top_n), dtype=np.int64),
+                "seq": np.zeros(n, dtype=np.int64),
+                "keep": np.zeros(n, dtype=bool),
+                "valid": np.zeros(n, dtype=bool),
+                "known": np.zeros((n, 2), dtype=np.int64),
+            }
+            engine.replay(
+                events["ev"].to_numpy(),
+                events["seq"].to_numpy(),
+                events["is_bid"].fill_null(False).to_numpy(),
+                events["price"].fill_null(0).to_numpy(),
+                events["size"].fill_null(0).to_numpy(),
+                events["snap"].to_numpy(),
+                snap_p,
+                snap_s,
+                state_p,
+                state_s,
+                state,
+                stats,
+                top_n,
+                res["p"],
+                res["s"],
+                res["seq"],
+                res["keep"],
+                res["valid"],
+                res["known"],
+            )
+            engine.finish(snap_p, snap_s, state_p, state_s, state, stats)
+            table = _output(events, res, top_n, schema)
+            writer.write(table)
+            by_type += np.bincount(table.column("event_type").to_numpy(), minlength=3)[:3]
+            if progress:
+                progress(f"{dt.datetime.fromtimestamp(b / NS, dt.UTC):%H:%M} {writer.rows:,} rows")
+        result.rows = writer.rows
+    result.by_type = {"snapshot": int(by_type[0]), "delta": int(by_type[1]), "trade": int(by_type[2])}
+    result.stats = {name: int(stats[i]) for i, name in enumerate(_STAT_NAMES)}
+    result.seconds = time.perf_counter() - t0
+    return result
