@@ -74,8 +74,8 @@ def _prepare(data_dir: Path, date: str, symbols: list[str], minutes: float, seed
 
 def _live_capture_available() -> bool:
     try:
-        import rlx_pipeline.capture.demo  # noqa: F401
-    except ModuleNotFoundError:
+        from rlx_pipeline.capture.demo import capture_live  # noqa: F401
+    except ImportError:
         return False
     return True
 
