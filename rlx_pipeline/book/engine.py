@@ -102,16 +102,23 @@ def _write_top(out_p, out_s, row, bp, bs, nb, ap, as_, na, top_n):
 
 @njit(cache=True)
 def _side_matches(snap_p, snap_s, k, off, levels, prices, sizes, n, boundary, descending):
-    """One side of snapshot ``k`` against the book, over the range the book knows completely
-    (bids: prices >= boundary; asks: prices <= boundary). Snapshot levels beyond it are unknowable, not wrong."""
+    """One side of snapshot ``k`` against the book. Every level the book has must be in the snapshot with the same
+    size; a snapshot level the book lacks is wrong inside the range the book knows completely (bids: prices >=
+    boundary; asks: prices <= boundary) and unknowable beyond it (never in a snapshot, never touched by a delta)."""
+    j = 0  # book index
     for i in range(levels):
         p, s = snap_p[k, off + i], snap_s[k, off + i]
         if p == 0:
             break
-        if not ((p >= boundary) if descending else (p <= boundary)):
-            return True  # beyond the known range: unknowable from here on
-        if i >= n or prices[i] != p or sizes[i] != s:
-            return False  # a missing, extra (better) or different level
+        if j < n and ((prices[j] > p) if descending else (prices[j] < p)):
+            return False  # the book has a level the exchange did not
+        if j < n and prices[j] == p:
+            if sizes[j] != s:
+                return False
+            j += 1
+        elif (p >= boundary) if descending else (p <= boundary):
+            return False  # missing inside the range the book knows completely
+        # else: a level the lake data never showed (unknowable): skipped
     return True
 
 

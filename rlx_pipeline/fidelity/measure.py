@@ -169,10 +169,27 @@ def _golden_book_states(layout: DataLayout, date: str, symbol: str, wanted: set[
             )
 
 
-def _restrict(levels: list[tuple[int, int]], bound: int | None, is_bid: bool) -> list[tuple[int, int]]:
-    if bound is None:
-        return []
-    return [x for x in levels if (x[0] >= bound if is_bid else x[0] <= bound)]
+def compare_side(
+    golden: list[tuple[int, int]], recon: list[tuple[int, int]], bound: int | None, is_bid: bool
+) -> tuple[bool, int]:
+    """(exact, unknowable levels) for the golden top levels against the reconstruction's (best first).
+
+    A reconstructed level Binance did not have, or with another size, is wrong. A golden level the reconstruction
+    lacks is wrong inside the range the reconstruction knows completely (``bound``) and unknowable beyond it.
+    """
+    j, unknowable = 0, 0
+    for p, q in golden:
+        if j < len(recon) and (recon[j][0] > p if is_bid else recon[j][0] < p):
+            return False, unknowable
+        if j < len(recon) and recon[j][0] == p:
+            if recon[j][1] != q:
+                return False, unknowable
+            j += 1
+        elif bound is not None and (p >= bound if is_bid else p <= bound):
+            return False, unknowable
+        else:
+            unknowable += 1
+    return True, unknowable
 
 
 def measure(layout: DataLayout, date: str, symbol: str, top_n: int) -> Fidelity:
@@ -312,11 +329,13 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int) -> Fidelity:
         kb, ka = r["bid_known_min_price"], r["ask_known_max_price"]
         golden_tops[u] = (gb[:1], ga[:1])
         for depth, ratio in ((1, f.top1), (5, f.top5), (top_n, f.topn)):
-            gkb, gka = _restrict(gb[:depth], kb, True), _restrict(ga[:depth], ka, False)
-            ok = rb[: len(gkb)] == gkb and ra[: len(gka)] == gka
+            ok_b, unk_b = compare_side(gb[:depth], rb, kb, True)
+            ok_a, unk_a = compare_side(ga[:depth], ra, ka, False)
+            ok = ok_b and ok_a
             ratio.total += 1
             ratio.matched += ok
             if depth == top_n:
+                f.unknowable_levels += unk_b + unk_a
                 minute = (event_ns // 60_000_000_000) % 1440
                 tl = timeline.setdefault(minute, [0, 0])
                 tl[0] += 1
@@ -336,9 +355,6 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int) -> Fidelity:
         raw_ok = rb == gb[: len(rb)] and ra == ga[: len(ra)] and len(rb) == len(gb) and len(ra) == len(ga)
         f.topn_raw.total += 1
         f.topn_raw.matched += raw_ok
-        f.unknowable_levels += (len(gb) - len(_restrict(gb, kb, True))) + (
-            len(ga) - len(_restrict(ga, ka, False))
-        )
     f.timeline = sorted((k, v[0], v[1]) for k, v in timeline.items())
 
     # --- bookTicker -------------------------------------------------------------------------------------

@@ -232,11 +232,13 @@ def lake_tables(m: Market) -> dict[str, pa.Table]:
     return tables
 
 
-def write_lake(m: Market, lake_root: str | Path, exchange: str = "BINANCE") -> dict[str, Path]:
-    """Write the lake rendering under ``lake_root`` in Crypto Lake's key layout (one day per file)."""
+def write_lake(
+    m: Market, lake_root: str | Path, exchange: str = "BINANCE", tables: dict[str, pa.Table] | None = None
+) -> dict[str, Path]:
+    """Write the lake rendering (or ``tables``, e.g. with faults) under ``lake_root`` in Crypto Lake's layout."""
     out: dict[str, Path] = {}
     date = _date(m.config.start_ns)
-    for table, data in lake_tables(m).items():
+    for table, data in (tables if tables is not None else lake_tables(m)).items():
         path = Path(lake_root) / lake_key(table, exchange, m.config.symbol, date)
         write_table(path, data)
         out[table] = path

@@ -133,6 +133,12 @@ def write_report(layout: DataLayout, v: DayValidation) -> dict[str, Path]:
     paths["md"] = storage.write_text(out_dir / "report.md", to_markdown(v, images))
     paths["verdict"] = gate.write_verdict(
         layout,
-        gate.Verdict(v.date, v.symbol, v.passed, v.failed, {c.name: c.value for c in v.checks if c.checked}),
+        gate.Verdict(
+            v.date,
+            v.symbol,
+            v.passed,
+            [f"validation_{name}" for name in v.failed],  # the Dagster check names
+            {c.name: c.value for c in v.checks if c.checked},
+        ),
     )
     return paths

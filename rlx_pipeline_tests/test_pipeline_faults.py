@@ -1,0 +1,188 @@
+"""The whole graph through Dagster on simulated days: a clean day passes everything at 100% fidelity, and each
+injected fault fails exactly the check meant for it, with reconstruction blocked in the same and later runs."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from rlx_pipeline.orchestration.assets import acquisition, fidelity, golden, reconstruction, validation
+from rlx_pipeline.orchestration.resources import build_resources
+from rlx_pipeline.simulator import SimConfig, faults, simulate
+from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
+
+_STAGES = (acquisition, golden, validation, reconstruction, fidelity)
+ASSETS = [a for m in _STAGES for a in m.assets]
+ALL = ASSETS + [c for m in _STAGES for c in m.checks]
+OVERRIDE = {"ops": {"unified_stream": {"config": {"override_validation_gate": True}}}}
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return simulate(SimConfig(symbol=SYMBOL, start=f"{DATE}T00:00:00Z", duration_s=90, seed=21))
+
+
+def _run(settings, selection=None, run_config=None, checks=True):
+    return dg.materialize(
+        ALL if checks else ASSETS,
+        selection=selection,
+        partition_key=PARTITION_KEY,
+        resources=build_resources(settings),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        run_config=run_config,
+    )
+
+
+def _prepare(truth, layout, tables=None, capture_lines=None):
+    truth.write_lake(layout.lake_root, tables=tables)
+    path = layout.capture_dir / "imported" / "sim.jsonl.zst"
+    if capture_lines is None:
+        truth.write_capture(path)
+    else:
+        from rlx_pipeline.capture.format import write_capture
+
+        write_capture(path, capture_lines)
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _skipped(result) -> set[str]:
+    """Assets whose step never started: blocked by a failed upstream step or check."""
+    started = {e.step_key for e in result.all_events if e.is_step_start}
+    return {"golden_samples", "validation_report", "unified_stream", "fidelity_report"} - started
+
+
+def _fidelity(layout) -> dict:
+    return json.loads((layout.report_dir("fidelity", DATE, SYMBOL) / "report.json").read_text())
+
+
+def test_clean_day_passes_everything_at_full_fidelity(truth, settings, layout):
+    _prepare(truth, layout)
+    result = _run(settings)
+    assert result.success
+    checks = _checks(result)
+    assert all(checks.values()), checks
+    assert len(checks) == 11
+    report = _fidelity(layout)
+    assert report["score"] == 1.0
+    assert report["trade_id_kind"] == "trade ids"
+    comps = report["components"]
+    assert comps["trades_golden_in_recon"]["total"] == len(truth.market.trades)
+    assert comps["book_topN"]["total"] == len(truth.market.depth)
+
+
+def test_shifted_trade_sizes_fail_ks_and_block_reconstruction(truth, settings, layout):
+    _prepare(truth, layout, tables=faults.shift_trade_sizes(truth.lake_tables(), 1.6))
+    result = _run(settings)
+    checks = _checks(result)
+    assert checks["validation_ks"] is False
+    # a power-law exponent is scale-free: multiplying every size keeps alpha, so the tail check passes
+    assert checks["validation_tail"] and checks["validation_gaps"] and checks["validation_origin_time"]
+    assert "unified_stream" in _skipped(result)
+    assert not (layout.unified(DATE, SYMBOL)).exists()
+
+    # a later run of reconstruction alone is refused by the persisted verdict ...
+    later = _run(settings, selection=["unified_stream"])
+    assert not later.success
+    failure = next(e for e in later.all_events if e.is_step_failure)
+    err = failure.step_failure_data.error
+    text = err.message + "".join(err.stack) + (err.cause.message if err.cause else "")
+    assert err.cls_name == "GateClosed" or "GateClosed" in text
+    assert "validation failed" in text and "validation_ks" in text
+    # ... unless a person overrides it, which is recorded
+    forced = _run(settings, selection=["unified_stream"], run_config=OVERRIDE)
+    assert forced.success
+    mat = forced.get_asset_materialization_events()[0].materialization
+    assert mat.metadata["gate_overridden"].value is True
+
+
+def test_dropped_delta_messages_fail_gaps_exactly(truth, settings, layout):
+    tables, gone = faults.drop_delta_messages(truth.lake_tables(), 3, seed=1)
+    _prepare(truth, layout, tables=tables)
+    result = _run(settings)
+    checks = _checks(result)
+    assert checks["validation_gaps"] is False
+    assert checks["validation_ks"] and checks["validation_tail"] and checks["validation_origin_time"]
+    report = json.loads((layout.report_dir("validation", DATE, SYMBOL) / "report.json").read_text())
+    assert report["gaps"]["lake_missing_messages"] == 3
+    assert report["gaps"]["first_missing_update_ids"] == gone
+    assert "unified_stream" in _skipped(result)
+
+
+def test_zero_origin_times_fail_origin_time(truth, settings, layout):
+    _prepare(truth, layout, tables=faults.zero_origin_times(truth.lake_tables(), 10))
+    checks = _checks(_run(settings))
+    # the acquisition check catches it first (blocking), so validation never runs on it
+    assert checks["lake_trades_ok"] is False
+    assert "validation_origin_time" not in checks
+
+
+def test_a_missing_trade_lowers_only_the_trade_component_by_one(truth, settings, layout):
+    tables, gone = faults.drop_trades(truth.lake_tables(), 1, seed=2)
+    _prepare(truth, layout, tables=tables)
+    # the lake check (trade id gaps) and validation both catch it; run past them to measure fidelity
+    assert _checks(_run(settings))["lake_trades_ok"] is False
+    _run(settings, run_config=OVERRIDE, checks=False)
+    validation = json.loads((layout.report_dir("validation", DATE, SYMBOL) / "report.json").read_text())
+    assert validation["gaps"]["trade_ids_missing"] == 1
+    comps = _fidelity(layout)["components"]
+    n = len(truth.market.trades)
+    assert comps["trades_golden_in_recon"] == {"matched": n - 1, "total": n, "value": (n - 1) / n}
+    assert comps["trades_recon_in_golden"]["value"] == 1.0
+    assert comps["book_topN"]["value"] == 1.0 and comps["book_ticker"]["value"] == 1.0
+
+
+def _best_bid_row(truth, tables) -> int:
+    """A delta row that sets the best bid of its message (so top 1 must show the fault)."""
+    deltas = tables["book_delta_v2"]
+    seq, price = deltas["sequence_number"].to_numpy(), deltas["price"].to_numpy()
+    bid, size = deltas["side_is_bid"].to_numpy(), deltas["size"].to_numpy()
+    tick = truth.market.tick / 1e8
+    for i, (u, _, bids, _) in enumerate(truth.iter_books()):  # live dicts: use them as they go
+        if i < 50:
+            continue
+        best = max(bids) * tick
+        hit = np.flatnonzero((seq == u) & bid & (size > 0) & np.isclose(price, best, rtol=0, atol=tick / 4))
+        if len(hit):
+            return int(hit[0])
+    raise AssertionError("no message sets its best bid")
+
+
+def test_an_altered_delta_size_lowers_the_book_components(truth, settings, layout):
+    tables = truth.lake_tables()
+    tables, _ = faults.alter_delta_size(tables, factor=3.0, rows=[_best_bid_row(truth, tables)])
+    _prepare(truth, layout, tables=tables)
+    _run(settings, run_config=OVERRIDE, checks=False)
+    comps = _fidelity(layout)["components"]
+    assert comps["trades_golden_in_recon"]["value"] == 1.0
+    assert comps["book_top1"]["value"] < 1.0
+    assert comps["book_topN"]["matched"] <= comps["book_top1"]["matched"]
+
+
+def test_a_silent_gap_in_the_capture_fails_golden_integrity(truth, settings, layout):
+    lines, _ = faults.drop_depth_frames(list(truth.capture_lines()), 1, seed=3)
+    _prepare(truth, layout, capture_lines=lines)
+    result = _run(settings)
+    checks = _checks(result)
+    assert checks["golden_integrity"] is False
+    assert "validation_report" in _skipped(result)
+
+
+def test_a_day_without_golden_samples_runs_lake_only_and_says_so(truth, settings, layout):
+    truth.write_lake(layout.lake_root)
+    result = _run(settings)
+    checks = _checks(result)
+    assert checks["golden_coverage"] is False  # a warning: it does not block
+    assert checks["validation_gaps"] and checks["validation_origin_time"]
+    report = json.loads((layout.report_dir("validation", DATE, SYMBOL) / "report.json").read_text())
+    ks = next(c for c in report["checks"] if c["name"] == "ks")
+    assert ks["checked"] is False and "no golden samples" in ks["detail"]
+    assert layout.unified(DATE, SYMBOL).exists()
+    assert checks["fidelity_ok"] is False
+    assert _fidelity(layout)["measurable"] is False
