@@ -52,7 +52,10 @@ def alter_delta_size(
         rows = np.sort(_rng(seed).choice(np.flatnonzero(size > 0), n, replace=False))
     rows = np.asarray(rows, dtype=np.int64)
     size[rows] *= factor
-    return {**tables, "book_delta_v2": deltas.set_column(deltas.schema.get_field_index("size"), "size", pa.array(size))}, rows.tolist()
+    return {
+        **tables,
+        "book_delta_v2": deltas.set_column(deltas.schema.get_field_index("size"), "size", pa.array(size)),
+    }, rows.tolist()
 
 
 def shift_trade_sizes(tables: Tables, factor: float = 1.5) -> Tables:
@@ -65,7 +68,10 @@ def drop_trades(tables: Tables, n: int, seed: int = 0) -> tuple[Tables, list[int
     trades = tables["trades"]
     ids = trades["id"].to_numpy()
     gone = np.sort(_rng(seed).choice(ids[1:-1], n, replace=False))
-    return {**tables, "trades": trades.filter(pc.invert(pc.is_in(trades["id"], pa.array(gone))))}, gone.tolist()
+    return {
+        **tables,
+        "trades": trades.filter(pc.invert(pc.is_in(trades["id"], pa.array(gone)))),
+    }, gone.tolist()
 
 
 def shift_trade_times(tables: Tables, n: int, seconds: float, seed: int = 0) -> tuple[Tables, list[int]]:
@@ -74,14 +80,19 @@ def shift_trade_times(tables: Tables, n: int, seconds: float, seed: int = 0) -> 
     rows = np.sort(_rng(seed).choice(len(ts), n, replace=False))
     ts[rows] += int(seconds * 1e9)
     i = trades.schema.get_field_index("timestamp")
-    return {**tables, "trades": trades.set_column(i, "timestamp", pa.array(ts))}, trades["id"].to_numpy()[rows].tolist()
+    return {**tables, "trades": trades.set_column(i, "timestamp", pa.array(ts))}, trades["id"].to_numpy()[
+        rows
+    ].tolist()
 
 
 def zero_origin_times(tables: Tables, n: int, seed: int = 0) -> Tables:
     trades = tables["trades"]
     ts = trades["timestamp"].to_numpy().copy()
     ts[_rng(seed).choice(len(ts), n, replace=False)] = 0
-    return {**tables, "trades": trades.set_column(trades.schema.get_field_index("timestamp"), "timestamp", pa.array(ts))}
+    return {
+        **tables,
+        "trades": trades.set_column(trades.schema.get_field_index("timestamp"), "timestamp", pa.array(ts)),
+    }
 
 
 def corrupt_rows(tables: Tables, seed: int = 0) -> Tables:

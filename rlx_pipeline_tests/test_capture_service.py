@@ -1,0 +1,431 @@
+"""The capture service against a real local WebSocket + HTTP server (a minimal Binance-protocol peer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines, read_index
+from rlx_pipeline.capture.service import CaptureConfig, CaptureService, DepthSync, split_combined
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class MiniExchange:
+    """Streams depth diffs (continuous U/u), trades and bookTickers for one symbol to every client, and answers
+    ``/api/v3/depth`` with the current ``lastUpdateId``. Records every frame sent per connection."""
+
+    def __init__(
+        self,
+        symbol: str = "btcusdt",
+        rate_hz: float = 200.0,
+        replay: list[bytes] | None = None,
+        snapshot: bytes | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.replay = replay  # real frames to send once, in order, instead of generated ones
+        self.snapshot = snapshot
+        self.rate_hz = rate_hz
+        self.batch = max(
+            1, int(rate_hz // 500)
+        )  # frames per tick: high rates do not hinge on sleep granularity
+        self.u = 1000
+        self.trade_id = 1
+        self.sent: list[list[bytes]] = []  # per connection, the frames sent
+        self.skip_next_depth = False
+        self._clients: dict = {}
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _next_frame(self) -> bytes:
+        s, e = self.symbol, int(time.time() * 1000)
+        self.trade_id += 1
+        k = self.trade_id % 3
+        if k == 0:
+            first = self.u + 1
+            self.u += 2
+            if self.skip_next_depth:  # an update lost by the exchange: the next one does not continue
+                self.skip_next_depth = False
+                first = self.u + 1
+                self.u += 2
+            # unusual spacing and key order: must survive byte for byte
+            data = (
+                b'{"e":"depthUpdate","E":%d,"s":"%s","U":%d,"u":%d,"b":[["100.10000000","1.50000000"]],"a":[]}'
+                % (e, s.upper().encode(), first, self.u)
+            )
+            stream = f"{s}@depth@100ms"
+        elif k == 1:
+            data = (
+                b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"100.1","q":"0.001","T":%d,"m":true,"M":true}'
+                % (
+                    e,
+                    s.upper().encode(),
+                    self.trade_id,
+                    e,
+                )
+            )
+            stream = f"{s}@trade"
+        else:
+            data = b'{"u":%d,"s":"%s","b":"100.1","B":"1.0","a":"100.2","A":"2.50"}' % (
+                self.u,
+                s.upper().encode(),
+            )
+            stream = f"{s}@bookTicker"
+        return b'{"stream":"%s","data":%s}' % (stream.encode(), data)
+
+    async def _handler(self, ws) -> None:
+        # Like the exchange: every client gets the same broadcast from the moment it joined.
+        self._clients[ws] = []
+        self.sent.append(self._clients[ws])
+        try:
+            await ws.wait_closed()
+        finally:
+            self._clients.pop(ws, None)
+
+    async def _produce(self) -> None:
+        frames = iter(self.replay) if self.replay is not None else None
+        while True:
+            if frames is not None:
+                if not self._clients:
+                    await asyncio.sleep(0.01)
+                    continue
+                frame = next(frames, None)
+                if frame is None:
+                    return
+            else:
+                frame = self._next_frame()
+            for ws, sent in list(self._clients.items()):
+                try:
+                    await ws.send(frame, text=True)
+                    sent.append(frame)
+                except Exception:  # noqa: BLE001 - client gone
+                    self._clients.pop(ws, None)
+            self._tick = getattr(self, "_tick", 0) + 1
+            if self._tick % self.batch == 0:
+                await asyncio.sleep(self.batch / self.rate_hz)
+
+    def _process_request(self, connection, request):
+        if request.path.startswith("/api/v3/depth"):
+            body = self.snapshot or (
+                b'{"lastUpdateId":%d,"bids":[["100.10000000","1.00000000"]],"asks":[["100.20000000","2.0"]]}'
+                % self.u
+            )
+            headers = Headers(
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ]
+            )
+            return Response(HTTPStatus.OK, "OK", headers, body)
+        return None
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with serve(self._handler, "127.0.0.1", 0, process_request=self._process_request) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            producer = asyncio.create_task(self._produce())
+            self._ready.set()
+            await self._stop.wait()
+            producer.cancel()
+
+    def __enter__(self) -> MiniExchange:
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def broadcast(self, frame: bytes) -> None:
+        async def send() -> None:
+            for ws in list(self._clients):
+                await ws.send(frame, text=True)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
+
+    def drop_clients(self) -> None:
+        async def drop() -> None:
+            for ws in list(self._clients):
+                ws.transport.abort()  # an abrupt TCP drop, no close handshake
+
+        asyncio.run_coroutine_threadsafe(drop(), self._loop).result(5)
+
+
+def _cfg(tmp_path: Path, ex: MiniExchange, **kw) -> CaptureConfig:
+    kw.setdefault("streams", ("trade", "depth@100ms", "bookTicker"))
+    return CaptureConfig(symbols=["btcusdt"], out_dir=tmp_path, ws_url=ex.ws_url, rest_url=ex.rest_url, **kw)
+
+
+async def _run_with(svc: CaptureService, seconds: float, action=None, at: float = 0.0) -> None:
+    task = asyncio.create_task(svc.run())
+    if action is not None:
+        await asyncio.sleep(at)
+        await asyncio.to_thread(action)
+        await asyncio.sleep(seconds - at)
+    else:
+        await asyncio.sleep(seconds)
+    svc.stop()
+    await task
+
+
+def _lines(tmp_path: Path) -> list[tuple[int, int, str, bytes]]:
+    out = []
+    for f in sorted(tmp_path.rglob("*.jsonl.zst*")):
+        if f.name.endswith(".index.json"):
+            continue
+        out.extend(iter_capture_lines(f))
+    return out
+
+
+def _events(lines) -> list[dict]:
+    return [json.loads(d) for _, _, s, d in lines if s == EVENT_STREAM]
+
+
+def _assert_all_sent_kept(ex: MiniExchange, lines) -> None:
+    got = [b'{"stream":"%s","data":%s}' % (s.encode(), d) for _, _, s, d in lines if s != EVENT_STREAM]
+    got_set = set(got)
+    for conn in ex.sent:
+        # every frame but possibly the last one in flight at the stop was written, byte for byte, in order
+        missing = [f for f in conn[:-1] if f not in got_set]
+        assert not missing, f"{len(missing)} frames lost, first {missing[0][:100]!r}"
+        idx = [got.index(f) for f in conn[:-1]]
+        assert idx == sorted(idx)
+
+
+def test_split_combined_keeps_bytes() -> None:
+    frame = b'{"stream":"btcusdt@trade","data":{"e":"trade","p":"1.10000000","q":1e-8,"x":{"b":[1,2]}}}'
+    stream, data, parsed = split_combined(frame)
+    assert stream == "btcusdt@trade"
+    assert data == b'{"e":"trade","p":"1.10000000","q":1e-8,"x":{"b":[1,2]}}'
+    assert parsed["p"] == "1.10000000"
+    assert split_combined(b'{"result":null,"id":1}')[:2] == ("rlx@raw", b'{"result":null,"id":1}')
+
+
+def test_depth_sync_rules() -> None:
+    s = DepthSync()
+    assert s.on_diff(101, 105, None) is None  # buffered while waiting for the snapshot
+    assert s.on_snapshot(103) is None  # 101 <= 104 <= 105 bridges
+    assert s.on_diff(106, 107, None) is None
+    assert s.on_diff(106, 107, None) is None  # duplicate from an overlapping connection: ignored
+    assert "expected U=108" in s.on_diff(109, 110, None)
+    s.reset()
+    s.on_diff(200, 210, None)
+    assert "does not bridge" in s.on_snapshot(150)  # snapshot older than the buffered diffs
+    f = DepthSync()
+    assert f.on_snapshot(10) is None
+    assert f.on_diff(8, 12, 7) is None  # futures: U <= lastUpdateId <= u
+    assert f.on_diff(13, 15, 12) is None
+    assert "expected pu=15" in f.on_diff(17, 18, 16)
+
+
+def test_clean_capture_keeps_every_frame(tmp_path: Path) -> None:
+    with MiniExchange() as ex:
+        svc = CaptureService(_cfg(tmp_path, ex))
+        asyncio.run(_run_with(svc, 2.0))
+    files = list(tmp_path.rglob("*.jsonl.zst"))
+    assert len(files) == 1 and not list(tmp_path.rglob("*.partial"))
+    lines = _lines(tmp_path)
+    _assert_all_sent_kept(ex, lines)
+    kinds = [e["type"] for e in _events(lines)]
+    assert kinds[0] == "session_start" and kinds[-1] == "session_end" and "resync" in kinds
+    assert svc.stats.gaps == 0 and svc.stats.snapshots == 1
+    assert sum(1 for _, _, s, _ in lines if s == "btcusdt@depthSnapshot") == 1
+    idx = read_index(files[0])
+    assert idx["lines"] == len(lines)
+    assert idx["symbols"] == ["btcusdt"]
+    assert idx["streams"]["btcusdt@trade"] == sum(1 for _, _, s, _ in lines if s == "btcusdt@trade")
+    assert len(ex.sent[0]) > 100
+
+
+def test_drop_reconnects_and_resyncs(tmp_path: Path) -> None:
+    with MiniExchange() as ex:
+        svc = CaptureService(_cfg(tmp_path, ex))
+        asyncio.run(_run_with(svc, 3.0, ex.drop_clients, at=1.2))
+    lines = _lines(tmp_path)
+    assert len(ex.sent) == 2  # the service came back
+    _assert_all_sent_kept(ex, lines)
+    ev = _events(lines)
+    assert [e["reason"] for e in ev if e["type"] == "reconnect"] == ["disconnect"]
+    assert [e["reason"] for e in ev if e["type"] == "resync"] == ["session_start", "reconnect"]
+    assert sum(1 for _, _, s, _ in lines if s == "btcusdt@depthSnapshot") == 2
+    assert svc.stats.gaps == 0 and svc.stats.reconnects == 1
+
+
+def test_gap_is_recorded_and_resynced(tmp_path: Path) -> None:
+    with MiniExchange() as ex:
+        svc = CaptureService(_cfg(tmp_path, ex))
+
+        def inject() -> None:
+            ex.skip_next_depth = True
+
+        asyncio.run(_run_with(svc, 2.5, inject, at=1.0))
+    lines = _lines(tmp_path)
+    _assert_all_sent_kept(ex, lines)
+    ev = _events(lines)
+    gaps = [e for e in ev if e["type"] == "gap"]
+    assert len(gaps) == 1 and gaps[0]["symbol"] == "btcusdt" and "expected U=" in gaps[0]["reason"]
+    assert [e["reason"] for e in ev if e["type"] == "resync"] == ["session_start", "gap"]
+    assert sum(1 for _, _, s, _ in lines if s == "btcusdt@depthSnapshot") == 2
+    assert svc.stats.gaps == 1
+
+
+def test_session_limit_handover_overlaps(tmp_path: Path) -> None:
+    with MiniExchange() as ex:
+        svc = CaptureService(_cfg(tmp_path, ex, max_connection_s=1.0))
+        asyncio.run(_run_with(svc, 2.8))
+    lines = _lines(tmp_path)
+    assert len(ex.sent) >= 2
+    _assert_all_sent_kept(ex, lines)
+    ev = _events(lines)
+    assert {e["reason"] for e in ev if e["type"] == "reconnect"} == {"session_limit"}
+    assert svc.stats.gaps == 0  # overlapping duplicates are kept but are not gaps
+    assert sum(1 for _, _, s, _ in lines if s == "btcusdt@depthSnapshot") == 1
+
+
+def test_rotation_hourly_and_midnight_snapshot(tmp_path: Path) -> None:
+    # Shift the capture clock to 1.5 s before a UTC midnight: the file rotates and a fresh snapshot seeds the day.
+    now = time.time_ns()
+    day_ns = 86_400 * 10**9
+    offset = (now // day_ns + 1) * day_ns - now - 1_500_000_000
+    with MiniExchange() as ex:
+        svc = CaptureService(_cfg(tmp_path, ex, clock_ns=lambda: time.time_ns() + offset))
+        asyncio.run(_run_with(svc, 3.0))
+    files = sorted(tmp_path.rglob("*.jsonl.zst"))
+    assert len(files) == 2 and files[0].parent.name != files[1].parent.name
+    assert files[0].name.startswith("23-") and files[1].name.startswith("00-")
+    second = list(iter_capture_lines(files[1]))
+    assert sum(1 for _, _, s, _ in second if s == "btcusdt@depthSnapshot") == 1
+    assert [e["reason"] for e in _events(second) if e["type"] == "resync"] == ["midnight"]
+    assert read_index(files[1])["lines"] == len(second)
+    _assert_all_sent_kept(ex, _lines(tmp_path))
+
+
+def test_kill9_keeps_flushed_frames(tmp_path: Path) -> None:
+    with MiniExchange() as ex:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from rlx_pipeline.cli import main; main()",
+                "capture",
+                "run",
+                "--symbols",
+                "btcusdt",
+            ]
+            + ["--streams", "trade,depth@100ms", "--ws-url", ex.ws_url, "--rest-url", ex.rest_url]
+            + ["--out", str(tmp_path)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline and sum(len(c) for c in ex.sent) < 600:
+                time.sleep(0.1)
+            time.sleep(1.5)
+            sent_before = [f for c in ex.sent for f in c]
+            time.sleep(1.6)  # everything sent before this point is older than the 1 s flush bound
+            assert proc.poll() is None, "the capture process died on its own"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    partials = list(tmp_path.rglob("*.partial"))
+    assert len(partials) == 1 and not list(tmp_path.rglob("*.jsonl.zst"))
+    lines = list(iter_capture_lines(partials[0]))
+    got = {b'{"stream":"%s","data":%s}' % (s.encode(), d) for _, _, s, d in lines if s != EVENT_STREAM}
+    assert len(sent_before) > 500
+    assert [f for f in sent_before if f not in got] == []
+
+
+def test_real_frames_replayed_verbatim_without_gaps(tmp_path: Path, real_samples: Path) -> None:
+    """Real Binance ETHUSDT frames (hftbacktest sample) served over a real socket: kept byte for byte, 0 gaps."""
+    import gzip
+
+    frames, snapshot = [], None
+    with gzip.open(real_samples / "hftbacktest" / "binance_spot_ethusdt_20240808.gz", "rb") as f:
+        for line in f:
+            body = line.rstrip(b"\r\n").partition(b" ")[2]
+            if body.startswith(b'{"lastUpdateId"'):
+                snapshot = snapshot or body
+            else:
+                frames.append(body)
+            if len(frames) >= 3000:
+                break
+    with MiniExchange("ethusdt", rate_hz=3000, replay=frames, snapshot=snapshot) as ex:
+        cfg = CaptureConfig(symbols=["ethusdt"], out_dir=tmp_path, ws_url=ex.ws_url, rest_url=ex.rest_url)
+        svc = CaptureService(cfg)
+        asyncio.run(_run_with(svc, 4.0))
+    lines = _lines(tmp_path)
+    got = [
+        b'{"stream":"%s","data":%s}' % (s.encode(), d)
+        for _, _, s, d in lines
+        if s.startswith("ethusdt@") and "Snapshot" not in s
+    ]
+    assert got == frames
+    assert svc.stats.gaps == 0 and svc.stats.snapshots == 1
+    assert [d for _, _, s, d in lines if s == "ethusdt@depthSnapshot"] == [snapshot]
+
+
+def test_sigterm_closes_cleanly(tmp_path: Path) -> None:
+    with MiniExchange() as ex:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from rlx_pipeline.cli import main; main()", "capture", "run"]
+            + ["--symbols", "btcusdt", "--streams", "trade,depth@100ms", "--ws-url", ex.ws_url]
+            + ["--rest-url", ex.rest_url, "--out", str(tmp_path)],
+        )
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline and sum(len(c) for c in ex.sent) < 300:
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    (f,) = list(tmp_path.rglob("*.jsonl.zst"))
+    assert not list(tmp_path.rglob("*.partial"))
+    lines = list(iter_capture_lines(f))
+    assert _events(lines)[-1]["type"] == "session_end"
+    assert read_index(f)["lines"] == len(lines)
+    _assert_all_sent_kept(ex, lines)
+
+
+def test_server_shutdown_event_reconnects(tmp_path: Path) -> None:
+    shutdown = b'{"e":"serverShutdown","E":1723161254000}'
+    with MiniExchange() as ex:
+        svc = CaptureService(_cfg(tmp_path, ex))
+        asyncio.run(_run_with(svc, 2.5, lambda: ex.broadcast(shutdown), at=1.0))
+    lines = _lines(tmp_path)
+    assert len(ex.sent) == 2
+    assert [d for _, _, s, d in lines if s == "rlx@raw"] == [shutdown]  # kept, verbatim
+    ev = _events(lines)
+    assert [e["reason"] for e in ev if e["type"] == "reconnect"] == [
+        "serverShutdown"
+    ]  # overlapping hand-over
+    assert svc.stats.gaps == 0
+    _assert_all_sent_kept(ex, lines)
