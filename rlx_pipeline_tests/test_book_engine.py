@@ -1,0 +1,219 @@
+"""The book engine and the unified stream: exact books, mid-stream days, crossed books, disagreeing snapshots,
+deterministic output."""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from rlx_pipeline import schemas
+from rlx_pipeline.book import Book, build_unified, read_unified
+from rlx_pipeline.book.unified import _day_ns
+from rlx_pipeline.storage import write_table
+
+DATE = "2024-08-09"
+T0 = _day_ns(DATE)[0]
+S = 10**8  # fixed point of 1.0
+
+
+def test_book_matches_a_dict_reference_under_random_updates():
+    rng = random.Random(3)
+    book, ref = Book(capacity=512), {True: {}, False: {}}
+    for _ in range(20_000):
+        is_bid = rng.random() < 0.5
+        price = rng.randrange(1, 400) * 100
+        size = 0 if rng.random() < 0.3 else rng.randrange(1, 10**6)
+        book.set(is_bid, price, size)
+        if size:
+            ref[is_bid][price] = size
+        else:
+            ref[is_bid].pop(price, None)
+    assert book.bids() == ref[True] and book.asks() == ref[False]
+    bids, asks = book.top(3)
+    assert bids == sorted(ref[True].items(), reverse=True)[:3]
+    assert asks == sorted(ref[False].items())[:3]
+
+
+def test_levels_beyond_capacity_evict_the_farthest():
+    book = Book(capacity=4)
+    for p in (10, 20, 30, 40, 50):
+        book.set(True, p, 1)
+    assert sorted(book.bids()) == [20, 30, 40, 50] and book.evicted == 1
+    book.set(True, 5, 1)  # farther than every kept level: dropped
+    assert 5 not in book.bids() and book.evicted == 2
+
+
+def _book_row(t_ns, seq, bids, asks):
+    row = {"origin_time": t_ns, "received_time": t_ns + 1, "sequence_number": seq}
+    for side, levels in (("bid", bids), ("ask", asks)):
+        for i in range(schemas.BOOK_LEVELS):
+            p, q = levels[i] if i < len(levels) else (None, None)
+            row[f"{side}_{i}_price"], row[f"{side}_{i}_size"] = p, q
+    return row
+
+
+def _write_day(tmp_path, book_rows, deltas, trades):
+    paths = {t: tmp_path / f"{t}.parquet" for t in ("trades", "book", "book_delta")}
+    book = pa.Table.from_pylist(
+        book_rows,
+        schema=pa.schema(
+            [f.with_type(pa.int64()) if f.name.endswith("time") else f for f in schemas.STAGED_BOOK]
+        ),
+    )
+    write_table(paths["book"], book.cast(schemas.STAGED_BOOK))
+    d = pa.Table.from_pylist(
+        [
+            {
+                "origin_time": t,
+                "received_time": t + 1,
+                "sequence_number": s,
+                "side_is_bid": b,
+                "price": p,
+                "size": q,
+            }
+            for t, s, b, p, q in deltas
+        ],
+        schema=pa.schema(
+            [
+                ("origin_time", pa.int64()),
+                ("received_time", pa.int64()),
+                ("sequence_number", pa.int64()),
+                ("side_is_bid", pa.bool_()),
+                ("price", pa.int64()),
+                ("size", pa.int64()),
+            ]
+        ),
+    )
+    write_table(paths["book_delta"], d.cast(schemas.STAGED_BOOK_DELTA))
+    tr = pa.Table.from_pylist(
+        [
+            {"origin_time": t, "received_time": t + 1, "trade_id": i, "side": side, "price": p, "quantity": q}
+            for t, i, side, p, q in trades
+        ],
+        schema=pa.schema(
+            [
+                ("origin_time", pa.int64()),
+                ("received_time", pa.int64()),
+                ("trade_id", pa.int64()),
+                ("side", pa.string()),
+                ("price", pa.int64()),
+                ("quantity", pa.int64()),
+            ]
+        ),
+    )
+    write_table(paths["trades"], tr.cast(schemas.STAGED_TRADES))
+    return paths
+
+
+def _top(df: pl.DataFrame, i: int) -> tuple:
+    r = df.row(i, named=True)
+    return (r["bid_0_price"], r["bid_0_size"], r["ask_0_price"], r["ask_0_size"])
+
+
+def test_mid_stream_day_seeds_from_the_snapshot_and_orders_events(tmp_path):
+    ms = 1_000_000
+    paths = _write_day(
+        tmp_path,
+        [_book_row(T0 + 100 * ms, 10, [(100 * S, 1 * S), (99 * S, 2 * S)], [(101 * S, 3 * S)])],
+        [
+            (T0 + 50 * ms, 9, True, 100 * S, 5 * S),  # before the snapshot: unseeded
+            (T0 + 100 * ms, 10, True, 100 * S, 1 * S),  # the snapshot's own message: already in it
+            (T0 + 200 * ms, 11, True, 100 * S, 0),  # delete the best bid
+            (T0 + 200 * ms, 11, False, 101 * S, 4 * S),
+            (T0 + 300 * ms, 12, True, 100 * S + S // 2, 7 * S),
+        ],
+        [(T0 + 200 * ms, 500, "buy", 101 * S, S // 10), (T0 + 250 * ms, 501, "sell", 99 * S, S // 10)],
+    )
+    res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2)
+    assert res.stats["unseeded"] == 1 and res.stats["stale"] == 1 and res.stats["seeds"] == 1
+    u = pl.read_parquet(tmp_path / "u.parquet")
+    assert u["event_type"].to_list() == [0, 1, 1, 2, 2, 1]
+    assert u["is_last_in_message"].to_list() == [True, False, True, True, True, True]
+    assert _top(u, 0) == (100 * S, 1 * S, 101 * S, 3 * S)
+    assert _top(u, 1) == (99 * S, 2 * S, 101 * S, 3 * S)
+    assert _top(u, 2) == (99 * S, 2 * S, 101 * S, 4 * S)
+    assert u.row(3, named=True)["sequence_number"] == 11 and u.row(3, named=True)["trade_id"] == 500
+    assert _top(u, 5) == (100 * S + S // 2, 7 * S, 101 * S, 4 * S)
+    assert u.row(0, named=True)["bid_1_price"] == 99 * S and u.row(0, named=True)["ask_1_price"] is None
+
+
+def test_crossed_book_is_counted_and_resolved_by_the_last_updated_side(tmp_path):
+    ms = 1_000_000
+    paths = _write_day(
+        tmp_path,
+        [_book_row(T0, 1, [(100 * S, S)], [(101 * S, S), (102 * S, S)])],
+        [(T0 + ms, 2, True, 101 * S + S // 2, S)],  # a bid through the best ask
+        [],
+    )
+    res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2)
+    assert res.stats["crossed"] == 1
+    u = pl.read_parquet(tmp_path / "u.parquet")
+    assert _top(u, 1) == (101 * S + S // 2, S, 102 * S, S)  # the stale ask at 101 was removed
+
+
+def test_a_disagreeing_snapshot_is_counted_and_resyncs(tmp_path):
+    ms = 1_000_000
+    paths = _write_day(
+        tmp_path,
+        [
+            _book_row(T0, 1, [(100 * S, S)], [(101 * S, S)]),
+            _book_row(T0 + 10 * ms, 2, [(100 * S, 9 * S)], [(101 * S, S)]),  # the exchange says 9, not 2
+            _book_row(T0 + 20 * ms, 3, [(100 * S, 9 * S)], [(101 * S, S)]),
+        ],
+        [(T0 + 10 * ms, 2, True, 100 * S, 2 * S), (T0 + 20 * ms, 3, False, 101 * S, S)],
+        [],
+    )
+    res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=1)
+    assert res.stats["snapshot_mismatch"] == 1 and res.stats["snapshot_match"] == 1
+    assert res.self_consistency == 0.5
+    u = pl.read_parquet(tmp_path / "u.parquet")
+    assert _top(u, u.height - 1)[:2] == (100 * S, 9 * S)
+
+
+def test_unknowable_deep_levels_are_not_mismatches(tmp_path):
+    ms = 1_000_000
+    # 20-level snapshots: the second one shows a 21st-level price the first never could
+    bids1 = [(1000 * S - i * S, S) for i in range(20)]
+    bids2 = [(1000 * S - i * S, S) for i in range(1, 21)]
+    paths = _write_day(
+        tmp_path,
+        [_book_row(T0, 1, bids1, [(1001 * S, S)]), _book_row(T0 + 10 * ms, 2, bids2, [(1001 * S, S)])],
+        [(T0 + 10 * ms, 2, True, 1000 * S, 0)],
+        [],
+    )
+    res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=1)
+    assert res.stats["snapshot_match"] == 1 and res.stats["snapshot_mismatch"] == 0
+
+
+@pytest.mark.parametrize("chunk_s", [3600, 60])
+def test_output_is_byte_identical_across_runs_and_chunkings(tmp_path, chunk_s):
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    simulate(SimConfig(duration_s=150, seed=4)).write_lake(tmp_path / "lake")
+    paths = {}
+    for t in ("trades", "book", "book_delta"):
+        paths[t] = tmp_path / f"{t}.parquet"
+        stage_day(LocalLake(tmp_path / "lake"), t, "BINANCE", "BTC-USDT", DATE, paths[t])
+    build_unified(paths, DATE, tmp_path / "a.parquet")
+    build_unified(paths, DATE, tmp_path / "b.parquet", chunk_s=chunk_s)
+    assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
+    build_unified(paths, DATE, tmp_path / "c.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "c.parquet").read_bytes()
+
+
+def test_read_api_spans_days(tmp_path):
+    from rlx_pipeline.layout import DataLayout
+
+    layout = DataLayout(tmp_path)
+    for day in ("2024-08-09", "2024-08-10"):
+        t = pa.table({"origin_time": pa.array([1], pa.int64())})
+        write_table(layout.unified(day, "BTC-USDT"), t)
+    lf = read_unified(tmp_path, "BTC-USDT", "2024-08-09", "2024-08-11")
+    assert lf.collect().height == 2
+    with pytest.raises(FileNotFoundError, match="ETH-USDT"):
+        read_unified(tmp_path, "ETH-USDT", "2024-08-09")
