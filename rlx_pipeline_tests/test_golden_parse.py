@@ -1,0 +1,93 @@
+"""Golden samples: exact parsing, continuity (declared vs silent), malformed lines, the real captures."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pyarrow.parquet as pq
+
+from rlx_pipeline import fixed_point
+from rlx_pipeline.capture.format import EVENT_STREAM, event_data, write_capture
+from rlx_pipeline.capture.importers import import_files
+from rlx_pipeline.golden import build_golden, capture_files_for
+
+E = 1723161600000  # 2024-08-09T00:00:00Z in ms
+
+
+def _depth(U, u, e, bids=(), asks=()):
+    return orjson.dumps(
+        {"e": "depthUpdate", "E": e, "s": "BTCUSDT", "U": U, "u": u, "b": list(bids), "a": list(asks)}
+    )
+
+
+def _snap(last, bids, asks):
+    return orjson.dumps({"lastUpdateId": last, "bids": bids, "asks": asks})
+
+
+def _out(tmp_path):
+    return lambda table: tmp_path / "golden" / f"{table}.parquet"
+
+
+def test_exact_rows_and_a_bridged_run(tmp_path):
+    trade = b'{"e":"trade","E":%d,"s":"BTCUSDT","t":7,"p":"60000.01000000","q":"0.00100000","T":%d,"m":true,"M":true}'
+    lines = [
+        (1, "btcusdt@depth@100ms", _depth(5, 9, E + 1, [["60000.00", "1.5"]])),  # before the snapshot
+        (2, "btcusdt@depthSnapshot", _snap(10, [["60000.00", "1.5"]], [["60000.01", "2"]])),
+        (3, "btcusdt@depth@100ms", _depth(9, 12, E + 2, [["60000.00", "0"]], [["60000.02", "3"]])),
+        (4, "btcusdt@trade", trade % (E + 3, E + 3)),
+        (5, "btcusdt@depth@100ms", _depth(13, 13, E + 4)),
+    ]
+    path = write_capture(tmp_path / "c.jsonl.zst", lines)
+    res = build_golden([path], "BTC-USDT", "2024-08-09", _out(tmp_path))
+    assert res.rows == {"trades": 1, "agg_trades": 0, "depth": 4, "snapshots": 2, "book_ticker": 0}
+    assert (res.depth_runs, res.unbridged_runs, res.unseeded_depth_messages, len(res.gaps)) == (1, 0, 1, 0)
+    t = pq.read_table(tmp_path / "golden" / "trades.parquet").to_pylist()[0]
+    assert t["price"] == fixed_point.parse("60000.01") and t["quantity"] == 100_000 and t["is_buyer_maker"]
+    assert (t["source_file"], t["line_no"]) == (str(path), 4)
+    depth = pq.read_table(tmp_path / "golden" / "depth.parquet").to_pylist()
+    assert depth[-1]["side_is_bid"] is None and depth[-1]["final_update_id"] == 13  # empty message kept
+
+
+def test_silent_and_declared_gaps_and_malformed_lines(tmp_path):
+    lines = [
+        (1, "btcusdt@depthSnapshot", _snap(10, [], [])),
+        (2, "btcusdt@depth@100ms", _depth(11, 12, E + 1)),
+        (3, "btcusdt@depth@100ms", _depth(15, 16, E + 2)),  # silent gap: 13..14 lost
+        (4, EVENT_STREAM, event_data("reconnect", symbol="btcusdt")),
+        (5, "btcusdt@depth@100ms", _depth(30, 31, E + 3)),  # after a declared reconnect
+        (6, "btcusdt@trade", b'{"e":"trade","E":1'),  # malformed
+    ]
+    path = write_capture(tmp_path / "c.jsonl.zst", lines)
+    res = build_golden([path], "BTC-USDT", "2024-08-09", _out(tmp_path))
+    assert [(g.expected, g.got, g.declared) for g in res.gaps] == [(13, 15, False), (17, 30, True)]
+    assert len(res.silent_gaps) == 1
+    assert [(f, n) for f, n, _ in res.malformed] == [(str(path), 6)]
+
+
+def test_real_captures_import_losslessly_with_zero_gaps(tmp_path, real_samples):
+    sources = sorted((real_samples / "hftbacktest").glob("*.gz"))
+    files = import_files(sources, tmp_path / "capture" / "imported")
+    counts = {}
+    for src in sources:
+        with gzip.open(src, "rb") as f:
+            for line in f:
+                body = line.split(b" ", 1)[1]
+                kind = (
+                    orjson.loads(body)["stream"].split("@", 1)[1]
+                    if body.startswith(b'{"stream"')
+                    else "depthSnapshot"
+                )
+                counts[kind] = counts.get(kind, 0) + 1
+    got: dict[str, int] = {}
+    for date in ("2024-08-08", "2024-08-09"):
+        picked = capture_files_for(tmp_path / "capture", "ETH-USDT", date)
+        assert set(picked) <= set(files)
+        res = build_golden(picked, "ETH-USDT", date, lambda t, d=date: tmp_path / d / f"{t}.parquet")
+        assert res.silent_gaps == [] and res.unbridged_runs == 0 and not res.malformed
+        assert res.trade_id_gaps == 0 and res.trade_id_duplicates == 0
+        for k, v in res.messages.items():
+            got[k] = got.get(k, 0) + v
+    assert got == counts  # every message of the sources, each on exactly one day
+    # 2024-08-09 has no snapshot of its own: it is seeded by the carried book of the 08-08 session
+    assert res.carried_snapshots == 1
