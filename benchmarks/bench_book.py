@@ -1,0 +1,117 @@
+"""Book engine and unified stream: this project's numba engine against the peers a user would otherwise pick.
+
+Same staged deltas for everyone, in the same process:
+- ``rlx engine``: ``rlx_pipeline.book.engine.apply_rows`` (numba, sorted int64 arrays per side);
+- ``order_book``: the C extension cryptofeed uses (``order_book.OrderBook``), driven by a Python loop;
+- ``sortedcontainers``: a ``SortedDict`` per side, driven by a Python loop.
+Then end to end: ``build_unified`` (read staged parquet, merge with trades, replay, write top-10 per event).
+
+    python benchmarks/bench_book.py                          # 5 M delta rows
+    python benchmarks/bench_book.py --delta-rows 30000000    # a BTCUSDT-scale day
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+DATE, SYMBOL = "2024-08-09", "BTC-USDT"
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--delta-rows", type=int, default=5_000_000)
+    ap.add_argument("--peer-rows", type=int, default=1_000_000, help="rows the Python-loop peers apply")
+    args = ap.parse_args()
+
+    from rlx_pipeline.book import build_unified
+    from rlx_pipeline.book.engine import CAPACITY, apply_rows
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.lake.synthetic import RawDaySpec, write_raw_day
+
+    with tempfile.TemporaryDirectory(prefix="rlx-bench-book-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        spec = RawDaySpec(delta_messages=args.delta_rows // 3, trades=args.delta_rows // 10, snapshot_every=2000)
+        write_raw_day(tmp / "lake", spec)
+        paths = {}
+        for table in ("trades", "book", "book_delta"):
+            paths[table] = tmp / f"{table}.parquet"
+            stage_day(LocalLake(tmp / "lake"), table, "BINANCE", SYMBOL, DATE, paths[table])
+        print(f"staged a simulated day in {time.perf_counter() - t0:.1f} s")
+        d = pq.read_table(paths["book_delta"], columns=["side_is_bid", "price", "size"])
+        is_bid = d["side_is_bid"].to_numpy()
+        price = d["price"].to_numpy()
+        size = d["size"].to_numpy()
+        n = len(price)
+        rows = {}
+
+        state_p = np.zeros((2, CAPACITY), np.int64)
+        state_s = np.zeros((2, CAPACITY), np.int64)
+        counts = np.zeros(3, np.int64)
+        apply_rows(is_bid[:1000], price[:1000], size[:1000], state_p, state_s, counts)  # compile
+        state_p[:] = 0
+        counts[:] = 0
+        t0 = time.perf_counter()
+        apply_rows(is_bid, price, size, state_p, state_s, counts)
+        rows["rlx engine (numba)"] = n / (time.perf_counter() - t0)
+
+        m = min(args.peer_rows, n)
+        fb, fp, fs = is_bid[:m].tolist(), (price[:m] / 1e8).tolist(), (size[:m] / 1e8).tolist()
+        import order_book
+
+        ob = order_book.OrderBook()
+        t0 = time.perf_counter()
+        for b, p, q in zip(fb, fp, fs, strict=True):
+            side = ob.bids if b else ob.asks
+            if q:
+                side[p] = q
+            elif p in side:
+                del side[p]
+        rows["order_book (C ext, Python loop)"] = m / (time.perf_counter() - t0)
+
+        from sortedcontainers import SortedDict
+
+        bids, asks = SortedDict(), SortedDict()
+        ib = price[:m].tolist()
+        iq = size[:m].tolist()
+        t0 = time.perf_counter()
+        for b, p, q in zip(fb, ib, iq, strict=True):
+            side = bids if b else asks
+            if q:
+                side[p] = q
+            else:
+                side.pop(p, None)
+        rows["sortedcontainers (Python loop)"] = m / (time.perf_counter() - t0)
+
+        ours = rows["rlx engine (numba)"]
+        print(f"\nbook alone: {n:,} delta rows (peers: first {m:,})")
+        for name, rate in rows.items():
+            print(f"  {name:34} {rate / 1e6:8.2f} M rows/s   engine is {ours / rate:6.1f}x")
+
+        t0 = time.perf_counter()
+        res = build_unified(paths, DATE, tmp / "unified.parquet", top_n=10)
+        secs = time.perf_counter() - t0
+        print(
+            f"\nend to end (read, merge, replay, write top-10): {res.input_rows:,} events in {secs:.1f} s = "
+            f"{res.input_rows / secs / 1e6:.2f} M rows/s; output {res.rows:,} rows, "
+            f"{(tmp / 'unified.parquet').stat().st_size / 1e6:.0f} MB"
+        )
+        print(f"peak RSS of this process: {peak_rss_mb():.0f} MB (includes the peers' Python lists)")
+
+
+if __name__ == "__main__":
+    main()
