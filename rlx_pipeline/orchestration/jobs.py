@@ -1,10 +1,13 @@
-"""Jobs, schedules and sensors (issue 8 completes them)."""
+"""Jobs, the daily schedule (with catch-up) and the check-alert sensor."""
 
-from __future__ import annotations
+import datetime as dt
+import os
 
 import dagster as dg
+from dagster import DagsterEventType, EventRecordsFilter
 
-from rlx_pipeline.orchestration.partitions import PARTITIONS
+from rlx_pipeline.alerting import Alert, AlertSink
+from rlx_pipeline.orchestration.partitions import PARTITIONS, SETTINGS
 
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
@@ -13,6 +16,97 @@ daily_pipeline = dg.define_asset_job(
     description="Every asset of one date x symbol partition: lake downloads to fidelity report.",
 )
 
+CATCHUP_DAYS = 7
+LAST_ASSET = dg.AssetKey("fidelity_report")
+
+
+def due_partitions(
+    now: dt.datetime, symbols: list[str], first_day: str, done: set[str], catchup_days: int = CATCHUP_DAYS
+) -> list[str]:
+    """Partition keys to run at ``now``: yesterday (Crypto Lake publishes a day after it ends) and every earlier
+    day of the last ``catchup_days`` whose pipeline never completed, for every symbol; oldest first."""
+    yesterday = (now.astimezone(dt.UTC) - dt.timedelta(days=1)).date()
+    start = max(dt.date.fromisoformat(first_day), yesterday - dt.timedelta(days=catchup_days - 1))
+    keys = []
+    day = start
+    while day <= yesterday:
+        for sym in symbols:
+            key = f"{day.isoformat()}|{sym}"
+            if key not in done or day == yesterday:
+                keys.append(key)
+        day += dt.timedelta(days=1)
+    return keys
+
+
+def _hh_mm() -> tuple[int, int]:
+    hh, mm = SETTINGS.schedule_utc.split(":")
+    return int(hh), int(mm)
+
+
+@dg.schedule(
+    job=daily_pipeline,
+    cron_schedule=f"{_hh_mm()[1]} {_hh_mm()[0]} * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily at RLX_SCHEDULE_UTC: yesterday for every symbol, plus missed days of the last week.",
+)
+def daily_pipeline_schedule(context: dg.ScheduleEvaluationContext):
+    now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+    done = {str(k) for k in context.instance.get_materialized_partitions(LAST_ASSET)}
+    keys = due_partitions(now, list(SETTINGS.symbols), SETTINGS.partition_start, done)
+    return [dg.RunRequest(run_key=f"{key}@{now:%Y-%m-%d}", partition_key=key) for key in keys]
+
+
+def _alerts_from_records(records, ui_url: str) -> list[Alert]:
+    alerts = []
+    for rec in records:
+        entry = rec.event_log_entry
+        ev = entry.dagster_event.event_specific_data
+        if ev is None or ev.passed:
+            continue
+        md = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
+        value = md.get("value", md.get("score", md.get("coverage", md.get("self_consistency"))))
+        alerts.append(
+            Alert(
+                asset=ev.asset_key.to_user_string(),
+                partition=ev.partition,
+                check=ev.check_name,
+                severity=ev.severity.value if ev.severity else "ERROR",
+                description=ev.description or "",
+                value=float(value) if isinstance(value, int | float) else None,
+                threshold=float(md["threshold"]) if isinstance(md.get("threshold"), int | float) else None,
+                run_id=entry.run_id,
+                url=f"{ui_url}/runs/{entry.run_id}",
+                event_id=rec.storage_id,
+            )
+        )
+    return alerts
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every failed check evaluation, once: to the alerts file, the log and RLX_ALERT_WEBHOOK_URL.",
+)
+def check_alerts(context: dg.SensorEvaluationContext):
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
+        limit=500,
+        ascending=True,
+    )
+    alerts = _alerts_from_records(records, SETTINGS.ui_url)
+    for a in alerts:
+        context.log.warning(a.text())
+    webhook = os.environ.get("RLX_ALERT_WEBHOOK_URL") or None  # a secret: environment only, never logged
+    counts = AlertSink(SETTINGS.layout.alerts_file, webhook).emit(alerts)
+    if records:
+        context.update_cursor(str(records[-1].storage_id))
+    return dg.SkipReason(
+        f"{counts['recorded']} alert(s), {counts['delivered']} delivered, {counts['owed']} owed"
+    )
+
+
 jobs = [daily_pipeline]
-schedules: list = []
-sensors: list = []
+schedules = [daily_pipeline_schedule]
+sensors = [check_alerts]

@@ -1,0 +1,107 @@
+"""Operations: the daily schedule with catch-up, and the check-alert sensor (once per failure, restart-safe,
+webhook down survived) against a real HTTP server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+
+import dagster as dg
+import pytest
+
+from rlx_pipeline.alerting import Alert, AlertSink
+from rlx_pipeline.orchestration import jobs
+from rlx_pipeline.orchestration.assets import golden
+from rlx_pipeline.settings import Settings
+from rlx_pipeline_tests.lake_fixtures import free_port
+
+
+def test_due_partitions_yesterday_and_missed_days():
+    now = dt.datetime(2024, 8, 12, 3, 0, tzinfo=dt.UTC)
+    done = {"2024-08-09|BTC-USDT", "2024-08-10|BTC-USDT", "2024-08-10|ETH-USDT"}
+    keys = jobs.due_partitions(now, ["BTC-USDT", "ETH-USDT"], "2024-08-09", done, catchup_days=7)
+    assert keys == ["2024-08-09|ETH-USDT", "2024-08-11|BTC-USDT", "2024-08-11|ETH-USDT"]
+
+
+def test_schedule_requests_the_right_partitions():
+    when = dt.datetime(2024, 8, 10, 3, 0, tzinfo=dt.UTC)
+    with dg.instance_for_test() as instance:
+        from rlx_pipeline.definitions import defs
+
+        ctx = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
+        )
+        requests = jobs.daily_pipeline_schedule.evaluate_tick(ctx).run_requests
+    keys = [r.partition_key for r in requests]
+    symbols = list(jobs.SETTINGS.symbols)
+    assert keys[-len(symbols) :] == [f"2024-08-09|{s}" for s in symbols]
+    assert all(k >= "2024-08-03" for k in keys)  # a week of catch-up at most
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Hook.received = []
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/hook", _Hook.received
+    server.shutdown()
+
+
+def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):
+    url, received = webhook
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    monkeypatch.setattr(jobs, "SETTINGS", settings)
+    monkeypatch.setenv("RLX_ALERT_WEBHOOK_URL", url)
+    from rlx_pipeline.orchestration.resources import RlxSettings
+
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):  # two runs, each with a failing (warning) coverage check: no capture at all
+        dg.materialize(
+            golden.assets + golden.checks,
+            partition_key="2024-08-09|BTC-USDT",
+            resources={"rlx": RlxSettings.from_settings(settings)},
+            instance=instance,
+        )
+    ctx = dg.build_sensor_context(instance=instance)
+    jobs.check_alerts(ctx)
+    lines = settings.layout.alerts_file.read_text().splitlines()
+    assert len(lines) == 2 and len(received) == 2
+    alert = json.loads(lines[0])
+    assert alert["check"] == "golden_coverage" and alert["partition"] == "2024-08-09|BTC-USDT"
+    assert alert["url"].endswith(alert["run_id"]) and "golden_coverage" in received[0]["text"]
+    # a restart: a new context from the stored cursor sees nothing new
+    again = dg.build_sensor_context(instance=instance, cursor=ctx.cursor)
+    jobs.check_alerts(again)
+    assert len(settings.layout.alerts_file.read_text().splitlines()) == 2 and len(received) == 2
+
+
+def _alert(i: int) -> Alert:
+    return Alert("a", "2024-08-09|BTC-USDT", "c", "ERROR", "d", 0.5, 0.1, "run", "http://ui/runs/run", i)
+
+
+def test_webhook_down_is_retried_with_backoff(tmp_path, webhook):
+    url, received = webhook
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    sink = AlertSink(tmp_path / "alerts.jsonl", dead)
+    assert sink.emit([_alert(1)], now=1000.0) == {"recorded": 1, "delivered": 0, "owed": 1}
+    sink.webhook_url = url  # the webhook comes back (same outbox)
+    assert sink.emit([], now=1001.0)["owed"] == 1  # still backing off
+    assert sink.emit([], now=1010.0) == {"recorded": 0, "delivered": 1, "owed": 0}
+    assert len(received) == 1 and received[0]["rlx"]["event_id"] == 1
