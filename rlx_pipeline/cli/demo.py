@@ -20,6 +20,7 @@ import click
 
 DEMO_DATE = "2024-08-09"
 DEMO_SYMBOLS = "BTC-USDT,ETH-USDT"
+LIVE_SPEED = 20.0  # replay speed of the local exchange during the demo's live capture
 
 _DAGSTER_YAML = """\
 # Written by `rlx-pipeline demo`: the embedded default instance (SQLite) for the demo data directory.
@@ -52,24 +53,30 @@ def _prepare(data_dir: Path, date: str, symbols: list[str], minutes: float, seed
     from rlx_pipeline.simulator import SimConfig, simulate
 
     layout = DataLayout(data_dir)
+    truths = []
     for i, symbol in enumerate(symbols):
         t0 = time.perf_counter()
         config = SimConfig(symbol=symbol, start=f"{date}T00:00:00Z", duration_s=minutes * 60, seed=seed + i)
         truth = simulate(config)
         truth.write_lake(layout.lake_root)
+        truths.append(truth)
         click.echo(
-            f"  {symbol}: simulated {minutes:g} min and published the lake rendering "
-            f"({time.perf_counter() - t0:.1f} s)"
+            f"  {symbol}: simulated {minutes:g} min and published the lake rendering ({time.perf_counter() - t0:.1f} s)"
         )
-        t0 = time.perf_counter()
-        if capture == "live":
-            from rlx_pipeline.capture.demo import capture_live
+    t0 = time.perf_counter()
+    if capture == "live":
+        from rlx_pipeline.capture.demo import capture_live
 
-            path = capture_live(truth, layout.capture_dir)
-        else:
-            path = layout.capture_dir / "imported" / f"demo-{date}-{symbol}.jsonl.zst"
-            truth.write_capture(path)
-        click.echo(f"  {symbol}: golden capture ({capture}) -> {path} ({time.perf_counter() - t0:.1f} s)")
+        click.echo(f"  capturing live through the local exchange server (x{LIVE_SPEED:g} speed) ...")
+        paths = capture_live(truths, layout.capture_dir, speed=LIVE_SPEED)
+    else:
+        paths = []
+        for truth in truths:
+            path = layout.capture_dir / "imported" / f"demo-{date}-{truth.config.symbol}.jsonl.zst"
+            paths.append(truth.write_capture(path))
+    for path in paths:
+        click.echo(f"  golden capture ({capture}) -> {path}")
+    click.echo(f"  captured in {time.perf_counter() - t0:.1f} s")
 
 
 def _live_capture_available() -> bool:

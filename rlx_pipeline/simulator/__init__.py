@@ -13,6 +13,7 @@ The model is described in ``rlx_pipeline.simulator.market``.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +42,21 @@ class MarketTruth:
         return render.snapshot_payload(m, m.initial_update_id, m.initial_bids, m.initial_asks, limit)
 
     def rest_snapshot(self, after_update_id: int, limit: int = 1000) -> bytes:
-        """The REST body of the book after the depth message whose ``u`` is the last one <= ``after_update_id``."""
-        state = None
-        for u, _, bids, asks in render.iter_books(self.market):
-            if u > after_update_id:
-                break
-            state = (u, bids, asks)
-        assert state is not None, f"update id {after_update_id} is before the window"
-        return render.snapshot_payload(self.market, state[0], state[1], state[2], limit)
+        """The REST body of the book after the last depth message whose ``u`` is <= ``after_update_id``."""
+        m = self.market
+        if after_update_id < m.initial_update_id:
+            raise KeyError(f"update id {after_update_id} is before the window")
+        k = bisect.bisect_right([d.u for d in m.depth], after_update_id)
+        bids, asks = dict(m.initial_bids), dict(m.initial_asks)
+        for d in m.depth[:k]:
+            for side, levels in ((bids, d.bids), (asks, d.asks)):
+                for p, q in levels:
+                    if q:
+                        side[p] = q
+                    else:
+                        side.pop(p, None)
+        last = m.depth[k - 1].u if k else m.initial_update_id
+        return render.snapshot_payload(m, last, bids, asks, limit)
 
     def iter_books(self) -> Iterator[tuple[int, int, dict[int, int], dict[int, int]]]:
         """``(update_id, event_ns, bids, asks)`` in ticks/lots after each depth message (live dicts)."""
