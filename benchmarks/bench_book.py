@@ -45,7 +45,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rlx-bench-book-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        spec = RawDaySpec(delta_messages=args.delta_rows // 3, trades=args.delta_rows // 10, snapshot_every=2000)
+        spec = RawDaySpec(
+            delta_messages=args.delta_rows // 3, trades=args.delta_rows // 10, snapshot_every=2000
+        )
         write_raw_day(tmp / "lake", spec)
         paths = {}
         for table in ("trades", "book", "book_delta"):
