@@ -105,3 +105,20 @@ def test_webhook_down_is_retried_with_backoff(tmp_path, webhook):
     assert sink.emit([], now=1001.0)["owed"] == 1  # still backing off
     assert sink.emit([], now=1010.0) == {"recorded": 0, "delivered": 1, "owed": 0}
     assert len(received) == 1 and received[0]["rlx"]["event_id"] == 1
+
+
+def test_new_capture_files_request_their_golden_partitions(tmp_path, monkeypatch):
+    from rlx_pipeline.definitions import defs
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    monkeypatch.setattr(jobs, "SETTINGS", settings)
+    simulate(SimConfig(duration_s=5)).write_capture(settings.layout.capture_dir / "imported" / "a.jsonl.zst")
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        first = jobs.new_captures.evaluate_tick(ctx)
+        assert [r.partition_key for r in first.run_requests] == ["2024-08-09|BTC-USDT"]
+        again = dg.build_sensor_context(
+            instance=instance, cursor=first.cursor, repository_def=defs.get_repository_def()
+        )
+        assert jobs.new_captures.evaluate_tick(again).run_requests == []

@@ -16,6 +16,13 @@ daily_pipeline = dg.define_asset_job(
     description="Every asset of one date x symbol partition: lake downloads to fidelity report.",
 )
 
+golden_job = dg.define_asset_job(
+    "golden_job",
+    selection=dg.AssetSelection.assets("golden_samples"),
+    partitions_def=PARTITIONS,
+    description="Parse the captures of a day into golden samples (requested when capture files arrive).",
+)
+
 CATCHUP_DAYS = 7
 LAST_ASSET = dg.AssetKey("fidelity_report")
 
@@ -55,6 +62,48 @@ def daily_pipeline_schedule(context: dg.ScheduleEvaluationContext):
     done = {str(k) for k in context.instance.get_materialized_partitions(LAST_ASSET)}
     keys = due_partitions(now, list(SETTINGS.symbols), SETTINGS.partition_start, done)
     return [dg.RunRequest(run_key=f"{key}@{now:%Y-%m-%d}", partition_key=key) for key in keys]
+
+
+def capture_partitions(index: dict, symbols: list[str]) -> list[str]:
+    """Partition keys a finished capture file covers (by its index: exchange-time range and symbols)."""
+    from rlx_pipeline.instruments import to_lake
+
+    first, last = index.get("first_event_ms"), index.get("last_event_ms")
+    if first is None or last is None:
+        return []
+    day = dt.datetime.fromtimestamp(first / 1000, dt.UTC).date()
+    end = dt.datetime.fromtimestamp(last / 1000, dt.UTC).date()
+    covered = {to_lake(s) for s in index.get("symbols", [])} & set(symbols)
+    keys = []
+    while day <= end:
+        keys += [f"{day.isoformat()}|{s}" for s in sorted(covered)]
+        day += dt.timedelta(days=1)
+    return keys
+
+
+@dg.sensor(
+    job=golden_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="New finished capture files (their .index.json) -> golden_samples of the days they cover.",
+)
+def new_captures(context: dg.SensorEvaluationContext):
+    from rlx_pipeline.capture.format import read_index
+
+    since = float(context.cursor) if context.cursor else 0.0
+    newest = since
+    requests = []
+    for index_path in sorted(SETTINGS.layout.capture_dir.rglob("*.jsonl.zst.index.json")):
+        mtime = index_path.stat().st_mtime
+        if mtime <= since:
+            continue
+        newest = max(newest, mtime)
+        capture = str(index_path)[: -len(".index.json")]
+        for key in capture_partitions(read_index(capture) or {}, list(SETTINGS.symbols)):
+            requests.append(dg.RunRequest(run_key=f"{capture}@{mtime}|{key}", partition_key=key))
+    if newest > since:
+        context.update_cursor(str(newest))
+    return requests or dg.SkipReason("no new capture file")
 
 
 def _alerts_from_records(records, ui_url: str) -> list[Alert]:
@@ -107,6 +156,6 @@ def check_alerts(context: dg.SensorEvaluationContext):
     )
 
 
-jobs = [daily_pipeline]
+jobs = [daily_pipeline, golden_job]
 schedules = [daily_pipeline_schedule]
-sensors = [check_alerts]
+sensors = [check_alerts, new_captures]
