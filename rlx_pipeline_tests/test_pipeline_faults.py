@@ -186,3 +186,24 @@ def test_a_day_without_golden_samples_runs_lake_only_and_says_so(truth, settings
     assert layout.unified(DATE, SYMBOL).exists()
     assert checks["fidelity_ok"] is False
     assert _fidelity(layout)["measurable"] is False
+
+
+def test_dropped_delta_messages_show_as_missing_update_ids_in_fidelity(truth, settings, layout):
+    tables, gone = faults.drop_delta_messages(truth.lake_tables(), 3, seed=1)
+    _prepare(truth, layout, tables=tables)
+    _run(settings, run_config=OVERRIDE, checks=False)
+    report = _fidelity(layout)
+    assert report["golden_update_ids_missing_in_recon"] == 3
+    assert report["recon_update_ids_not_in_golden"] == 0
+    assert report["components"]["book_topN"]["total"] == len(truth.market.depth) - 3
+    assert report["components"]["trades_golden_in_recon"]["value"] == 1.0
+
+
+def test_shifted_trade_times_show_in_timing_only(truth, settings, layout):
+    tables, ids = faults.shift_trade_times(truth.lake_tables(), 5, seconds=2.0, seed=4)
+    _prepare(truth, layout, tables=tables)
+    _run(settings, run_config=OVERRIDE, checks=False)
+    report = _fidelity(layout)
+    timing = report["timing_ms"]["origin_minus_golden_trade_time"]
+    assert timing["max"] == 2000.0 and timing["nonzero"] == 5
+    assert report["components"]["trades_golden_in_recon"]["value"] == 1.0

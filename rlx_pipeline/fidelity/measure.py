@@ -281,13 +281,15 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int) -> Fidelity:
             ((pl.col("t") - pl.col("gt")) / 1e6).alias("dt"), ((pl.col("r") - pl.col("gr")) / 1e6).alias("dr")
         )
         if len(m):
+
+            def dist(x: np.ndarray) -> dict[str, float]:
+                out = {f"p{q}": float(np.percentile(x, q)) for q in (1, 50, 99)}
+                out.update(min=float(x.min()), max=float(x.max()), nonzero=int((x != 0).sum()))
+                return out
+
             f.timing_ms = {
-                "origin_minus_golden_trade_time": {
-                    f"p{q}": float(np.percentile(m["dt"].to_numpy(), q)) for q in (1, 50, 99)
-                },
-                "lake_receive_minus_capture": {
-                    f"p{q}": float(np.percentile(m["dr"].to_numpy(), q)) for q in (1, 50, 99)
-                },
+                "origin_minus_golden_trade_time": dist(m["dt"].to_numpy()),
+                "lake_receive_minus_capture": dist(m["dr"].to_numpy()),
             }
     elif len(g_trades):
         f.trades_golden_in_recon = Ratio(0, len(g_trades))
