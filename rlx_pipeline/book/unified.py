@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,34 +139,48 @@ def _day_ns(date: str) -> tuple[int, int]:
 
 def _output(events: pl.DataFrame, res: dict[str, np.ndarray], top_n: int, schema: pa.Schema) -> pa.Table:
     keep = res["keep"]
+    all_kept = bool(keep.all())
+
+    def kept(a: np.ndarray) -> np.ndarray:
+        return a if all_kept else a[keep]
+
     ev = events["ev"].to_numpy()
     seq = events["seq"].to_numpy()
     nxt_same = np.zeros(len(ev), dtype=bool)
     if len(ev) > 1:
         nxt_same[:-1] = (ev[1:] == engine.DELTA) & (ev[:-1] == engine.DELTA) & (seq[1:] == seq[:-1])
-    is_last = ~nxt_same
+    mask_keep = None if all_kept else pa.array(keep)
+
+    def col(name: str) -> pa.Array:
+        arr = events[name].to_arrow()
+        return arr if mask_keep is None else arr.filter(mask_keep)
+
+    invalid = ~kept(res["valid"])
+    any_invalid = bool(invalid.any())
     cols: dict[str, pa.Array] = {
-        "origin_time": pa.array(events["t"].to_numpy()[keep], type=pa.int64()).cast(schemas.TS),
-        "received_time": pa.array(events["r"].to_numpy()[keep], type=pa.int64()).cast(schemas.TS),
-        "event_type": pa.array(ev[keep], type=pa.int8()),
-        "sequence_number": pa.array(res["seq"][keep], type=pa.int64()),
-        "is_last_in_message": pa.array(is_last[keep]),
-        "side_is_bid": events["is_bid"].to_arrow().filter(pa.array(keep)),
-        "price": events["price"].to_arrow().filter(pa.array(keep)),
-        "size": events["size"].to_arrow().filter(pa.array(keep)),
-        "trade_id": events["trade_id"].to_arrow().filter(pa.array(keep)),
+        "origin_time": pa.array(kept(events["t"].to_numpy()), type=pa.int64()).cast(schemas.TS),
+        "received_time": pa.array(kept(events["r"].to_numpy()), type=pa.int64()).cast(schemas.TS),
+        "event_type": pa.array(kept(ev), type=pa.int8()),
+        "sequence_number": pa.array(kept(res["seq"]), type=pa.int64()),
+        "is_last_in_message": pa.array(kept(~nxt_same)),
+        "side_is_bid": col("is_bid"),
+        "price": col("price"),
+        "size": col("size"),
+        "trade_id": col("trade_id"),
     }
-    out_p, out_s = res["p"][keep], res["s"][keep]
-    invalid = ~res["valid"][keep]
-    known = res["known"][keep]
-    cols["bid_known_min_price"] = pa.array(known[:, 0], type=pa.int64(), mask=invalid)
-    cols["ask_known_max_price"] = pa.array(known[:, 1], type=pa.int64(), mask=invalid)
+    known = res["known"]
+    for j, name in ((0, "bid_known_min_price"), (1, "ask_known_max_price")):
+        cols[name] = pa.array(kept(known[:, j]), type=pa.int64(), mask=invalid if any_invalid else None)
     for i in range(top_n):
         for side, off in (("bid", 0), ("ask", top_n)):
-            p = out_p[:, off + i]
-            mask = invalid | (p == 0)
-            cols[f"{side}_{i}_price"] = pa.array(p, type=pa.int64(), mask=mask)
-            cols[f"{side}_{i}_size"] = pa.array(out_s[:, off + i], type=pa.int64(), mask=mask)
+            p = kept(res["p"][:, off + i])
+            empty = p == 0
+            mask = (invalid | empty) if any_invalid else empty
+            has_null = bool(mask.any())
+            cols[f"{side}_{i}_price"] = pa.array(p, type=pa.int64(), mask=mask if has_null else None)
+            cols[f"{side}_{i}_size"] = pa.array(
+                kept(res["s"][:, off + i]), type=pa.int64(), mask=mask if has_null else None
+            )
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
@@ -187,7 +202,11 @@ def build_unified(
     state_p, state_s, state, stats = engine.new_state()
     result = UnifiedResult(Path(dest))
     by_type = np.zeros(3, dtype=np.int64)
-    with ParquetBatchWriter(dest, schema) as writer:
+    pending: Future | None = None
+    with (
+        ParquetBatchWriter(dest, schema) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="rlx-write") as pool,
+    ):
         edges = list(range(lo_all, hi_all, chunk_s * NS)) + [hi_all]
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             events, snap_p, snap_s = _chunk_events(paths, a, b)
@@ -196,8 +215,9 @@ def build_unified(
                 continue
             result.input_rows += n
             res = {
-                "p": np.zeros((n, 2 * top_n), dtype=np.int64),
-                "s": np.zeros((n, 2 * top_n), dtype=np.int64),
+                # column-major: each output column is contiguous, so Arrow takes it without a strided copy
+                "p": np.zeros((n, 2 * top_n), dtype=np.int64, order="F"),
+                "s": np.zeros((n, 2 * top_n), dtype=np.int64, order="F"),
                 "seq": np.zeros(n, dtype=np.int64),
                 "keep": np.zeros(n, dtype=bool),
                 "valid": np.zeros(n, dtype=bool),
@@ -226,10 +246,14 @@ def build_unified(
             )
             engine.finish(snap_p, snap_s, state_p, state_s, state, stats)
             table = _output(events, res, top_n, schema)
-            writer.write(table)
+            if pending is not None:
+                pending.result()  # one chunk in flight: memory stays bounded
+            pending = pool.submit(writer.write, table)  # parquet encoding releases the GIL: overlap it
             by_type += np.bincount(table.column("event_type").to_numpy(), minlength=3)[:3]
             if progress:
                 progress(f"{dt.datetime.fromtimestamp(b / NS, dt.UTC):%H:%M} {writer.rows:,} rows")
+        if pending is not None:
+            pending.result()
         result.rows = writer.rows
     result.by_type = {"snapshot": int(by_type[0]), "delta": int(by_type[1]), "trade": int(by_type[2])}
     result.stats = {name: int(stats[i]) for i, name in enumerate(_STAT_NAMES)}
