@@ -141,3 +141,25 @@ def test_statistics_are_market_like():
     tail = sizes[sizes >= xmin]
     alpha = 1 + len(tail) / np.log(tail / xmin).sum()  # continuous MLE at the known xmin
     assert not math.isnan(alpha) and abs(alpha - 2.4) < 0.3
+
+
+def test_simulate_cli_writes_lake_and_capture(tmp_path):
+    from click.testing import CliRunner
+
+    from rlx_pipeline.cli import main
+
+    out = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--minutes",
+            "0.2",
+            "--lake",
+            str(tmp_path / "lake"),
+            "--capture",
+            str(tmp_path / "cap"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "lake" / lake_key("trades", "BINANCE", "BTC-USDT", "2024-08-09")).is_file()
+    assert read_index(tmp_path / "cap" / "sim-BTC-USDT-2024-08-09.jsonl.zst")["symbols"] == ["btcusdt"]
