@@ -91,3 +91,22 @@ def test_real_captures_import_losslessly_with_zero_gaps(tmp_path, real_samples):
     assert got == counts  # every message of the sources, each on exactly one day
     # 2024-08-09 has no snapshot of its own: it is seeded by the carried book of the 08-08 session
     assert res.carried_snapshots == 1
+
+
+def test_a_stale_snapshot_replaced_by_a_bridging_one_is_not_a_failure(tmp_path):
+    lines = [
+        (1, "btcusdt@depthSnapshot", _snap(10, [], [])),
+        (2, "btcusdt@depth@100ms", _depth(20, 21, E + 1)),  # does not bridge 10: the snapshot was stale
+        (3, EVENT_STREAM, event_data("resync", symbol="btcusdt")),
+        (4, "btcusdt@depthSnapshot", _snap(21, [], [])),
+        (5, "btcusdt@depth@100ms", _depth(22, 23, E + 2)),
+    ]
+    res = build_golden(
+        [write_capture(tmp_path / "a.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
+    )
+    assert (res.unbridged_runs, res.superseded_snapshots, len(res.silent_gaps)) == (0, 1, 0)
+    lines = lines[:2]  # nothing replaces it: a failure
+    res = build_golden(
+        [write_capture(tmp_path / "b.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
+    )
+    assert res.unbridged_runs == 1

@@ -59,6 +59,7 @@ class GoldenResult:
     depth_runs: int = 0
     unbridged_runs: int = 0
     carried_snapshots: int = 0
+    superseded_snapshots: int = 0  # stale snapshots (did not bridge) replaced by a later one of the session
     unseeded_depth_messages: int = 0  # depth messages before any snapshot of their session
     trade_id_gaps: int = 0
     trade_id_duplicates: int = 0
@@ -87,6 +88,7 @@ class GoldenResult:
             "depth_runs": self.depth_runs,
             "unbridged_runs": self.unbridged_runs,
             "carried_snapshots": self.carried_snapshots,
+            "superseded_snapshots": self.superseded_snapshots,
             "unseeded_depth_messages": self.unseeded_depth_messages,
             "silent_gaps": len(self.silent_gaps),
             "declared_resyncs": sum(g.declared for g in self.gaps),
@@ -154,6 +156,7 @@ class _Session:
         self.prev_trade_id: int | None = None
         self.last_event_ms: int | None = None
         self.written_in_day = False
+        self.unbridged_pending = False
 
 
 def _ts_ns(ms: int) -> int:
@@ -209,6 +212,8 @@ def build_golden(
                     _handle(res, sink, s, kind, msg, capture_ns, src, line_no, lo, hi)
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                     res.malformed.append((src, line_no, f"{stream}: {type(exc).__name__}: {exc}"))
+        if s.unbridged_pending:
+            res.unbridged_runs += 1  # a stale snapshot nothing replaced
         ok = True
     finally:
         sink.close(ok)
@@ -267,6 +272,9 @@ def _handle(
         bids = _apply(s.bids, msg["bids"])
         asks = _apply(s.asks, msg["asks"])
         s.snapshot_id, s.book_valid, s.resync_pending = last_id, False, True
+        if s.unbridged_pending:
+            res.superseded_snapshots += 1
+            s.unbridged_pending = False
         if in_day:
             s.written_in_day = True
             for is_bid, levels in ((True, bids), (False, asks)):
@@ -290,7 +298,9 @@ def _handle(
             bridged = U <= s.snapshot_id + 1 <= u if pu is None else U <= s.snapshot_id <= u
             if in_day:
                 res.depth_runs += 1
-                res.unbridged_runs += 0 if bridged else 1
+            # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
+            # later snapshot of the session replaces it (decided when one arrives, or at the end).
+            s.unbridged_pending = not bridged and in_day
             s.snapshot_id, s.prev_u, s.resync_pending = None, u, False
             s.book_valid = bridged
         elif s.prev_u is None:
