@@ -72,11 +72,12 @@ def test_unknown_streams_and_symbols_get_binance_errors(truth):
             url = f"{srv.rest_url}/api/v3/depth?symbol=DOGEUSDT"
             with pytest.raises(urllib.error.HTTPError) as http:
                 await asyncio.to_thread(urllib.request.urlopen, url)
-            return exc.value.response, http.value
+            with http.value as err:  # read and closed here: an open connection would hold the server's close
+                return exc.value.response, err.code, err.read()
 
-    ws_resp, http_err = asyncio.run(main())
+    ws_resp, http_code, http_body = asyncio.run(main())
     assert ws_resp.status_code == 400 and json.loads(ws_resp.body)["code"] == -1121
-    assert http_err.code == 400 and json.loads(http_err.read())["code"] == -1121
+    assert http_code == 400 and json.loads(http_body)["code"] == -1121
 
 
 def test_session_limit_and_server_shutdown(truth):
@@ -97,12 +98,14 @@ def test_session_limit_and_server_shutdown(truth):
                     if msg.get("e") == "serverShutdown":
                         return limited
 
-    assert 0.4 < asyncio.run(main()) < 5
+    assert (
+        0.2 < asyncio.run(main()) < 5
+    )  # the limit counts from the server accepting, before the client sees it
 
 
 def test_capture_survives_a_dropped_connection_with_a_declared_resync(truth, tmp_path):
     from rlx_pipeline.capture.format import iter_capture_lines
-    from rlx_pipeline.capture.service import CaptureConfig, run_capture
+    from rlx_pipeline.capture.service import CaptureConfig, DepthSync, run_capture
     from rlx_pipeline.golden import build_golden
 
     speed = 10.0
@@ -127,7 +130,22 @@ def test_capture_survives_a_dropped_connection_with_a_declared_resync(truth, tmp
         orjson.loads(d)["type"] for f in files for _, _, s, d in iter_capture_lines(f) if s == "rlx@event"
     ]
     assert "reconnect" in events
+    # Binance's sync procedure over the file as written: each snapshot bridges the diffs buffered around it.
+    sync, problems = DepthSync(), []
+    for f in files:
+        for _, _, stream, data in iter_capture_lines(f):
+            msg = orjson.loads(data)
+            if stream == "rlx@event" and msg["type"] == "resync":
+                sync.reset()
+            elif stream.endswith("@depthSnapshot"):
+                problems.append(sync.on_snapshot(msg["lastUpdateId"]))
+            elif stream.endswith("@depth@100ms"):
+                problems.append(sync.on_diff(msg["U"], msg["u"], None))
+    assert [p for p in problems if p is not None] == []
     res = build_golden(files, "BTC-USDT", "2024-08-09", lambda t: tmp_path / "golden" / f"{t}.parquet")
-    assert res.silent_gaps == [] and res.unbridged_runs == 0
+    # Not asserted: res.unbridged_runs == 0. golden/parse.py checks the bridge only against the first diff
+    # written AFTER the snapshot line, so a snapshot whose response arrives after a newer diff (legal on Binance
+    # and here) counts as unbridged; that is golden's to fix (reported).
+    assert res.silent_gaps == []
     assert res.messages["depthSnapshot"] >= 2  # a fresh snapshot after the reconnect
     assert res.depth_runs >= 2
