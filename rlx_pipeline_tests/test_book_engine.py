@@ -168,7 +168,7 @@ def test_a_disagreeing_snapshot_is_counted_and_resyncs(tmp_path):
     )
     res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=1)
     assert res.stats["snapshot_mismatch"] == 1 and res.stats["snapshot_match"] == 1
-    assert res.self_consistency == 0.5
+    assert res.self_consistency == 0.5 and res.mismatched_snapshots == [2]
     u = pl.read_parquet(tmp_path / "u.parquet")
     assert _top(u, u.height - 1)[:2] == (100 * S, 9 * S)
 

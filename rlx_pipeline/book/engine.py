@@ -200,6 +200,7 @@ def replay(
     out_keep,  # bool[n]: False for rows not emitted (deltas before the seed or already in the snapshot)
     out_valid,  # bool[n]: the book columns are meaningful (seeded)
     out_known,  # int64[n, 2]: bid and ask price boundaries of the completely known book (see _side_matches)
+    mismatch_seq,  # int64[k]: sequence numbers of the first k snapshots that disagreed with the book
 ):
     bp, bs = state_p[0], state_s[0]
     ap, as_ = state_p[1], state_s[1]
@@ -217,6 +218,8 @@ def replay(
             ):
                 stats[ST_SNAP_MATCH] += 1
             else:
+                if stats[ST_SNAP_MISMATCH] < mismatch_seq.shape[0]:
+                    mismatch_seq[stats[ST_SNAP_MISMATCH]] = pending_seq
                 stats[ST_SNAP_MISMATCH] += 1
             # Either way the snapshot is applied: on a mismatch it resyncs the book; on a match it still adds
             # the levels beyond the known range that the book could not know. The known range grows to it.
@@ -296,8 +299,8 @@ def apply_rows(is_bid, price, size, state_p, state_s, counts):
     counts[0], counts[1], counts[2] = nb, na, evicted
 
 
-def finish(snap_p, snap_s, state_p, state_s, state, stats) -> None:
-    """Compare a snapshot still pending at the end of the day."""
+def finish(snap_p, snap_s, state_p, state_s, state, stats, mismatch_seq=None) -> None:
+    """Compare a snapshot still pending at the end of the chunk."""
     if state[4] >= 0:
         ok = _snapshot_matches(
             snap_p,
@@ -312,6 +315,8 @@ def finish(snap_p, snap_s, state_p, state_s, state, stats) -> None:
             state[8],
             state[9],
         )
+        if not ok and mismatch_seq is not None and stats[ST_SNAP_MISMATCH] < len(mismatch_seq):
+            mismatch_seq[stats[ST_SNAP_MISMATCH]] = state[5]
         stats[ST_SNAP_MATCH if ok else ST_SNAP_MISMATCH] += 1
         state[4] = -1
 

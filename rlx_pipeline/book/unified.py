@@ -14,13 +14,15 @@ Rules (``rlx_pipeline.book.engine`` implements them):
   updated last (``crossed`` counts the messages);
 - trades do not change the book (the exchange's deltas carry their effect); they carry the book at their time.
 
-Memory: the day is processed in time chunks (one hour by default) with the book carried between them, and written
-in row groups, so peak memory follows the busiest hour, not the day.
+Memory: the staged tables are first split by time chunk (one hour by default) in one streaming pass, then each
+chunk is merged and replayed with the book carried between chunks and written in row groups, so peak memory
+follows the busiest hour, not the day (the split costs temporary disk beside ``dest``, about the input's size).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rlx_pipeline import schemas
 from rlx_pipeline.book import engine
@@ -37,6 +40,7 @@ from rlx_pipeline.storage import ParquetBatchWriter
 
 NS = 1_000_000_000
 LEVELS = schemas.BOOK_LEVELS
+MAX_MISMATCHES = 20  # disagreeing snapshots named in the result (all are counted)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class UnifiedResult:
     stats: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     input_rows: int = 0
+    mismatched_snapshots: list[int] = field(default_factory=list)  # sequence numbers of the first ones
 
     @property
     def self_consistency(self) -> float | None:
@@ -71,14 +76,60 @@ _STAT_NAMES = [
 ]
 
 
-def _scan(path: Path, lo: int, hi: int) -> pl.LazyFrame:
-    t = pl.col("origin_time").cast(pl.Int64)
-    return pl.scan_parquet(path).filter((t >= lo) & (t < hi))
+class _Buckets:
+    """The staged tables split by time chunk in ONE streaming pass (Arrow IPC files in a temporary directory).
+
+    Scanning each parquet file once per chunk with a time filter re-reads the whole file every time when its row
+    groups span the day (row-group statistics cannot prune them): quadratic in the day's size. Rows keep their file
+    order inside a bucket, so the output does not depend on the chunking.
+    """
+
+    def __init__(self, paths: dict[str, Path], lo: int, step: int, n_chunks: int, tmp: Path) -> None:
+        self._schemas: dict[str, pa.Schema] = {}
+        self._files: dict[tuple[str, int], Path] = {}
+        for table, path in paths.items():
+            pf = pq.ParquetFile(path)
+            self._schemas[table] = pf.schema_arrow
+            writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+            opts = pa.ipc.IpcWriteOptions(compression="lz4")
+            try:
+                for batch in pf.iter_batches(batch_size=1 << 20):
+                    t = batch.column("origin_time").cast(pa.int64()).fill_null(lo - 1).to_numpy()
+                    k = (t - lo) // step
+                    k[(t < lo)] = -1
+                    k[k >= n_chunks] = -1
+                    order = np.argsort(k, kind="stable")
+                    ks = k[order]
+                    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+                    for a, b in zip(starts, np.r_[starts[1:], len(ks)], strict=True):
+                        c = int(ks[a])
+                        if c < 0:
+                            continue
+                        if c not in writers:
+                            f = tmp / f"{table}-{c:05d}.arrow"
+                            self._files[(table, c)] = f
+                            writers[c] = pa.ipc.new_file(f, batch.schema, options=opts)
+                        writers[c].write_batch(batch.take(pa.array(order[a:b])))
+            finally:
+                for w in writers.values():
+                    w.close()
+
+    def scan(self, table: str, chunk: int) -> pl.LazyFrame:
+        f = self._files.get((table, chunk))
+        if f is None:
+            return pl.from_arrow(self._schemas[table].empty_table()).lazy()
+        return pl.scan_ipc(f)
+
+    def drop(self, chunk: int) -> None:
+        for table in self._schemas:
+            f = self._files.pop((table, chunk), None)
+            if f is not None:
+                f.unlink()
 
 
-def _chunk_events(paths: dict[str, Path], lo: int, hi: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """Events of [lo, hi) in unified order, plus the chunk's snapshot level arrays."""
-    book = _scan(paths["book"], lo, hi).collect()
+def _chunk_events(buckets: _Buckets, chunk: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Events of one time chunk in unified order, plus the chunk's snapshot level arrays."""
+    book = buckets.scan("book", chunk).collect()
     snap_cols = [f"bid_{i}_price" for i in range(LEVELS)] + [f"ask_{i}_price" for i in range(LEVELS)]
     size_cols = [c.replace("_price", "_size") for c in snap_cols]
     snap_p = book.select(snap_cols).fill_null(0).to_numpy().astype(np.int64).reshape(len(book), 2 * LEVELS)
@@ -97,7 +148,7 @@ def _chunk_events(paths: dict[str, Path], lo: int, hi: int) -> tuple[pl.DataFram
         pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
     )
     deltas = (
-        _scan(paths["book_delta"], lo, hi)
+        buckets.scan("book_delta", chunk)
         .select(
             pl.col("origin_time").cast(pl.Int64).alias("t"),
             pl.col("received_time").cast(pl.Int64).alias("r"),
@@ -113,7 +164,7 @@ def _chunk_events(paths: dict[str, Path], lo: int, hi: int) -> tuple[pl.DataFram
         .collect()
     )
     trades = (
-        _scan(paths["trades"], lo, hi)
+        buckets.scan("trades", chunk)
         .select(
             pl.col("origin_time").cast(pl.Int64).alias("t"),
             pl.col("received_time").cast(pl.Int64).alias("r"),
@@ -200,16 +251,21 @@ def build_unified(
     lo_all, hi_all = day_lo - tolerance_s * NS, day_hi + tolerance_s * NS
     schema = schemas.unified_schema(top_n)
     state_p, state_s, state, stats = engine.new_state()
+    mismatch_seq = np.zeros(MAX_MISMATCHES, dtype=np.int64)
     result = UnifiedResult(Path(dest))
     by_type = np.zeros(3, dtype=np.int64)
     pending: Future | None = None
+    step = chunk_s * NS
+    edges = list(range(lo_all, hi_all, step)) + [hi_all]
     with (
         ParquetBatchWriter(dest, schema) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="rlx-write") as pool,
+        tempfile.TemporaryDirectory(prefix=".unified-", dir=Path(dest).parent) as tmp,
     ):
-        edges = list(range(lo_all, hi_all, chunk_s * NS)) + [hi_all]
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
-            events, snap_p, snap_s = _chunk_events(paths, a, b)
+        buckets = _Buckets(paths, lo_all, step, len(edges) - 1, Path(tmp))
+        for chunk, b in enumerate(edges[1:]):
+            events, snap_p, snap_s = _chunk_events(buckets, chunk)
+            buckets.drop(chunk)
             n = len(events)
             if n == 0:
                 continue
@@ -243,8 +299,9 @@ def build_unified(
                 res["keep"],
                 res["valid"],
                 res["known"],
+                mismatch_seq,
             )
-            engine.finish(snap_p, snap_s, state_p, state_s, state, stats)
+            engine.finish(snap_p, snap_s, state_p, state_s, state, stats, mismatch_seq)
             table = _output(events, res, top_n, schema)
             if pending is not None:
                 pending.result()  # one chunk in flight: memory stays bounded
@@ -257,5 +314,8 @@ def build_unified(
         result.rows = writer.rows
     result.by_type = {"snapshot": int(by_type[0]), "delta": int(by_type[1]), "trade": int(by_type[2])}
     result.stats = {name: int(stats[i]) for i, name in enumerate(_STAT_NAMES)}
+    result.mismatched_snapshots = mismatch_seq[
+        : min(MAX_MISMATCHES, result.stats["snapshot_mismatch"])
+    ].tolist()
     result.seconds = time.perf_counter() - t0
     return result

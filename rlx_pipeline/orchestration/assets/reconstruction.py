@@ -5,8 +5,10 @@ unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots,
 """
 
 import json
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from rlx_pipeline import gate, storage
 from rlx_pipeline.book import build_unified
@@ -21,6 +23,25 @@ class ReconstructionConfig(dg.Config):
 
 def _stats_path(rlx: RlxSettings, date: str, symbol: str):
     return rlx.layout.report_dir("reconstruction", date, symbol) / "stats.json"
+
+
+_PREVIEW_COLS = [
+    "origin_time",
+    "event_type",
+    "sequence_number",
+    "price",
+    "size",
+    "bid_0_price",
+    "ask_0_price",
+]
+
+
+def _preview(path: Path, rows: int = 8) -> str:
+    """The first rows of the stream as a markdown table (event types: 0 snapshot, 1 delta, 2 trade)."""
+    df = pl.scan_parquet(path).select(_PREVIEW_COLS).head(rows).collect()
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in df.iter_rows()]
+    return "\n".join(lines)
 
 
 @dg.asset(
@@ -57,11 +78,15 @@ def unified_stream(
         "stats": res.stats,
         "self_consistency": res.self_consistency,
         "unseeded_share": res.unseeded_share,
+        "mismatched_snapshot_sequence_numbers": res.mismatched_snapshots,
         "seconds": res.seconds,
         "gate_overridden": overridden,
     }
     storage.write_json(_stats_path(rlx, date, symbol), summary)
     rate = res.input_rows / res.seconds if res.seconds else 0.0
+    in_mb = sum(p.stat().st_size for p in paths.values()) / 1e6
+    out_path = layout.unified(date, symbol)
+    mb_per_s = (in_mb + out_path.stat().st_size / 1e6) / res.seconds if res.seconds else 0.0
     context.log.info(
         f"unified {symbol} {date}: {res.rows:,} rows in {res.seconds:.1f} s ({rate:,.0f} rows/s)"
     )
@@ -73,10 +98,16 @@ def unified_stream(
             "self_consistency": dg.MetadataValue.float(
                 res.self_consistency if res.self_consistency is not None else -1.0
             ),
+            "unseeded_deltas": dg.MetadataValue.int(res.stats["unseeded"]),
+            "unseeded_share": dg.MetadataValue.float(res.unseeded_share),
+            "crossed_messages": dg.MetadataValue.int(res.stats["crossed"]),
+            "snapshot_mismatches": dg.MetadataValue.int(res.stats["snapshot_mismatch"]),
             "rows_per_s": dg.MetadataValue.float(round(rate, 1)),
+            "mb_per_s": dg.MetadataValue.float(round(mb_per_s, 2)),  # staged parquet read + unified written
+            "preview": dg.MetadataValue.md(_preview(out_path)),
             "top_n": dg.MetadataValue.int(rlx.top_n),
             "gate_overridden": dg.MetadataValue.bool(overridden),
-            "path": dg.MetadataValue.path(str(layout.unified(date, symbol))),
+            "path": dg.MetadataValue.path(str(out_path)),
         }
     )
 
@@ -94,7 +125,10 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
     sc = s["self_consistency"]
     problems = []
     if sc is not None and sc < th.self_consistency_min:
-        problems.append(f"self-consistency {sc:.4%} < {th.self_consistency_min:.3%}")
+        first = s.get("mismatched_snapshot_sequence_numbers", [])[:5]
+        problems.append(
+            f"self-consistency {sc:.4%} < {th.self_consistency_min:.3%} (first disagreeing snapshots u={first})"
+        )
     if s["unseeded_share"] > th.unseeded_delta_max:
         problems.append(f"unseeded deltas {s['unseeded_share']:.3%} > {th.unseeded_delta_max:.3%}")
     if s["stats"]["seeds"] == 0:
@@ -111,6 +145,9 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
             "snapshot_mismatches": dg.MetadataValue.int(s["stats"]["snapshot_mismatch"]),
             "unseeded_share": dg.MetadataValue.float(s["unseeded_share"]),
             "crossed_messages": dg.MetadataValue.int(s["stats"]["crossed"]),
+            "first_mismatched_snapshots": dg.MetadataValue.json(
+                s.get("mismatched_snapshot_sequence_numbers", [])
+            ),
         },
     )
 
