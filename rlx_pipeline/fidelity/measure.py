@@ -2,30 +2,41 @@
 
 - ``trades``: golden trades found in the reconstruction with the same id, price, quantity and taker side, and the
   reverse (reconstructed trades Binance never sent) inside the golden window. Whether the lake's trade ids are
-  trade ids or aggTrade ids is detected from the data (the share of lake ids found among each).
+  trade ids or aggTrade ids is detected from the data (the share of lake ids found among each) and the matching
+  golden table is used.
 - ``book``: at every golden depth update id ``u`` that the reconstruction also ends a message at, the golden
-  book (rebuilt from its REST snapshot and diffs by Binance's rules) against the reconstructed top 1 / 5 / N.
-  Levels beyond the range the reconstruction knows completely (``bid_known_min_price``/``ask_known_max_price``:
-  never in a lake snapshot, never touched by a delta) are *unknowable*, counted apart and excluded from the
-  blocking figure; everything inside it must be exact.
-- ``book_ticker``: golden bookTicker messages at those update ids against the reconstructed best bid/ask.
-- ``coverage``: golden update ids absent from the reconstruction and the reverse, inside the common window.
-- ``timing``: reconstructed origin_time minus golden event time (and receive-time difference) of matched trades.
+  book (rebuilt from its REST snapshot and diffs by Binance's rules, ``golden_book``) against the reconstructed
+  top 1 / 5 / N. Levels beyond the range the reconstruction knows completely (``bid_known_min_price`` /
+  ``ask_known_max_price``: never in a lake snapshot, never touched by a delta) are *unknowable*, counted apart and
+  excluded from the blocking figure; everything inside it must be exact.
+- ``book_ticker``: golden bookTicker messages at those update ids against the reconstructed best bid/ask; and,
+  not gated, the golden book's own best bid/ask against bookTicker (is the reference itself consistent?).
+- ``coverage``: golden update ids absent from the reconstruction and the reverse, inside the common window, as
+  counts and as runs of consecutive ids with their time ranges.
+- ``timing``: reconstructed origin_time minus golden event time, and the receive-time difference, of matched
+  trades and of matched book messages.
 
 The blocking figure is the minimum over the components that could be measured (each with its numerator and
 denominator in the report): a weak component cannot hide behind a strong one.
+
+Memory: the golden depth is replayed message by message (``golden_book``) and compared in chunks of update ids,
+each chunk reading only its own range of the unified stream and of bookTicker (parquet statistics prune the
+rest), so a day's book is never held as Python objects; trades are a polars join.
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplayStats
 from rlx_pipeline.layout import DataLayout
+
+CHUNK = 20_000  # golden book states compared per read of the unified stream
+MAX_LISTED = 20  # first mismatches listed per component
 
 
 @dataclass
@@ -47,6 +58,7 @@ class Fidelity:
     symbol: str
     measurable: bool
     reason: str = ""
+    top_n: int = 10
     trade_id_kind: str = "-"
     trades_golden_in_recon: Ratio = field(default_factory=Ratio)
     trades_recon_in_golden: Ratio = field(default_factory=Ratio)
@@ -56,11 +68,19 @@ class Fidelity:
     topn_raw: Ratio = field(default_factory=Ratio)  # all levels, unknowable ones included (not gated)
     unknowable_levels: int = 0
     book_ticker: Ratio = field(default_factory=Ratio)
+    golden_self_book_ticker: Ratio = field(default_factory=Ratio)  # golden replay vs bookTicker (not gated)
+    golden_update_ids: int = 0
+    recon_update_ids: int = 0
     golden_ids_missing: int = 0
     recon_ids_not_in_golden: int = 0
+    missing_ranges: list[dict] = field(default_factory=list)
+    extra_ranges: list[dict] = field(default_factory=list)
+    replay: dict = field(default_factory=dict)
     timing_ms: dict = field(default_factory=dict)
     mismatches: list[dict] = field(default_factory=list)
-    timeline: list[tuple[int, int, int]] = field(default_factory=list)  # (minute, compared, mismatched)
+    # per minute of the day: compared, topN mismatched, bookTicker compared/mismatched, spreads (sum, in 1e-8)
+    timeline: list[dict] = field(default_factory=list)
+    timing_samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for the histograms
 
     def components(self) -> dict[str, Ratio]:
         return {
@@ -84,89 +104,29 @@ class Fidelity:
             "measurable": self.measurable,
             "reason": self.reason,
             "score": self.score,
+            "top_n": self.top_n,
             "trade_id_kind": self.trade_id_kind,
             "components": {k: v.to_dict() for k, v in self.components().items()},
             "book_topN_all_levels": self.topn_raw.to_dict(),
             "unknowable_levels": self.unknowable_levels,
+            "golden_book_vs_book_ticker": self.golden_self_book_ticker.to_dict(),
+            "golden_update_ids": self.golden_update_ids,
+            "recon_update_ids": self.recon_update_ids,
             "golden_update_ids_missing_in_recon": self.golden_ids_missing,
             "recon_update_ids_not_in_golden": self.recon_ids_not_in_golden,
+            "missing_in_recon_ranges": self.missing_ranges,
+            "not_in_golden_ranges": self.extra_ranges,
+            "golden_replay": self.replay,
             "timing_ms": self.timing_ms,
-            "first_mismatches": self.mismatches[:20],
+            "first_mismatches": self.mismatches,
+            "timeline": self.timeline,
         }
 
 
-def _golden_book_states(layout: DataLayout, date: str, symbol: str, wanted: set[int], top_n: int):
-    """Yield (u, event_ns, bids top-N, asks top-N) after each golden diff whose u is in ``wanted``."""
-    snaps_path, depth_path = layout.golden("snapshots", date, symbol), layout.golden("depth", date, symbol)
-    snaps = pl.read_parquet(snaps_path) if snaps_path.is_file() else None
-    depth = pl.read_parquet(depth_path) if depth_path.is_file() else None
-    if snaps is None or depth is None or not len(depth):
-        return
-    snap_msgs = (
-        snaps.with_row_index("row")
-        .group_by(["capture_ns", "source_file", "line_no", "last_update_id"], maintain_order=True)
-        .agg("side_is_bid", "price", "size", pl.col("row").min())
-        .with_columns(pl.lit(0).alias("kind"))
-    )
-    depth_msgs = (
-        depth.with_row_index("row")
-        .group_by(["capture_ns", "source_file", "line_no"], maintain_order=True)
-        .agg(
-            pl.col("event_time").first().cast(pl.Int64),
-            pl.col("first_update_id").first(),
-            pl.col("final_update_id").first(),
-            pl.col("prev_final_update_id").first(),
-            "side_is_bid",
-            "price",
-            "size",
-            pl.col("row").min(),
-        )
-        .with_columns(pl.lit(1).alias("kind"))
-    )
-    order = sorted(
-        [(r["capture_ns"], 0, r["line_no"], r) for r in snap_msgs.iter_rows(named=True)]
-        + [(r["capture_ns"], 1, r["line_no"], r) for r in depth_msgs.iter_rows(named=True)],
-        key=lambda x: (x[0], x[1], x[2]),
-    )
-    bids: dict[int, int] = {}
-    asks: dict[int, int] = {}
-    last_id: int | None = None  # snapshot waiting to be bridged
-    prev_u: int | None = None
-    valid = False
-    for _, kind, _, m in order:
-        if kind == 0:
-            bids, asks = {}, {}
-            for b, p, q in zip(m["side_is_bid"], m["price"], m["size"], strict=True):
-                (bids if b else asks)[p] = q
-            last_id, valid, prev_u = m["last_update_id"], False, None
-            continue
-        U, u, pu = m["first_update_id"], m["final_update_id"], m["prev_final_update_id"]
-        if last_id is not None:
-            if u <= last_id:
-                continue
-            valid = (U <= last_id + 1 <= u) if pu is None else (U <= last_id <= u)
-            last_id = None
-        elif prev_u is not None:
-            ok = (prev_u + 1 == U) if pu is None else (pu == prev_u)
-            valid = valid and ok
-        else:
-            continue  # before any snapshot
-        prev_u = u
-        for b, p, q in zip(m["side_is_bid"], m["price"], m["size"], strict=True):
-            if b is None:
-                continue
-            side = bids if b else asks
-            if q:
-                side[p] = q
-            else:
-                side.pop(p, None)
-        if valid and u in wanted:
-            yield (
-                u,
-                m["event_time"],
-                heapq.nlargest(top_n, bids.items()),
-                heapq.nsmallest(top_n, asks.items()),
-            )
+def _dist(x: np.ndarray) -> dict[str, float]:
+    out = {f"p{q}": float(np.percentile(x, q)) for q in (1, 50, 99)}
+    out.update(min=float(x.min()), max=float(x.max()), nonzero=int((x != 0).sum()), n=len(x))
+    return out
 
 
 def compare_side(
@@ -192,39 +152,49 @@ def compare_side(
     return True, unknowable
 
 
-def measure(layout: DataLayout, date: str, symbol: str, top_n: int) -> Fidelity:
-    uni_path = layout.unified(date, symbol)
-    g_trades_path = layout.golden("trades", date, symbol)
-    f = Fidelity(date, symbol, measurable=False)
-    if not uni_path.is_file():
-        f.reason = f"no unified stream at {uni_path}"
-        return f
-    g_trades = pl.read_parquet(g_trades_path) if g_trades_path.is_file() else pl.DataFrame()
-    g_depth_path = layout.golden("depth", date, symbol)
-    g_depth_u = (
-        pl.scan_parquet(g_depth_path)
-        .select("final_update_id", pl.col("event_time").cast(pl.Int64))
-        .unique()
-        .collect()
-        if g_depth_path.is_file()
-        else pl.DataFrame({"final_update_id": [], "event_time": []})
+def _runs(ids: pl.DataFrame, limit: int = MAX_LISTED) -> list[dict]:
+    """Runs of consecutive update ids (in golden or reconstructed order) with their time range."""
+    if not len(ids):
+        return []
+    runs = (
+        ids.sort("u")
+        .with_columns(
+            ((pl.col("u").diff().fill_null(0) != 1) & pl.col("u").diff().is_not_null()).alias("brk")
+        )
+        .with_columns(pl.col("brk").cum_sum().alias("run"))
+        .group_by("run", maintain_order=True)
+        .agg(
+            pl.col("u").first().alias("first_u"),
+            pl.col("u").last().alias("last_u"),
+            pl.len().alias("count"),
+            pl.col("t").min().alias("from_ns"),
+            pl.col("t").max().alias("to_ns"),
+        )
+        .drop("run")
+        .sort("count", descending=True)
+        .head(limit)
+        .sort("first_u")
     )
-    if not len(g_trades) and not len(g_depth_u):
-        f.reason = "no golden samples for this day: fidelity is not measurable"
-        return f
-    f.measurable = True
-    times = []
-    if len(g_trades):
-        times += [g_trades["trade_time"].cast(pl.Int64).min(), g_trades["trade_time"].cast(pl.Int64).max()]
-    if len(g_depth_u):
-        times += [g_depth_u["event_time"].min(), g_depth_u["event_time"].max()]
-    w0, w1 = min(times), max(times)
-    uni = pl.scan_parquet(uni_path)
+    return [
+        {
+            **r,
+            "from": str(np.datetime64(r["from_ns"], "ns")) + "Z" if r["from_ns"] is not None else None,
+            "to": str(np.datetime64(r["to_ns"], "ns")) + "Z" if r["to_ns"] is not None else None,
+        }
+        for r in runs.iter_rows(named=True)
+    ]
 
-    # --- trades -------------------------------------------------------------------------------------
-    r_trades = (
-        uni.filter(pl.col("event_type") == 2)
-        .filter(pl.col("origin_time").cast(pl.Int64).is_between(w0, w1))
+
+def _trades(
+    f: Fidelity, layout: DataLayout, date: str, symbol: str, uni: pl.LazyFrame, w0: int, w1: int
+) -> None:
+    g_path, agg_path = layout.golden("trades", date, symbol), layout.golden("agg_trades", date, symbol)
+    g_trades = pl.read_parquet(g_path) if g_path.is_file() else pl.DataFrame()
+    g_agg = pl.read_parquet(agg_path) if agg_path.is_file() else pl.DataFrame()
+    if not len(g_trades) and not len(g_agg):
+        return
+    r = (
+        uni.filter((pl.col("event_type") == 2) & pl.col("origin_time").cast(pl.Int64).is_between(w0, w1))
         .select(
             "trade_id",
             "price",
@@ -235,153 +205,263 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int) -> Fidelity:
         )
         .collect()
     )
-    if len(g_trades) and len(r_trades):
-        g = g_trades.select(
-            "trade_id",
-            "price",
-            pl.col("quantity").alias("size"),
-            (~pl.col("is_buyer_maker")).alias("side_is_bid"),
-            pl.col("trade_time").cast(pl.Int64).alias("gt"),
-            pl.col("capture_ns").alias("gr"),
-        )
-        agg_path = layout.golden("agg_trades", date, symbol)
-        agg_ids = (
-            pl.read_parquet(agg_path, columns=["agg_trade_id"])["agg_trade_id"]
-            if agg_path.is_file()
-            else pl.Series([], dtype=pl.Int64)
-        )
-        in_trade = r_trades["trade_id"].is_in(g["trade_id"].implode()).mean()
-        in_agg = r_trades["trade_id"].is_in(agg_ids.implode()).mean() if len(agg_ids) else 0.0
-        f.trade_id_kind = "aggTrade ids" if (in_agg or 0) > (in_trade or 0) else "trade ids"
-        joined = g.join(r_trades, on="trade_id", how="left", suffix="_r")
-        exact = joined.filter(
-            (pl.col("price") == pl.col("price_r"))
-            & (pl.col("size") == pl.col("size_r"))
-            & (pl.col("side_is_bid") == pl.col("side_is_bid_r"))
-        )
-        f.trades_golden_in_recon = Ratio(len(exact), len(g))
-        back = r_trades.join(g, on="trade_id", how="left", suffix="_g")
-        f.trades_recon_in_golden = Ratio(int(back["gt"].is_not_null().sum()), len(r_trades))
-        for row in (
-            joined.filter(
-                pl.col("price_r").is_null()
-                | (pl.col("price") != pl.col("price_r"))
-                | (pl.col("size") != pl.col("size_r"))
-            )
-            .head(10)
-            .iter_rows(named=True)
-        ):
-            f.mismatches.append(
-                {
-                    "component": "trade",
-                    **{k: row[k] for k in ("trade_id", "price", "size", "price_r", "size_r")},
-                }
-            )
-        m = exact.with_columns(
-            ((pl.col("t") - pl.col("gt")) / 1e6).alias("dt"), ((pl.col("r") - pl.col("gr")) / 1e6).alias("dr")
-        )
-        if len(m):
 
-            def dist(x: np.ndarray) -> dict[str, float]:
-                out = {f"p{q}": float(np.percentile(x, q)) for q in (1, 50, 99)}
-                out.update(min=float(x.min()), max=float(x.max()), nonzero=int((x != 0).sum()))
-                return out
+    def share(ids: pl.Series) -> float:
+        return float(r["trade_id"].is_in(ids.implode()).mean() or 0.0) if len(r) and len(ids) else 0.0
 
-            f.timing_ms = {
-                "origin_minus_golden_trade_time": dist(m["dt"].to_numpy()),
-                "lake_receive_minus_capture": dist(m["dr"].to_numpy()),
+    in_trade = share(g_trades["trade_id"]) if len(g_trades) else 0.0
+    in_agg = share(g_agg["agg_trade_id"]) if len(g_agg) else 0.0
+    use_agg = (in_agg > in_trade) or not len(g_trades)
+    f.trade_id_kind = "aggTrade ids" if use_agg else "trade ids"
+    src = g_agg.rename({"agg_trade_id": "trade_id"}) if use_agg else g_trades
+    g = src.select(
+        "trade_id",
+        "price",
+        pl.col("quantity").alias("size"),
+        (~pl.col("is_buyer_maker")).alias("side_is_bid"),  # m: the buyer is the maker, so the taker sold
+        pl.col("trade_time").cast(pl.Int64).alias("gt"),
+        pl.col("capture_ns").alias("gr"),
+    )
+    joined = g.join(r, on="trade_id", how="left", suffix="_r")
+    same = (
+        (pl.col("price") == pl.col("price_r"))
+        & (pl.col("size") == pl.col("size_r"))
+        & (pl.col("side_is_bid") == pl.col("side_is_bid_r"))
+    ).fill_null(False)
+    exact = joined.filter(same)
+    f.trades_golden_in_recon = Ratio(len(exact), len(g))
+    back = r.join(g.select("trade_id", "gt"), on="trade_id", how="left")
+    f.trades_recon_in_golden = Ratio(int(back["gt"].is_not_null().sum()), len(r))
+    for row in joined.filter(~same).sort("trade_id").head(MAX_LISTED).iter_rows(named=True):
+        f.mismatches.append(
+            {
+                "component": "trade" if row["price_r"] is not None else "trade_missing",
+                "trade_id": row["trade_id"],
+                "golden": [row["price"], row["size"], "buy" if row["side_is_bid"] else "sell"],
+                "recon": None
+                if row["price_r"] is None
+                else [row["price_r"], row["size_r"], "buy" if row["side_is_bid_r"] else "sell"],
+                "golden_trade_time_ns": row["gt"],
             }
-    elif len(g_trades):
-        f.trades_golden_in_recon = Ratio(0, len(g_trades))
-
-    # --- book -----------------------------------------------------------------------------------------
-    book_cols = [f"{s}_{i}_{w}" for s in ("bid", "ask") for i in range(top_n) for w in ("price", "size")]
-    r_msgs = (
-        uni.filter((pl.col("event_type") == 1) & pl.col("is_last_in_message"))
-        .select(
-            "sequence_number",
-            pl.col("origin_time").cast(pl.Int64).alias("t"),
-            "bid_known_min_price",
-            "ask_known_max_price",
-            *book_cols,
         )
+    for row in back.filter(pl.col("gt").is_null()).sort("trade_id").head(MAX_LISTED).iter_rows(named=True):
+        f.mismatches.append(
+            {
+                "component": "trade_extra",
+                "trade_id": row["trade_id"],
+                "recon": [row["price"], row["size"], "buy" if row["side_is_bid"] else "sell"],
+                "origin_time_ns": row["t"],
+            }
+        )
+    m = exact.select((pl.col("t") - pl.col("gt")) / 1e6, (pl.col("r") - pl.col("gr")) / 1e6)
+    if len(m):
+        f.timing_samples["trade_origin"] = m["t"].to_numpy()
+        f.timing_samples["trade_receive"] = m["r"].to_numpy()
+        f.timing_ms["origin_minus_golden_trade_time"] = _dist(f.timing_samples["trade_origin"])
+        f.timing_ms["lake_receive_minus_capture"] = _dist(f.timing_samples["trade_receive"])
+
+
+class _BookComparison:
+    def __init__(self, f: Fidelity, uni_path: Path, bt_path: Path, top_n: int) -> None:
+        self.f, self.uni_path, self.bt_path, self.n = f, uni_path, bt_path, top_n
+        self.cols = [f"{s}_{i}_{w}" for s in ("bid", "ask") for i in range(top_n) for w in ("price", "size")]
+        self.timeline: dict[int, list[int]] = {}
+        self.dt: list[int] = []
+        self.dr: list[int] = []
+        self.listed = {"book": 0, "book_ticker": 0, "golden_book_ticker": 0}
+
+    def _minute(self, event_ns: int) -> list[int]:
+        # compared, topN bad, bookTicker compared, bookTicker bad, spread n, golden spread sum, recon spread sum
+        return self.timeline.setdefault((event_ns // 60_000_000_000) % 1440, [0, 0, 0, 0, 0, 0, 0])
+
+    def _list(self, kind: str, item: dict) -> None:
+        if self.listed[kind] < MAX_LISTED:
+            self.listed[kind] += 1
+            self.f.mismatches.append({"component": kind, **item})
+
+    def chunk(self, states: list[GoldenState]) -> None:
+        if not states:
+            return
+        lo, hi = min(s.u for s in states), max(s.u for s in states)
+        recon = (
+            pl.scan_parquet(self.uni_path)
+            .filter(
+                (pl.col("event_type") == 1)
+                & pl.col("is_last_in_message")
+                & pl.col("sequence_number").is_between(lo, hi)
+            )
+            .select(
+                "sequence_number",
+                pl.col("origin_time").cast(pl.Int64),
+                pl.col("received_time").cast(pl.Int64),
+                "bid_known_min_price",
+                "ask_known_max_price",
+                *self.cols,
+            )
+            .collect()
+        )
+        rows = {r[0]: r for r in recon.iter_rows()}
+        bt: dict[int, list[tuple]] = {}
+        if self.bt_path.is_file():
+            for r in (
+                pl.scan_parquet(self.bt_path)
+                .filter(pl.col("update_id").is_between(lo, hi))
+                .select("update_id", "bid_price", "bid_qty", "ask_price", "ask_qty", "capture_ns")
+                .collect()
+                .iter_rows()
+            ):
+                bt.setdefault(r[0], []).append(r)
+        f, n = self.f, self.n
+        for s in states:
+            g_top = (s.bids[0] if s.bids else (None, None)) + (s.asks[0] if s.asks else (None, None))
+            for b in bt.get(s.u, ()):
+                f.golden_self_book_ticker.total += 1
+                ok = g_top == b[1:5]
+                f.golden_self_book_ticker.matched += ok
+                if not ok:
+                    self._list("golden_book_ticker", {"u": s.u, "golden_book": g_top, "book_ticker": b[1:5]})
+            r = rows.get(s.u)
+            if r is None:
+                continue
+            t, rcv, kb, ka = r[1], r[2], r[3], r[4]
+            lv = r[5:]
+            rb = [(lv[2 * i], lv[2 * i + 1]) for i in range(n) if lv[2 * i] is not None]
+            ra = [
+                (lv[2 * n + 2 * i], lv[2 * n + 2 * i + 1]) for i in range(n) if lv[2 * n + 2 * i] is not None
+            ]
+            self.dt.append(t - s.event_ns)
+            self.dr.append(rcv - s.capture_ns)
+            mn = self._minute(s.event_ns)
+            for depth, ratio in ((1, f.top1), (5, f.top5), (n, f.topn)):
+                ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True)
+                ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False)
+                ok = ok_b and ok_a
+                ratio.total += 1
+                ratio.matched += ok
+                if depth == n:
+                    f.unknowable_levels += unk_b + unk_a
+                    mn[0] += 1
+                    mn[1] += not ok
+                    if not ok:
+                        self._list(
+                            "book",
+                            {
+                                "u": s.u,
+                                "event_ns": s.event_ns,
+                                "golden_bids": s.bids[:3],
+                                "recon_bids": rb[:3],
+                                "golden_asks": s.asks[:3],
+                                "recon_asks": ra[:3],
+                                "known": [kb, ka],
+                            },
+                        )
+            f.topn_raw.total += 1
+            f.topn_raw.matched += (
+                rb == s.bids[: len(rb)]
+                and ra == s.asks[: len(ra)]
+                and (
+                    len(rb),
+                    len(ra),
+                )
+                == (len(s.bids), len(s.asks))
+            )
+            if s.bids and s.asks and rb and ra:
+                mn[4] += 1
+                mn[5] += s.asks[0][0] - s.bids[0][0]
+                mn[6] += ra[0][0] - rb[0][0]
+            r_top = (rb[0] if rb else (None, None)) + (ra[0] if ra else (None, None))
+            for b in bt.get(s.u, ()):
+                ok = r_top == b[1:5]
+                f.book_ticker.total += 1
+                f.book_ticker.matched += ok
+                mn[2] += 1
+                mn[3] += not ok
+                if not ok:
+                    self._list("book_ticker", {"u": s.u, "book_ticker": b[1:5], "recon": r_top})
+
+    def finish(self) -> None:
+        f = self.f
+        f.timeline = [
+            {
+                "minute": k,
+                "compared": v[0],
+                "topN_mismatched": v[1],
+                "book_ticker_compared": v[2],
+                "book_ticker_mismatched": v[3],
+                "golden_spread_mean": v[5] / v[4] if v[4] else None,
+                "recon_spread_mean": v[6] / v[4] if v[4] else None,
+            }
+            for k, v in sorted(self.timeline.items())
+        ]
+        if self.dt:
+            f.timing_samples["book_origin"] = np.asarray(self.dt, dtype=np.float64) / 1e6
+            f.timing_samples["book_receive"] = np.asarray(self.dr, dtype=np.float64) / 1e6
+            f.timing_ms["origin_minus_golden_depth_event_time"] = _dist(f.timing_samples["book_origin"])
+            f.timing_ms["lake_receive_minus_depth_capture"] = _dist(f.timing_samples["book_receive"])
+
+
+def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int = CHUNK) -> Fidelity:
+    uni_path = layout.unified(date, symbol)
+    f = Fidelity(date, symbol, measurable=False, top_n=top_n)
+    if not uni_path.is_file():
+        f.reason = f"no unified stream at {uni_path}"
+        return f
+    g_times = []
+    for table, col in (("trades", "trade_time"), ("agg_trades", "trade_time"), ("depth", "event_time")):
+        p = layout.golden(table, date, symbol)
+        if p.is_file():
+            mm = pl.scan_parquet(p).select(
+                pl.col(col).cast(pl.Int64).min().alias("a"), pl.col(col).cast(pl.Int64).max().alias("b")
+            )
+            a, b = mm.collect().row(0)
+            g_times += [t for t in (a, b) if t is not None]
+    if not g_times:
+        f.reason = "no golden samples for this day: fidelity is not measurable"
+        return f
+    f.measurable = True
+    w0, w1 = min(g_times), max(g_times)
+    uni = pl.scan_parquet(uni_path)
+    _trades(f, layout, date, symbol, uni, w0, w1)
+
+    # --- coverage of update ids ------------------------------------------------------------------------
+    depth_path = layout.golden("depth", date, symbol)
+    if not depth_path.is_file():
+        return f
+    g_ids = (
+        pl.scan_parquet(depth_path)
+        .select(pl.col("final_update_id").alias("u"), pl.col("event_time").cast(pl.Int64).alias("t"))
+        .unique("u")
         .collect()
     )
-    r_seq = set(r_msgs["sequence_number"].to_list())
-    g_u = set(g_depth_u["final_update_id"].to_list())
-    if r_seq and g_u:
-        lo_u, hi_u = max(min(r_seq), min(g_u)), min(max(r_seq), max(g_u))
-        f.golden_ids_missing = sum(1 for u in g_u if lo_u <= u <= hi_u and u not in r_seq)
-        f.recon_ids_not_in_golden = sum(1 for u in r_seq if lo_u <= u <= hi_u and u not in g_u)
-    shared = r_seq & g_u
-    rows = {
-        r["sequence_number"]: r
-        for r in r_msgs.filter(pl.col("sequence_number").is_in(list(shared))).iter_rows(named=True)
-    }
-    golden_tops: dict[int, tuple] = {}
-    timeline: dict[int, list[int]] = {}
-    for u, event_ns, gb, ga in _golden_book_states(layout, date, symbol, shared, top_n):
-        r = rows[u]
-        rb = [
-            (r[f"bid_{i}_price"], r[f"bid_{i}_size"]) for i in range(top_n) if r[f"bid_{i}_price"] is not None
-        ]
-        ra = [
-            (r[f"ask_{i}_price"], r[f"ask_{i}_size"]) for i in range(top_n) if r[f"ask_{i}_price"] is not None
-        ]
-        kb, ka = r["bid_known_min_price"], r["ask_known_max_price"]
-        golden_tops[u] = (gb[:1], ga[:1])
-        for depth, ratio in ((1, f.top1), (5, f.top5), (top_n, f.topn)):
-            ok_b, unk_b = compare_side(gb[:depth], rb, kb, True)
-            ok_a, unk_a = compare_side(ga[:depth], ra, ka, False)
-            ok = ok_b and ok_a
-            ratio.total += 1
-            ratio.matched += ok
-            if depth == top_n:
-                f.unknowable_levels += unk_b + unk_a
-                minute = (event_ns // 60_000_000_000) % 1440
-                tl = timeline.setdefault(minute, [0, 0])
-                tl[0] += 1
-                tl[1] += 0 if ok else 1
-                if not ok and len(f.mismatches) < 40:
-                    f.mismatches.append(
-                        {
-                            "component": "book",
-                            "u": u,
-                            "golden_bids": gb[:3],
-                            "recon_bids": rb[:3],
-                            "golden_asks": ga[:3],
-                            "recon_asks": ra[:3],
-                            "known": [kb, ka],
-                        }
-                    )
-        raw_ok = rb == gb[: len(rb)] and ra == ga[: len(ra)] and len(rb) == len(gb) and len(ra) == len(ga)
-        f.topn_raw.total += 1
-        f.topn_raw.matched += raw_ok
-    f.timeline = sorted((k, v[0], v[1]) for k, v in timeline.items())
+    r_ids = (
+        uni.filter((pl.col("event_type") == 1) & pl.col("is_last_in_message"))
+        .select(pl.col("sequence_number").alias("u"), pl.col("origin_time").cast(pl.Int64).alias("t"))
+        .unique("u")
+        .collect()
+    )
+    f.golden_update_ids, f.recon_update_ids = len(g_ids), len(r_ids)
+    if len(g_ids) and len(r_ids):
+        lo_u = max(g_ids["u"].min(), r_ids["u"].min())
+        hi_u = min(g_ids["u"].max(), r_ids["u"].max())
+        missing = g_ids.filter(pl.col("u").is_between(lo_u, hi_u)).join(r_ids, on="u", how="anti")
+        extra = r_ids.filter(pl.col("u").is_between(lo_u, hi_u)).join(g_ids, on="u", how="anti")
+        f.golden_ids_missing, f.recon_ids_not_in_golden = len(missing), len(extra)
+        f.missing_ranges, f.extra_ranges = _runs(missing), _runs(extra)
 
-    # --- bookTicker -------------------------------------------------------------------------------------
-    bt_path = layout.golden("book_ticker", date, symbol)
-    if bt_path.is_file():
-        bt = pl.read_parquet(bt_path).filter(pl.col("update_id").is_in(list(shared)))
-        for row in bt.iter_rows(named=True):
-            r = rows[row["update_id"]]
-            ok = (r["bid_0_price"], r["bid_0_size"], r["ask_0_price"], r["ask_0_size"]) == (
-                row["bid_price"],
-                row["bid_qty"],
-                row["ask_price"],
-                row["ask_qty"],
-            )
-            f.book_ticker.total += 1
-            f.book_ticker.matched += ok
-            if not ok and len(f.mismatches) < 60:
-                f.mismatches.append(
-                    {
-                        "component": "book_ticker",
-                        "u": row["update_id"],
-                        "golden": [row["bid_price"], row["ask_price"]],
-                        "recon": [r["bid_0_price"], r["ask_0_price"]],
-                    }
-                )
+    # --- book and bookTicker, chunk by chunk -------------------------------------------------------------
+    del r_ids, g_ids
+    cmp = _BookComparison(f, uni_path, layout.golden("book_ticker", date, symbol), top_n)
+    book = GoldenBook(layout.golden("snapshots", date, symbol), depth_path, top_n)
+    pending: list[GoldenState] = []
+    for s in book.states():
+        pending.append(s)
+        if len(pending) >= chunk:
+            cmp.chunk(pending)
+            pending = []
+    cmp.chunk(pending)
+    cmp.finish()
+    stats: ReplayStats = book.replay.stats
+    f.replay = stats.to_dict()
     return f
 
 

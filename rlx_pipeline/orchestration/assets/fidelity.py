@@ -1,7 +1,8 @@
 """Fidelity: the unified stream held against the golden samples (``rlx_pipeline.fidelity``).
 
-fidelity_report     reports/fidelity/dt=/symbol=/ report.json, report.md, timeline.png
-fidelity_ok         blocking: min over components >= RLX_FIDELITY_MIN; no golden samples -> not measurable
+fidelity_report     reports/fidelity/dt=/symbol=/ report.json, report.md, timeline/timing/spread .png
+fidelity_ok         blocking: min over components >= RLX_FIDELITY_MIN; no golden samples -> "not checked"
+                    (passed=False, severity WARN, metadata checked=false, the reason in the description)
 """
 
 import base64
@@ -26,22 +27,24 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.M
     """Trade ids, top-1/5/N levels and bookTicker of the reconstruction against what Binance sent, on the minutes
     the golden samples cover; levels the lake data cannot know are counted apart."""
     date, symbol = date_symbol(context)
+    th = rlx.thresholds.fidelity_min
     f = measure(rlx.layout, date, symbol, rlx.top_n)
-    paths = write_report(rlx.layout, f)
-    image = (
-        "data:image/png;base64," + base64.b64encode(paths["timeline"].read_bytes()).decode()
-        if "timeline" in paths
-        else None
-    )
+    paths = write_report(rlx.layout, f, th)
+    images = {
+        k: "data:image/png;base64," + base64.b64encode(paths[k].read_bytes()).decode()
+        for k in ("timeline", "timing", "spread")
+        if k in paths
+    }
     context.log.info(f"fidelity {date}|{symbol}: {f.score if f.measurable else f.reason}")
-    return dg.MaterializeResult(
-        metadata={
-            "score": dg.MetadataValue.float(f.score if f.score is not None else -1.0),
-            "measurable": dg.MetadataValue.bool(f.measurable),
-            "report": dg.MetadataValue.md(to_markdown(f, image)),
-            "report_path": dg.MetadataValue.path(str(paths["md"])),
-        }
-    )
+    meta = {
+        "score": dg.MetadataValue.float(f.score if f.score is not None else -1.0),
+        "measurable": dg.MetadataValue.bool(f.measurable),
+        "checked": dg.MetadataValue.bool(f.measurable),
+        "report": dg.MetadataValue.md(to_markdown(f, images, th)),
+        "report_path": dg.MetadataValue.path(str(paths["md"])),
+    }
+    meta.update({k: dg.MetadataValue.json(v.to_dict()) for k, v in f.components().items()})
+    return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset_check(asset=fidelity_report, blocking=True, partitions_def=PARTITIONS)
@@ -59,10 +62,22 @@ def fidelity_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.
         for k, v in r["components"].items()
         if v["value"] is not None
     }
+    meta.update(
+        {
+            f"{k}_count": dg.MetadataValue.text(f"{v['matched']}/{v['total']}")
+            for k, v in r["components"].items()
+        }
+    )
     meta["threshold"] = dg.MetadataValue.float(th)
+    meta["checked"] = dg.MetadataValue.bool(bool(r["measurable"]))
     if not r["measurable"]:
+        # Policy: "not checked" is neither a pass (dishonest) nor a blocking failure (the day may simply have no
+        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why.
         return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN, description=r["reason"], metadata=meta
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"not checked: {r['reason']}",
+            metadata=meta,
         )
     score = r["score"]
     return dg.AssetCheckResult(

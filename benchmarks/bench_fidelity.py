@@ -1,0 +1,137 @@
+"""Fidelity computation on a simulated window fully covered by golden samples: wall time and peak RSS.
+
+    python benchmarks/bench_fidelity.py --minutes 60        # a full day: --minutes 1440 (slow to simulate)
+
+The simulated day is prepared first (simulator -> lake files -> staged -> unified; capture -> golden tables),
+then each measured step runs in a fresh spawned process so that its peak RSS (VmHWM) is its own:
+  - measure():          the whole fidelity computation (trades, coverage, golden replay, book + bookTicker compare)
+  - peer replay only:   the golden book replay alone (GoldenBook.states() consumed, nothing compared)
+  - peer trade join:    a bare polars join of golden trade ids against the unified stream's
+Figures measured on a shared 2-core machine are pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import tempfile
+import time
+from pathlib import Path
+
+DATE, SYM = "2024-08-09", "BTC-USDT"
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _measure(root: str, q) -> None:
+    from rlx_pipeline.fidelity import measure
+    from rlx_pipeline.layout import DataLayout
+
+    t0 = time.perf_counter()
+    f = measure(DataLayout(Path(root)), DATE, SYM, 10)
+    q.put((time.perf_counter() - t0, peak_rss_mb(), f.score, f.topn.total, f.trades_golden_in_recon.total))
+
+
+def _replay(root: str, q) -> None:
+    from rlx_pipeline.fidelity.golden_book import GoldenBook
+    from rlx_pipeline.layout import DataLayout
+
+    layout = DataLayout(Path(root))
+    t0 = time.perf_counter()
+    n = sum(
+        1
+        for _ in GoldenBook(
+            layout.golden("snapshots", DATE, SYM), layout.golden("depth", DATE, SYM), 10
+        ).states()
+    )
+    q.put((time.perf_counter() - t0, peak_rss_mb(), n))
+
+
+def _join(root: str, q) -> None:
+    import polars as pl
+
+    from rlx_pipeline.layout import DataLayout
+
+    layout = DataLayout(Path(root))
+    t0 = time.perf_counter()
+    g = pl.read_parquet(layout.golden("trades", DATE, SYM), columns=["trade_id"])
+    u = pl.scan_parquet(layout.unified(DATE, SYM)).select("trade_id").drop_nulls().collect()
+    n = len(g.join(u, on="trade_id", how="left"))
+    q.put((time.perf_counter() - t0, peak_rss_mb(), n))
+
+
+def _run(fn, root: str):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=fn, args=(root, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    from rlx_pipeline.book import build_unified
+    from rlx_pipeline.golden import build_golden
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.layout import DataLayout
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    t0 = time.perf_counter()
+    truth = simulate(
+        SimConfig(symbol=SYM, start=f"{DATE}T00:00:00Z", duration_s=args.minutes * 60, seed=args.seed)
+    )
+    m = truth.market
+    levels = sum(len(d.bids) + len(d.asks) for d in m.depth)
+    print(
+        f"simulated {args.minutes:g} min: {len(m.depth):,} depth msgs ({levels:,} levels), {len(m.trades):,} trades "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    with tempfile.TemporaryDirectory(prefix="rlx-bench-fid-") as tmp:
+        layout = DataLayout(Path(tmp))
+        t0 = time.perf_counter()
+        truth.write_lake(layout.lake_root)
+        cap = truth.write_capture(layout.capture_dir / "imported" / "sim.jsonl.zst")
+        del truth, m
+        for t in ("trades", "book", "book_delta"):
+            stage_day(LocalLake(layout.lake_root), t, "BINANCE", SYM, DATE, layout.staged(t, DATE, SYM))
+        build_golden([cap], SYM, DATE, lambda t: layout.golden(t, DATE, SYM))
+        build_unified(
+            {t: layout.staged(t, DATE, SYM) for t in ("trades", "book", "book_delta")},
+            DATE,
+            layout.unified(DATE, SYM),
+        )
+        print(f"prepared lake, golden and unified in {time.perf_counter() - t0:.1f} s")
+
+        fid_s, fid_mb, score, n_book, n_trades = _run(_measure, tmp)
+        rep_s, rep_mb, n_states = _run(_replay, tmp)
+        join_s, join_mb, _ = _run(_join, tmp)
+        print(
+            f"fidelity measure: {fid_s:.2f} s, peak RSS {fid_mb:.0f} MB; score {score}; "
+            f"{n_book:,} book states and {n_trades:,} trades compared ({n_book / fid_s / 1e3:.0f} k states/s)"
+        )
+        print(
+            f"peer golden replay only: {rep_s:.2f} s, peak RSS {rep_mb:.0f} MB ({n_states:,} states, "
+            f"{n_states / rep_s / 1e3:.0f} k/s); measure / replay = {fid_s / rep_s:.2f}x"
+        )
+        print(
+            f"peer bare trade-id join: {join_s * 1e3:.0f} ms, peak RSS {join_mb:.0f} MB; "
+            f"measure / join = {fid_s / max(join_s, 1e-9):.0f}x"
+        )
+        if args.minutes < 1440:
+            print(f"(a full day is ~{1440 / args.minutes:.0f}x this window; the book part scales linearly)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""The golden order book: Binance's REST snapshot + depth diffs replayed by Binance's own rules, streaming.
+
+Rules (spot; USD-M in brackets): diffs that arrive while there is no book are buffered; a snapshot seeds the book
+and the buffered diffs are replayed through it: diffs with ``u <= lastUpdateId`` [``u < lastUpdateId``] are
+dropped, the first applied one
+must bridge ``U <= lastUpdateId + 1 <= u`` [``U <= lastUpdateId <= u``], every later one must continue
+``U == prev_u + 1`` [``pu == prev_u``]. A break invalidates the book until the next snapshot bridges again.
+A snapshot that arrives while the book is valid and already past it is not needed and is ignored (counted).
+
+This module is the fidelity check's own reference (independent of ``rlx_pipeline.book``, the engine under test),
+on ``sortedcontainers`` (top N without sorting the whole side; a REST snapshot holds up to 5,000 levels).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from sortedcontainers import SortedDict
+
+BUFFER_MAX = 50_000  # diffs kept while waiting for a snapshot (Binance: buffer until the snapshot arrives)
+
+
+@dataclass
+class DepthMessage:
+    capture_ns: int
+    line_no: int
+    event_ns: int
+    first_id: int  # U
+    final_id: int  # u
+    prev_final_id: int | None  # pu (USD-M)
+    levels: list[tuple[bool, int, int]]  # (is_bid, price, size); size 0 deletes
+
+
+@dataclass
+class SnapshotMessage:
+    capture_ns: int
+    line_no: int
+    last_update_id: int
+    levels: list[tuple[bool, int, int]]
+
+
+@dataclass
+class GoldenState:
+    """The golden book right after the depth message with final update id ``u``, top N a side, best first."""
+
+    u: int
+    event_ns: int
+    capture_ns: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+@dataclass
+class ReplayStats:
+    messages: int = 0
+    applied: int = 0
+    dropped_before_snapshot: int = 0  # u <= lastUpdateId
+    snapshots: int = 0
+    snapshots_ignored: int = 0  # the book was valid and already past them
+    unbridged: int = 0  # a snapshot that no diff bridged
+    gaps: int = 0  # U != prev_u + 1 while valid
+    stale: int = 0  # u <= prev_u while valid (a duplicate, e.g. from an overlapping connection): dropped
+    buffered: int = 0  # held while there was no valid book (replayed at the next snapshot)
+    invalid_messages: int = 0  # replayed after a snapshot that did not bridge them: no valid book, skipped
+    buffer_overflow: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class DepthReplay:
+    def __init__(self, top_n: int) -> None:
+        self.top_n = top_n
+        self.bids: SortedDict = SortedDict()  # key -price: best bid first
+        self.asks: SortedDict = SortedDict()
+        self.valid = False
+        self.prev_u: int | None = None
+        self.pending: int | None = None  # lastUpdateId of a snapshot no diff has bridged yet
+        self.buffer: deque[DepthMessage] = deque()
+        self.stats = ReplayStats()
+        self.out: list[GoldenState] = []
+
+    def snapshot(self, s: SnapshotMessage) -> None:
+        self.stats.snapshots += 1
+        if self.valid and self.prev_u is not None and s.last_update_id <= self.prev_u:
+            self.stats.snapshots_ignored += 1
+            return
+        self.bids, self.asks = SortedDict(), SortedDict()
+        for is_bid, p, q in s.levels:
+            if q:
+                (self.bids if is_bid else self.asks)[-p if is_bid else p] = q
+        self.pending, self.valid, self.prev_u = s.last_update_id, False, None
+        buffered, self.buffer = self.buffer, deque()
+        for m in buffered:
+            self._diff(m, replay=True)
+
+    def diff(self, m: DepthMessage) -> None:
+        self.stats.messages += 1
+        self._diff(m, replay=False)
+
+    def _diff(self, m: DepthMessage, replay: bool) -> None:
+        U, u, pu = m.first_id, m.final_id, m.prev_final_id
+        if self.pending is not None:
+            # spot drops u <= lastUpdateId; USD-M only u < lastUpdateId (its first diff may end at lastUpdateId)
+            if u <= self.pending if pu is None else u < self.pending:
+                self.stats.dropped_before_snapshot += 1
+                return
+            bridged = (U <= self.pending + 1 <= u) if pu is None else (U <= self.pending <= u)
+            self.pending = None
+            if not bridged:
+                self.stats.unbridged += 1
+                self._buffer(m)
+                return
+            self.valid = True
+        elif self.valid:
+            if u <= self.prev_u:
+                self.stats.stale += 1
+                return
+            if (self.prev_u + 1 != U) if pu is None else (pu != self.prev_u):
+                self.stats.gaps += 1
+                self.valid = False
+                self._buffer(m)
+                return
+        else:
+            if not replay:
+                self._buffer(m)
+            else:
+                self.stats.invalid_messages += 1
+            return
+        self.prev_u = u
+        bids, asks = self.bids, self.asks
+        for is_bid, p, q in m.levels:
+            side, key = (bids, -p) if is_bid else (asks, p)
+            if q:
+                side[key] = q
+            else:
+                side.pop(key, None)
+        self.stats.applied += 1
+        self.out.append(
+            GoldenState(
+                u,
+                m.event_ns,
+                m.capture_ns,
+                [(-k, v) for k, v in islice(bids.items(), self.top_n)],
+                list(islice(asks.items(), self.top_n)),
+            )
+        )
+
+    def _buffer(self, m: DepthMessage) -> None:
+        self.stats.buffered += 1
+        self.buffer.append(m)
+        if len(self.buffer) > BUFFER_MAX:
+            self.buffer.popleft()
+            self.stats.buffer_overflow += 1
+
+
+def read_snapshots(path: Path) -> list[SnapshotMessage]:
+    """Every snapshot of the golden ``snapshots`` table (small: a few per day), in capture order."""
+    if not path.is_file():
+        return []
+    t = pq.read_table(
+        path, columns=["capture_ns", "line_no", "last_update_id", "side_is_bid", "price", "size"]
+    )
+    cols = [t.column(c).to_pylist() for c in t.column_names]
+    out: dict[tuple[int, int, int], SnapshotMessage] = {}
+    for cap, line, last, b, p, q in zip(*cols, strict=True):
+        key = (cap, line, last)
+        if key not in out:
+            out[key] = SnapshotMessage(cap, line, last, [])
+        out[key].levels.append((b, p, q))
+    return sorted(out.values(), key=lambda s: (s.capture_ns, s.line_no))
+
+
+def iter_depth_messages(path: Path, batch_rows: int = 1 << 16) -> Iterator[DepthMessage]:
+    """The golden ``depth`` table (one row per level, in capture order) regrouped into messages, batch by batch."""
+    if not path.is_file():
+        return
+    f = pq.ParquetFile(path)
+    cols = [
+        "capture_ns",
+        "source_file",
+        "line_no",
+        "event_time",
+        "first_update_id",
+        "final_update_id",
+        "prev_final_update_id",
+        "side_is_bid",
+        "price",
+        "size",
+    ]
+    cur: DepthMessage | None = None
+    cur_key = None
+    for batch in f.iter_batches(batch_size=batch_rows, columns=cols):
+        cap, src, line = (batch.column(i).to_pylist() for i in range(3))
+        ev = batch.column(3).cast("int64").to_pylist()
+        U, u, pu, b, p, q = (batch.column(i).to_pylist() for i in range(4, 10))
+        for i in range(len(cap)):
+            key = (src[i], line[i], u[i])
+            if key != cur_key:
+                if cur is not None:
+                    yield cur
+                cur = DepthMessage(cap[i], line[i], ev[i], U[i], u[i], pu[i], [])
+                cur_key = key
+            if b[i] is not None:
+                cur.levels.append((b[i], p[i], q[i]))
+    if cur is not None:
+        yield cur
+
+
+@dataclass
+class GoldenBook:
+    """Replays a day's golden depth; ``states()`` yields the book after every validly applied message."""
+
+    snapshots_path: Path
+    depth_path: Path
+    top_n: int
+    replay: DepthReplay = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.replay = DepthReplay(self.top_n)
+
+    def states(self) -> Iterator[GoldenState]:
+        snaps = read_snapshots(self.snapshots_path)
+        r, k = self.replay, 0
+        for m in iter_depth_messages(self.depth_path):
+            # a snapshot goes before the depth messages received after it (same ns: the snapshot first)
+            while k < len(snaps) and (snaps[k].capture_ns, 0, snaps[k].line_no) < (
+                m.capture_ns,
+                1,
+                m.line_no,
+            ):
+                r.snapshot(snaps[k])
+                k += 1
+                yield from self._drain()
+            r.diff(m)
+            yield from self._drain()
+        while k < len(snaps):
+            r.snapshot(snaps[k])
+            k += 1
+            yield from self._drain()
+
+    def _drain(self) -> Iterator[GoldenState]:
+        if self.replay.out:
+            out, self.replay.out = self.replay.out, []
+            yield from out

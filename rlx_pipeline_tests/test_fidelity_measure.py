@@ -1,0 +1,401 @@
+"""Fidelity on hand-built golden and unified tables (the contract schemas), with known injected mismatches: each
+one lowers exactly its own component by the expected count; the golden replay follows Binance's U/u rules."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pyarrow as pa
+import pytest
+
+from rlx_pipeline import schemas, storage
+from rlx_pipeline.fidelity import measure, write_report
+from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage
+from rlx_pipeline.orchestration.assets import fidelity as fidelity_assets
+from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
+
+T0 = 1_723_161_600_000_000_000  # 2024-08-09T00:00:00Z in ns
+TOP_N = 10
+SNAP_ID = 100
+N_MSGS = 20  # depth messages u = 101 .. 120
+N_TRADES = 10
+
+
+@dataclass
+class Scenario:
+    """One truth, rendered both as golden tables and as a faithful unified stream; tests then spoil one part."""
+
+    snapshot: tuple[dict[int, int], dict[int, int]]
+    diffs: list[tuple[int, list[tuple[bool, int, int]]]]  # (u, levels)
+    books: dict[int, tuple[dict[int, int], dict[int, int]]] = field(default_factory=dict)  # book after each u
+    trades: list[tuple[int, int, int, bool]] = field(default_factory=list)  # (id, price, qty, buyer_is_maker)
+
+
+def make_scenario(seed: int = 5) -> Scenario:
+    rnd = random.Random(seed)
+    bids = {10_000 - i: 1 + i for i in range(8)}
+    asks = {10_001 + i: 2 + i for i in range(8)}
+    sc = Scenario(snapshot=(dict(bids), dict(asks)), diffs=[])
+    for u in range(SNAP_ID + 1, SNAP_ID + 1 + N_MSGS):
+        levels = []
+        for _ in range(rnd.randint(1, 3)):
+            is_bid = rnd.random() < 0.5
+            side = bids if is_bid else asks
+            p = rnd.choice(sorted(side)[:5]) if rnd.random() < 0.8 else (9_990 if is_bid else 10_011)
+            q = 0 if (rnd.random() < 0.2 and len(side) > 4) else rnd.randint(1, 50)
+            if q:
+                side[p] = q
+            else:
+                side.pop(p, None)
+            levels.append((is_bid, p, q))
+        sc.diffs.append((u, levels))
+        sc.books[u] = (dict(bids), dict(asks))
+    sc.trades = [(1000 + i, 10_000 + (i % 2), 1 + i, i % 3 == 0) for i in range(N_TRADES)]
+    return sc
+
+
+def _t(u: int) -> int:
+    return T0 + (u - SNAP_ID) * 100_000_000  # a depth message every 100 ms
+
+
+def write_golden(layout, sc: Scenario, book_ticker: bool = True, early_diff: bool = True) -> None:
+    g = lambda t: layout.golden(t, DATE, SYMBOL)  # noqa: E731
+    snap_rows = []
+    for is_bid, side in ((True, sc.snapshot[0]), (False, sc.snapshot[1])):
+        for i, (p, q) in enumerate(sorted(side.items(), reverse=is_bid)):
+            snap_rows.append(dict(capture_ns=50, source_file="cap", line_no=5, last_update_id=SNAP_ID,
+                                  side_is_bid=is_bid, level=i, price=p, size=q))  # fmt: skip
+    storage.write_table(g("snapshots"), pa.Table.from_pylist(snap_rows, schema=schemas.GOLDEN_SNAPSHOTS))
+    depth = []
+    # a stale diff (u <= lastUpdateId, dropped) and, when early_diff, the first diff received before the snapshot
+    # (buffered, then applied once the snapshot arrives: Binance's procedure)
+    msgs = [(SNAP_ID, [(True, 10_000, 7)])] + sc.diffs
+    for k, (u, levels) in enumerate(msgs):
+        cap = 10 + k if (early_diff and k < 2) or k == 0 else 100 + k
+        base = dict(capture_ns=cap, source_file="cap", line_no=k + (0 if k < 2 else 10),
+                    event_time=_t(u), first_update_id=u, final_update_id=u, prev_final_update_id=None)  # fmt: skip
+        for is_bid, p, q in levels:
+            depth.append({**base, "side_is_bid": is_bid, "price": p, "size": q})
+    storage.write_table(g("depth"), pa.Table.from_pylist(depth, schema=schemas.GOLDEN_DEPTH))
+    trades = [
+        dict(capture_ns=200 + i, source_file="cap", line_no=500 + i, event_time=T0 + i * 10**8,
+             trade_time=T0 + i * 10**8, trade_id=tid, price=p, quantity=q, is_buyer_maker=m)
+        for i, (tid, p, q, m) in enumerate(sc.trades)
+    ]  # fmt: skip
+    storage.write_table(g("trades"), pa.Table.from_pylist(trades, schema=schemas.GOLDEN_TRADES))
+    agg = [
+        dict(capture_ns=200 + i, source_file="cap", line_no=600 + i, event_time=T0 + i * 10**8,
+             trade_time=T0 + i * 10**8, agg_trade_id=500 + i, first_trade_id=tid, last_trade_id=tid,
+             price=p, quantity=q, is_buyer_maker=m)
+        for i, (tid, p, q, m) in enumerate(sc.trades)
+    ]  # fmt: skip
+    storage.write_table(g("agg_trades"), pa.Table.from_pylist(agg, schema=schemas.GOLDEN_AGG_TRADES))
+    if book_ticker:
+        bt = []
+        for u, (bids, asks) in sc.books.items():
+            bp, ap = max(bids), min(asks)
+            bt.append(dict(capture_ns=300 + u, source_file="cap", line_no=700 + u, update_id=u,
+                           bid_price=bp, bid_qty=bids[bp], ask_price=ap, ask_qty=asks[ap]))  # fmt: skip
+        bt.append(dict(capture_ns=999, source_file="cap", line_no=999, update_id=10**9,
+                       bid_price=1, bid_qty=1, ask_price=2, ask_qty=1))  # an id with no depth message: ignored  # fmt: skip
+        storage.write_table(g("book_ticker"), pa.Table.from_pylist(bt, schema=schemas.GOLDEN_BOOK_TICKER))
+
+
+def unified_rows(sc: Scenario, bid_bound: int | None = 0, ask_bound: int | None = 10**12) -> list[dict]:
+    """A faithful reconstruction: one delta row per message (the book after it), one row per trade."""
+    rows = []
+    empty = {f"{s}_{i}_{w}": None for s in ("bid", "ask") for i in range(TOP_N) for w in ("price", "size")}
+    for u, (bids, asks) in sc.books.items():
+        row = dict(empty, origin_time=_t(u), received_time=_t(u) + 5_000_000, event_type=1, sequence_number=u,
+                   is_last_in_message=True, side_is_bid=None, price=None, size=None, trade_id=None,
+                   bid_known_min_price=bid_bound, ask_known_max_price=ask_bound)  # fmt: skip
+        for i, (p, q) in enumerate(sorted(bids.items(), reverse=True)[:TOP_N]):
+            row[f"bid_{i}_price"], row[f"bid_{i}_size"] = p, q
+        for i, (p, q) in enumerate(sorted(asks.items())[:TOP_N]):
+            row[f"ask_{i}_price"], row[f"ask_{i}_size"] = p, q
+        rows.append(row)
+    for i, (tid, p, q, m) in enumerate(sc.trades):
+        rows.append(dict(empty, origin_time=T0 + i * 10**8, received_time=200 + i, event_type=2,
+                         sequence_number=SNAP_ID, is_last_in_message=True, side_is_bid=not m, price=p, size=q,
+                         trade_id=tid, bid_known_min_price=None, ask_known_max_price=None))  # fmt: skip
+    return sorted(rows, key=lambda r: (r["origin_time"], r["event_type"]))
+
+
+def write_unified(layout, rows: list[dict]) -> None:
+    storage.write_table(
+        layout.unified(DATE, SYMBOL), pa.Table.from_pylist(rows, schema=schemas.unified_schema(TOP_N))
+    )
+
+
+def comps(f) -> dict[str, tuple[int, int]]:
+    return {k: (r.matched, r.total) for k, r in f.components().items()}
+
+
+CLEAN = {
+    "trades_golden_in_recon": (N_TRADES, N_TRADES),
+    "trades_recon_in_golden": (N_TRADES, N_TRADES),
+    "book_top1": (N_MSGS, N_MSGS),
+    "book_top5": (N_MSGS, N_MSGS),
+    "book_topN": (N_MSGS, N_MSGS),
+    "book_ticker": (N_MSGS, N_MSGS),
+}
+
+
+@pytest.fixture
+def sc() -> Scenario:
+    return make_scenario()
+
+
+def test_a_faithful_reconstruction_scores_exactly_one(layout, sc):
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(sc))
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert f.measurable and f.score == 1.0
+    assert comps(f) == CLEAN
+    assert f.trade_id_kind == "trade ids"
+    assert f.golden_self_book_ticker.matched == f.golden_self_book_ticker.total == N_MSGS
+    assert f.unknowable_levels == 0 and f.topn_raw.value == 1.0
+    assert (f.golden_ids_missing, f.recon_ids_not_in_golden) == (0, 0)
+    # the stale diff was dropped; the diff received before the snapshot was buffered and applied after it
+    assert f.replay["dropped_before_snapshot"] == 1 and f.replay["applied"] == N_MSGS
+    assert f.timing_ms["origin_minus_golden_trade_time"]["nonzero"] == 0
+    assert f.timing_ms["lake_receive_minus_depth_capture"]["n"] == N_MSGS
+    assert [m for m in f.mismatches] == []
+
+
+def test_a_missing_trade_lowers_only_golden_in_recon_by_one(layout, sc):
+    write_golden(layout, sc)
+    write_unified(layout, [r for r in unified_rows(sc) if r["trade_id"] != 1004])
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == {
+        **CLEAN,
+        "trades_golden_in_recon": (N_TRADES - 1, N_TRADES),
+        "trades_recon_in_golden": (N_TRADES - 1, N_TRADES - 1),
+    }
+    assert f.score == (N_TRADES - 1) / N_TRADES
+    assert [(m["component"], m["trade_id"]) for m in f.mismatches] == [("trade_missing", 1004)]
+
+
+def test_a_wrong_side_and_an_extra_trade(layout, sc):
+    rows = unified_rows(sc)
+    for r in rows:
+        if r["trade_id"] == 1003:
+            r["side_is_bid"] = not r["side_is_bid"]
+    extra = dict(next(r for r in rows if r["trade_id"] == 1001), trade_id=4242)
+    write_golden(layout, sc)
+    write_unified(layout, sorted(rows + [extra], key=lambda r: (r["origin_time"], r["event_type"])))
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == {
+        **CLEAN,
+        "trades_golden_in_recon": (N_TRADES - 1, N_TRADES),
+        "trades_recon_in_golden": (N_TRADES, N_TRADES + 1),  # the wrong side is still a trade Binance sent
+    }
+    kinds = {m["component"]: m for m in f.mismatches}
+    assert kinds["trade"]["trade_id"] == 1003 and kinds["trade"]["golden"][2] != kinds["trade"]["recon"][2]
+    assert kinds["trade_extra"]["trade_id"] == 4242
+
+
+def test_a_wrong_third_level_lowers_top5_and_topN_but_not_top1(layout, sc):
+    rows = unified_rows(sc)
+    bad = next(r for r in rows if r["sequence_number"] == 110 and r["event_type"] == 1)
+    bad["bid_2_size"] += 1
+    write_golden(layout, sc)
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == {**CLEAN, "book_top5": (N_MSGS - 1, N_MSGS), "book_topN": (N_MSGS - 1, N_MSGS)}
+    assert [(m["component"], m["u"]) for m in f.mismatches] == [("book", 110)]
+    assert sum(t["topN_mismatched"] for t in f.timeline) == 1
+
+
+def test_a_stale_top_lowers_top1_and_book_ticker(layout, sc):
+    rows = unified_rows(sc)
+    # at some u whose message changed the best ask, the reconstruction still shows the book of u - 1
+    u = next(
+        u
+        for u in range(SNAP_ID + 2, SNAP_ID + N_MSGS)
+        if min(sc.books[u][1].items()) != min(sc.books[u - 1][1].items())
+    )
+    prev = next(r for r in rows if r["sequence_number"] == u - 1 and r["event_type"] == 1)
+    i = next(k for k, r in enumerate(rows) if r["sequence_number"] == u and r["event_type"] == 1)
+    rows[i] = dict(prev, sequence_number=u, origin_time=rows[i]["origin_time"])
+    write_golden(layout, sc)
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    c = comps(f)
+    assert c["book_top1"] == (N_MSGS - 1, N_MSGS) and c["book_ticker"] == (N_MSGS - 1, N_MSGS)
+    assert c["book_top5"] == c["book_topN"] == (N_MSGS - 1, N_MSGS)
+    assert c["trades_golden_in_recon"] == (N_TRADES, N_TRADES)
+    assert {m["component"] for m in f.mismatches} == {"book", "book_ticker"}
+    assert f.golden_self_book_ticker.value == 1.0  # the reference itself stays consistent
+
+
+def test_levels_beyond_the_known_range_are_unknowable_not_wrong(layout, sc):
+    deep = 9_000  # a golden bid far below anything the lake data saw
+    sc.snapshot[0][deep] = 3
+    for bids, _ in sc.books.values():
+        bids[deep] = 3
+    write_golden(layout, sc)
+    faithful = [dict(r) for r in unified_rows(sc)]
+    for r in faithful:  # the reconstruction lacks the deep level, and says so with its known bound
+        for i in range(TOP_N):
+            if r[f"bid_{i}_price"] == deep:
+                r[f"bid_{i}_price"] = r[f"bid_{i}_size"] = None
+        if r["event_type"] == 1:
+            r["bid_known_min_price"] = 9_500
+    write_unified(layout, faithful)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == CLEAN
+    assert f.unknowable_levels == N_MSGS and f.topn_raw.matched == 0
+    # the same gap inside the range the reconstruction claims to know completely is wrong
+    for r in faithful:
+        if r["event_type"] == 1:
+            r["bid_known_min_price"] = 8_000
+    write_unified(layout, faithful)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == {**CLEAN, "book_topN": (0, N_MSGS)}
+    assert f.unknowable_levels == 0
+
+
+def test_a_dropped_message_is_a_coverage_gap_with_its_time_range(layout, sc):
+    write_golden(layout, sc)
+    write_unified(
+        layout,
+        [r for r in unified_rows(sc) if not (r["event_type"] == 1 and r["sequence_number"] in (113, 114))],
+    )
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == {k: (v[0] - 2, v[1] - 2) if k.startswith("book") else v for k, v in CLEAN.items()}
+    assert (f.golden_ids_missing, f.recon_ids_not_in_golden) == (2, 0)
+    assert f.missing_ranges == [
+        {"first_u": 113, "last_u": 114, "count": 2, "from_ns": _t(113), "to_ns": _t(114),
+         "from": "2024-08-09T00:00:01.300000000Z", "to": "2024-08-09T00:00:01.400000000Z"}
+    ]  # fmt: skip
+
+
+def test_lake_ids_that_are_agg_trade_ids_are_detected_and_matched(layout, sc):
+    rows = unified_rows(sc)
+    for r in rows:
+        if r["event_type"] == 2:
+            r["trade_id"] = r["trade_id"] - 1000 + 500
+    write_golden(layout, sc)
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert f.trade_id_kind == "aggTrade ids"
+    assert comps(f) == CLEAN
+
+
+def test_no_golden_samples_is_not_measurable(layout, sc):
+    write_unified(layout, unified_rows(sc))
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert not f.measurable and f.score is None and "no golden samples" in f.reason
+    paths = write_report(layout, f, 0.999)
+    body = json.loads(paths["json"].read_text())
+    assert body["measurable"] is False and body["passed"] is None
+    assert "NOT MEASURABLE" in paths["md"].read_text()
+
+
+def test_report_files_and_plots(layout, sc):
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(sc))
+    paths = write_report(layout, measure(layout, DATE, SYMBOL, TOP_N), 0.999)
+    assert set(paths) == {"json", "md", "timeline", "timing", "spread"}
+    for k in ("timeline", "timing", "spread"):
+        assert paths[k].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    body = json.loads(paths["json"].read_text())
+    assert body["passed"] is True and body["score"] == 1.0
+    assert "| book_topN | 20 | 20 | 100.0000% |" in paths["md"].read_text()
+
+
+# --- the golden replay by itself -----------------------------------------------------------------------------
+
+
+def _snap(last: int, bids: dict, asks: dict, cap: int = 0) -> SnapshotMessage:
+    return SnapshotMessage(
+        cap, 0, last, [(True, p, q) for p, q in bids.items()] + [(False, p, q) for p, q in asks.items()]
+    )
+
+
+def _msg(U: int, u: int, levels=(), cap: int = 0) -> DepthMessage:
+    return DepthMessage(cap, 0, 0, U, u, None, list(levels))
+
+
+def test_replay_gap_invalidates_until_a_bridging_snapshot():
+    r = DepthReplay(top_n=3)
+    r.diff(_msg(8, 9))  # before any snapshot: buffered
+    r.snapshot(_snap(10, {100: 1}, {101: 1}))  # buffered u=9 <= 10: dropped
+    r.diff(_msg(11, 12, [(True, 99, 2)]))  # bridges 11 <= 11 <= 12
+    r.diff(_msg(13, 13, [(True, 100, 0)]))
+    r.diff(_msg(15, 15))  # 14 lost: invalid from here
+    r.diff(_msg(16, 16))
+    assert [s.u for s in r.out] == [12, 13]
+    assert r.out[-1].bids == [(99, 2)] and r.out[-1].asks == [(101, 1)]
+    assert (r.stats.gaps, r.stats.dropped_before_snapshot) == (1, 1)
+    r.out.clear()
+    r.snapshot(_snap(15, {98: 4}, {101: 1}))  # the buffered 15 is dropped, 16 bridges
+    r.diff(_msg(17, 17, [(False, 102, 5)]))
+    assert [s.u for s in r.out] == [16, 17]
+    assert r.out[-1].asks == [(101, 1), (102, 5)] and r.out[-1].bids == [(98, 4)]
+    r.snapshot(_snap(16, {1: 1}, {2: 2}))  # valid and already past it: not needed
+    r.diff(_msg(18, 18))
+    r.diff(_msg(18, 18))  # a duplicate (overlapping connections): dropped
+    assert r.stats.snapshots_ignored == 1 and r.stats.stale == 1
+    assert r.out[-1].u == 18 and r.out[-1].bids == [(98, 4)]
+
+
+def test_replay_unbridged_snapshot_yields_nothing():
+    r = DepthReplay(top_n=3)
+    r.snapshot(_snap(10, {100: 1}, {101: 1}))
+    r.diff(_msg(13, 14))  # 11 and 12 never seen: the snapshot is too old
+    r.diff(_msg(15, 15))
+    assert r.out == [] and r.stats.unbridged == 1
+
+
+# --- through Dagster: the blocking check -----------------------------------------------------------------------
+
+
+def _check(rlx) -> dg.AssetCheckEvaluation:
+    result = dg.materialize(
+        fidelity_assets.assets + fidelity_assets.checks,
+        partition_key=PARTITION_KEY,
+        resources={"rlx": rlx},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    (ev,) = result.get_asset_check_evaluations()
+    return ev
+
+
+def test_check_fails_below_threshold_and_passes_at_full_fidelity(layout, rlx, sc):
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(sc))
+    ev = _check(rlx)
+    assert ev.passed and ev.metadata["score"].value == 1.0 and ev.metadata["checked"].value is True
+    rows = unified_rows(sc)
+    next(r for r in rows if r["event_type"] == 1)["bid_0_size"] += 1  # one wrong top in 20: 95% < 99.9%
+    write_unified(layout, rows)
+    ev = _check(rlx)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    assert ev.metadata["book_top1"].value == pytest.approx(19 / 20)
+    assert ev.metadata["book_top1_count"].value == "19/20"
+
+
+def test_check_without_golden_samples_says_not_checked(layout, rlx, sc):
+    write_unified(layout, unified_rows(sc))
+    ev = _check(rlx)
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN
+    assert ev.metadata["checked"].value is False
+    assert ev.description.startswith("not checked: no golden samples")
+
+
+def test_replay_usdm_first_diff_may_end_at_last_update_id():
+    # real USD-M captures (cryptofeed AKRO/KEEP/CTK): the first diff after the snapshot has u == lastUpdateId
+    r = DepthReplay(top_n=3)
+    r.snapshot(_snap(605486, {100: 1}, {101: 1}))
+    r.diff(DepthMessage(0, 0, 0, 600000, 605486, 599831, [(True, 100, 3)]))
+    r.diff(DepthMessage(0, 0, 0, 609657, 609902, 605486, [(False, 101, 0), (False, 103, 2)]))
+    r.diff(DepthMessage(0, 0, 0, 611301, 611654, 609000, []))  # pu != previous u: lost events
+    assert [s.u for s in r.out] == [605486, 609902]
+    assert r.out[-1].bids == [(100, 3)] and r.out[-1].asks == [(103, 2)]
+    assert (r.stats.unbridged, r.stats.gaps) == (0, 1)
