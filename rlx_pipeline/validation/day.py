@@ -1,20 +1,26 @@
 """Validate one day and symbol: the staged Crypto Lake tables against the golden samples of the same minutes.
 
-Checks (thresholds from ``Thresholds``):
+Checks (thresholds from ``Thresholds``; the Dagster checks are ``validation_<name>``):
 
-- ``ks``: two-sample K-S D per metric, lake vs golden over the golden-covered window: trade size, trade
-  inter-arrival time, 1 s log returns of trade prices, levels per depth message. Gated on the max D.
-- ``tail``: |alpha_lake - alpha_golden| of trade sizes (CSN power-law fits).
-- ``gaps``: depth messages the golden stream has (by final update id ``u``) that the lake's ``book_delta``
-  lacks inside the window where both exist, plus missing lake trade ids over the whole day; gated on the rate.
-- ``origin_time``: null, zero, out-of-day (with tolerance) and backwards origin times of lake trades and deltas.
+- ``ks``: two-sample K-S D per metric, lake vs golden, inside the minutes the golden samples cover, gated on
+  every D (the value shown is the largest): trade size (lake ``trades`` vs golden ``@trade``, both raw trades),
+  inter-arrival time of those trades in whole ms (Binance's resolution), 1 s log returns of their prices (last
+  price of consecutive seconds), levels per depth message (lake rows per ``sequence_number`` vs golden levels
+  per ``@depth`` message). p-value, Wasserstein distance and n are reported, not gated (FIELD_NOTES 4).
+- ``tail``: |alpha_lake - alpha_golden| of trade sizes (CSN power-law fits of the same samples).
+- ``gaps``: the worst of three rates: golden depth messages (by final update id ``u``) absent from the lake's
+  ``book_delta`` inside the update-id range both have; missing plus duplicated lake trade ids over the id span;
+  lake messages whose ``sequence_number`` does not increase. Long pauses between lake messages are listed.
+- ``origin_time``: null, zero, out-of-day (with tolerance) and backwards origin times of lake trades and delta
+  messages (the worse share of the two); receive-minus-origin latency percentiles are reported, not gated.
 
-Golden comparisons need golden samples: a day without them runs ``gaps`` (trade ids) and ``origin_time`` only and
-says so (``checked: false``); the verdict then rests on the lake-only checks. Quoted spread and top-level depth
-need the reconstructed book, so they are compared in the fidelity report, not here.
+No golden samples (no capture that day, or none in the window): ``ks`` and ``tail`` are "not checked (no golden
+samples)". Policy ``require_golden`` decides what that means: False (default) lets the lake-only checks
+(``gaps`` on trade ids and sequence order, ``origin_time``) decide the verdict; True fails the unchecked ones,
+so a day is never reconstructed without a golden comparison.
 
-Memory: columns are read with polars (only the columns used); the largest input, ``book_delta``, is reduced to
-one row per message by a streaming group-by, so peak memory follows the message count, not the row count.
+Quoted spread and top-level depth need the reconstructed book: the fidelity report compares them.
+Memory and checkpoints: ``validation.scan``.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
+from rlx_pipeline.fixed_point import SCALE
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.settings import Thresholds
-from rlx_pipeline.validation.stats import KS, PowerLaw, ks, power_law
+from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, Scans, scan_day
+from rlx_pipeline.validation.stats import KS, Hist, PowerLaw, ks_hist, power_law_hist
 
-NS = 1_000_000_000
+METRICS = ("trade_size", "inter_arrival_ms", "log_return_1s", "levels_per_message")
 
 
 @dataclass
@@ -51,21 +58,33 @@ class CheckOutcome:
 class DayValidation:
     date: str
     symbol: str
-    window_ns: tuple[int, int] | None  # golden-covered window, None without golden samples
+    window_ns: tuple[int, int] | None  # first and last covered minute, None without golden samples
+    covered_minutes: int = 0
+    require_golden: bool = False
     ks: list[KS] = field(default_factory=list)
     tails: dict[str, PowerLaw | None] = field(default_factory=dict)
     gaps: dict = field(default_factory=dict)
     origin: dict = field(default_factory=dict)
     checks: list[CheckOutcome] = field(default_factory=list)
-    samples: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    scan: dict = field(default_factory=dict)
+    hists: dict[str, tuple[Hist, Hist]] = field(default_factory=dict, repr=False)
+    minutes: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks if c.checked)
+        return all(c.passed for c in self.checks)
 
     @property
     def failed(self) -> list[str]:
-        return [c.name for c in self.checks if c.checked and not c.passed]
+        return [c.name for c in self.checks if not c.passed]
+
+    @property
+    def samples(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The compared values (lake, golden) expanded from the histograms: for notebooks and in-memory peers."""
+        return {
+            k: (np.repeat(a.values, a.counts), np.repeat(b.values, b.counts))
+            for k, (a, b) in self.hists.items()
+        }
 
     def check(self, name: str) -> CheckOutcome:
         return next(c for c in self.checks if c.name == name)
@@ -77,105 +96,124 @@ class DayValidation:
             "passed": self.passed,
             "failed_checks": self.failed,
             "golden_window": list(self.window_ns) if self.window_ns else None,
+            "golden_minutes_covered": self.covered_minutes,
+            "policy": {
+                "require_golden": self.require_golden,
+                "without_golden": "unchecked comparisons fail"
+                if self.require_golden
+                else "lake-only checks decide",
+            },
+            "compared": {
+                "trade_size": "lake trades vs golden @trade (raw trades), base-asset units",
+                "inter_arrival_ms": "same trades, whole ms, consecutive trades of covered minutes",
+                "log_return_1s": "same trades, last price of consecutive seconds",
+                "levels_per_message": "lake book_delta rows per sequence_number vs golden @depth levels",
+            },
             "checks": [c.to_dict() for c in self.checks],
             "ks": [k.to_dict() for k in self.ks],
             "tails": {k: (v.to_dict() if v else None) for k, v in self.tails.items()},
             "gaps": self.gaps,
             "origin_time": self.origin,
+            "scan": self.scan,
         }
 
 
-def _day_ns(date: str) -> tuple[int, int]:
-    start = int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp()) * NS
-    return start, start + 86_400 * NS
+def day_start_ns(date: str) -> int:
+    return int(dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp()) * NS
 
 
-def _ns(col: str) -> pl.Expr:
-    return pl.col(col).cast(pl.Int64)
-
-
-def _read(path: Path, columns: list[str]) -> pl.LazyFrame | None:
-    return pl.scan_parquet(path).select(columns) if path.is_file() else None
-
-
-def _log_returns_1s(t_ns: np.ndarray, price: np.ndarray) -> np.ndarray:
-    if len(t_ns) < 3:
-        return np.zeros(0)
-    sec = t_ns // NS
-    last = np.r_[sec[1:] != sec[:-1], True]
-    p = price[last].astype(np.float64)
-    s = sec[last]
-    ok = np.diff(s) == 1  # consecutive seconds only: a fixed 1 s horizon
-    return np.diff(np.log(p))[ok]
-
-
-def validate_day(layout: DataLayout, date: str, symbol: str, th: Thresholds) -> DayValidation:
-    lo, hi = _day_ns(date)
-    g_trades = _read(layout.golden("trades", date, symbol), ["trade_time", "trade_id", "price", "quantity"])
-    g_depth = _read(layout.golden("depth", date, symbol), ["event_time", "final_update_id", "price"])
-    gt = g_trades.with_columns(_ns("trade_time").alias("t")).collect() if g_trades is not None else None
-    gd = (
-        g_depth.group_by("final_update_id")
-        .agg(_ns("event_time").first().alias("t"), pl.col("price").is_not_null().sum().alias("levels"))
-        .sort("final_update_id")
-        .collect()
-        if g_depth is not None
-        else None
-    )
-    times = [
-        x
-        for x in (
-            (gt["t"].min(), gt["t"].max()) if gt is not None and len(gt) else None,
-            (gd["t"].min(), gd["t"].max()) if gd is not None and len(gd) else None,
-        )
-        if x
-    ]
-    window = (min(t[0] for t in times), max(t[1] for t in times)) if times else None
-    v = DayValidation(date, symbol, window)
-
-    trades_path = layout.staged("trades", date, symbol)
-    delta_path = layout.staged("book_delta", date, symbol)
-    lt = (
-        pl.scan_parquet(trades_path)
-        .select(
-            _ns("origin_time").alias("t"), _ns("received_time").alias("r"), "trade_id", "price", "quantity"
-        )
-        .collect()
-    )
-    ld = (
-        pl.scan_parquet(delta_path)
-        .group_by("sequence_number")
-        .agg(
-            _ns("origin_time").first().alias("t"),
-            _ns("received_time").first().alias("r"),
-            pl.len().alias("levels"),
-        )
-        .sort("sequence_number")
-        .collect(engine="streaming")
+def inputs_for(layout: DataLayout, date: str, symbol: str) -> Inputs:
+    return Inputs(
+        layout.staged("trades", date, symbol),
+        layout.staged("book_delta", date, symbol),
+        layout.golden("trades", date, symbol),
+        layout.golden("depth", date, symbol),
     )
 
-    # --- origin_time ---------------------------------------------------------------------------------
-    tol = int(th.origin_time_tolerance_s * NS)
 
-    def invalid(df: pl.DataFrame, order: str) -> dict:
-        t = df["t"]
-        n = len(df)
-        bad_null = int(t.is_null().sum())
-        bad_zero = int((t == 0).sum())
-        out_of_day = int(((t < lo - tol) | (t >= hi + tol)).sum())
-        backwards = int((df.sort(order)["t"].diff() < 0).sum())
-        lat = (df["r"] - df["t"]).drop_nulls().to_numpy() / 1e6
-        return {
-            "rows": n,
-            "null": bad_null,
-            "zero": bad_zero,
-            "out_of_day": out_of_day,
-            "backwards": backwards,
-            "invalid_share": (bad_null + bad_zero + out_of_day + backwards) / n if n else 0.0,
-            "latency_ms": {f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 99)} if len(lat) else {},
-        }
+def validate_day(
+    layout: DataLayout,
+    date: str,
+    symbol: str,
+    th: Thresholds,
+    *,
+    require_golden: bool = False,
+    resume: bool = True,
+    checkpoint_every_s: float = 10.0,
+    progress: ProgressFn | None = None,
+) -> DayValidation:
+    """Validate the staged day against its golden samples (paths from ``layout``); checkpoints under
+    ``layout.checkpoint_dir("validation", ...)`` when ``resume``."""
+    return validate_inputs(
+        inputs_for(layout, date, symbol),
+        date,
+        symbol,
+        th,
+        require_golden=require_golden,
+        checkpoint_dir=layout.checkpoint_dir("validation", date, symbol) if resume else None,
+        checkpoint_every_s=checkpoint_every_s,
+        progress=progress,
+    )
 
-    v.origin = {"trades": invalid(lt, "trade_id"), "book_delta": invalid(ld, "sequence_number")}
+
+def _not_checked(name: str, threshold: float, why: str, require_golden: bool) -> CheckOutcome:
+    policy = "fails: require_golden" if require_golden else "lake-only checks decide"
+    return CheckOutcome(name, False, not require_golden, None, threshold, f"not checked ({why}); {policy}")
+
+
+def validate_inputs(
+    inputs: Inputs,
+    date: str,
+    symbol: str,
+    th: Thresholds,
+    *,
+    require_golden: bool = False,
+    match_window: bool = True,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every_s: float = 10.0,
+    progress: ProgressFn | None = None,
+) -> DayValidation:
+    """The checks over explicit table paths (``match_window=False`` compares whole tables, e.g. two captures)."""
+    for p in (inputs.lake_trades, inputs.lake_delta):
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"{date}|{symbol}: staged table {p} is missing: materialize lake_* first")
+    day_lo = day_start_ns(date)
+    s = scan_day(
+        inputs,
+        day_lo,
+        tol_ns=int(th.origin_time_tolerance_s * NS),
+        match_window=match_window,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every_s=checkpoint_every_s,
+        progress=progress,
+    )
+    v = DayValidation(date, symbol, None, require_golden=require_golden)
+    v.scan = {
+        "resumed_from": s.resumed_from,
+        "checkpoints_written": s.checkpoints_written,
+        "lake_trade_rows": s.lake_trades.rows,
+        "lake_trade_rows_compared": s.lake_trades.covered_rows,
+        "lake_delta_messages": s.lake_delta.messages,
+        "lake_delta_messages_compared": s.lake_delta.covered_messages,
+        "golden_trades": s.golden_trades.rows if s.golden_trades else 0,
+        "golden_depth_messages": len(s.golden_depth.u) if s.golden_depth else 0,
+    }
+    mins = s.coverage.minutes
+    if mins is not None and mins.any():
+        idx = np.flatnonzero(mins)
+        v.window_ns = (day_lo + int(idx[0]) * 60 * NS, day_lo + (int(idx[-1]) + 1) * 60 * NS)
+        v.covered_minutes = int(len(idx))
+        v.minutes = mins
+    elif mins is None and (s.golden_trades or s.golden_depth):
+        v.covered_minutes = -1  # whole tables compared
+    _origin(v, s, th)
+    _gaps(v, s, th)
+    _compare(v, s, th)
+    return v
+
+
+def _origin(v: DayValidation, s: Scans, th: Thresholds) -> None:
+    v.origin = {"trades": s.lake_trades.origin.summary(), "book_delta": s.lake_delta.origin.summary()}
     worst = max(v.origin["trades"]["invalid_share"], v.origin["book_delta"]["invalid_share"])
     v.checks.append(
         CheckOutcome(
@@ -184,93 +222,110 @@ def validate_day(layout: DataLayout, date: str, symbol: str, th: Thresholds) -> 
             worst <= th.origin_time_invalid_max,
             worst,
             th.origin_time_invalid_max,
-            f"worst invalid share of trades/book_delta (tolerance {th.origin_time_tolerance_s:g} s)",
-            len(lt) + len(ld),
+            f"worst invalid share of trades/book_delta (null, zero, out of day +-{th.origin_time_tolerance_s:g} s, "
+            "backwards)",
+            s.lake_trades.origin.rows + s.lake_delta.origin.rows,
         )
     )
 
-    # --- gaps ----------------------------------------------------------------------------------------
-    ids = lt["trade_id"].sort()
-    missing_ids = int((ids.diff().drop_nulls() - 1).clip(lower_bound=0).sum()) if len(ids) > 1 else 0
-    trade_span = int(ids.max() - ids.min() + 1) if len(ids) else 0
-    v.gaps = {"trade_ids_missing": missing_ids, "trade_id_span": trade_span}
-    missing_msgs, golden_msgs, missing_at = 0, 0, []
-    if gd is not None and len(gd) and len(ld):
-        seq = ld["sequence_number"]
-        lo_u, hi_u = seq.min(), seq.max()
-        inside = gd.filter(pl.col("final_update_id").is_between(lo_u, hi_u))
-        golden_msgs = len(inside)
-        miss = inside.filter(~pl.col("final_update_id").is_in(seq.implode()))
+
+def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
+    ld = s.lake_delta
+    g = s.lake_trades.id_summary() or {"trade_id_span": 0, "trade_ids_missing": 0, "trade_ids_duplicated": 0}
+    missing_msgs, golden_msgs, missing_u, missing_t = 0, 0, [], []
+    if s.golden_depth is not None and len(s.golden_depth.u) and ld.messages:
+        gu = s.golden_depth.u
+        inside = (gu >= ld.seq_min) & (gu <= ld.seq_max)
+        golden_msgs = int(inside.sum())
+        miss = np.flatnonzero(inside & ~ld.golden_seen)
         missing_msgs = len(miss)
-        missing_at = miss["final_update_id"].head(20).to_list()
-    v.gaps.update(
-        {
-            "golden_depth_messages": golden_msgs,
-            "lake_missing_messages": missing_msgs,
-            "first_missing_update_ids": missing_at,
-            "lake_messages": len(ld),
-        }
+        missing_u = gu[miss[:20]].tolist()
+        missing_t = s.golden_depth.t[miss[:200]].tolist()
+    silences = sorted(zip(ld.silence_t.tolist(), ld.silence_ns.tolist(), strict=True))
+    g |= {
+        "golden_depth_messages": golden_msgs,
+        "lake_missing_messages": missing_msgs,
+        "first_missing_update_ids": missing_u,
+        "missing_update_id_times_ns": missing_t,
+        "golden_own_breaks": s.golden_depth.breaks if s.golden_depth else 0,
+        "lake_messages": ld.messages,
+        "sequence_backwards": ld.seq_backwards,
+        "silences_over_5s": [{"start_ns": a, "seconds": b / NS} for a, b in silences],
+    }
+    rates = {
+        "depth_messages": missing_msgs / golden_msgs if golden_msgs else 0.0,
+        "trade_ids": (g["trade_ids_missing"] + g["trade_ids_duplicated"]) / g["trade_id_span"]
+        if g["trade_id_span"]
+        else 0.0,
+        "sequence_order": ld.seq_backwards / ld.messages if ld.messages else 0.0,
+    }
+    g["rates"] = rates
+    v.gaps = g
+    worst = max(rates, key=rates.get)
+    depth_part = (
+        f"{missing_msgs} of {golden_msgs} golden depth messages absent from the lake"
+        if golden_msgs
+        else "depth vs golden not checked (no golden samples)"
     )
-    rate = (missing_msgs + missing_ids) / max(golden_msgs + trade_span, 1)
     v.checks.append(
         CheckOutcome(
             "gaps",
             True,
-            rate <= th.gap_rate_max,
-            rate,
+            rates[worst] <= th.gap_rate_max,
+            rates[worst],
             th.gap_rate_max,
-            f"{missing_msgs} of {golden_msgs} golden depth messages absent from the lake; "
-            f"{missing_ids} of {trade_span} trade ids missing",
-            golden_msgs + trade_span,
+            f"worst: {worst}; {depth_part}; {g['trade_ids_missing']} missing and {g['trade_ids_duplicated']} "
+            f"duplicated of {g['trade_id_span']} trade ids; {ld.seq_backwards} of {ld.messages} messages out of "
+            "sequence order",
+            golden_msgs + g["trade_id_span"] + ld.messages,
         )
     )
 
-    # --- golden comparisons --------------------------------------------------------------------------
-    if window is None:
-        for name, thr in (("ks", th.ks_d_max), ("tail", th.alpha_diff_max)):
-            v.checks.append(
-                CheckOutcome(name, False, True, None, thr, "not checked: no golden samples for this day")
-            )
-        return v
-    w0, w1 = window
-    lw = lt.filter(pl.col("t").is_between(w0, w1))
-    ldw = ld.filter(pl.col("t").is_between(w0, w1))
-    scale = 1e8
-    pairs = {
-        "trade_size": (lw["quantity"].to_numpy() / scale, gt["quantity"].to_numpy() / scale),
-        "inter_arrival_ms": (
-            np.diff(np.sort(lw["t"].to_numpy())) / 1e6,
-            np.diff(np.sort(gt["t"].to_numpy())) / 1e6,
-        ),
-        "log_return_1s": (
-            _log_returns_1s(lw.sort("t")["t"].to_numpy(), lw.sort("t")["price"].to_numpy()),
-            _log_returns_1s(gt.sort("t")["t"].to_numpy(), gt.sort("t")["price"].to_numpy()),
-        ),
-        "levels_per_message": (
-            ldw["levels"].to_numpy(),
-            gd.filter(pl.col("t").is_between(w0, w1))["levels"].to_numpy(),
-        ),
+
+def _as_units(h: Hist) -> Hist:
+    h.compact()
+    return Hist(h.values / 10**SCALE, h.counts)
+
+
+def _compare(v: DayValidation, s: Scans, th: Thresholds) -> None:
+    gt, gd, lt, ld = s.golden_trades, s.golden_depth, s.lake_trades, s.lake_delta
+    if not ((gt is not None and gt.rows) or (gd is not None and len(gd.u))):
+        v.checks.append(_not_checked("ks", th.ks_d_max, "no golden samples", v.require_golden))
+        v.checks.append(_not_checked("tail", th.alpha_diff_max, "no golden samples", v.require_golden))
+        return
+    empty = Hist()
+    v.hists = {
+        "trade_size": (_as_units(lt.size), _as_units(gt.size) if gt else empty),
+        "inter_arrival_ms": (lt.inter_ms.compact(), gt.inter_ms.compact() if gt else empty),
+        "log_return_1s": (lt.ret_1s.compact(), gt.ret_1s.compact() if gt else empty),
+        "levels_per_message": (ld.levels.compact(), gd.levels.compact() if gd else empty),
     }
-    v.samples = pairs
-    v.ks = [r for r in (ks(m, a, b) for m, (a, b) in pairs.items()) if r is not None]
+    v.ks = [r for r in (ks_hist(m, a, b) for m, (a, b) in v.hists.items()) if r is not None]
     if v.ks:
-        worst_ks = max(v.ks, key=lambda r: r.d)
+        worst = max(v.ks, key=lambda r: r.d)
+        over = [k.metric for k in v.ks if k.d > th.ks_d_max]
         v.checks.append(
             CheckOutcome(
                 "ks",
                 True,
-                worst_ks.d <= th.ks_d_max,
-                worst_ks.d,
+                not over,
+                worst.d,
                 th.ks_d_max,
-                f"max D over {len(v.ks)} metrics ({worst_ks.metric})",
-                worst_ks.n_hist + worst_ks.n_golden,
+                f"max D over {len(v.ks)} metrics ({worst.metric}); over the threshold: {', '.join(over) or 'none'}",
+                worst.n_hist + worst.n_golden,
             )
         )
     else:
         v.checks.append(
-            CheckOutcome("ks", False, True, None, th.ks_d_max, "not checked: fewer than 20 values a side")
+            _not_checked(
+                "ks",
+                th.ks_d_max,
+                "too few golden samples in the window: fewer than 20 values a side",
+                v.require_golden,
+            )
         )
-    v.tails = {"lake": power_law(pairs["trade_size"][0]), "golden": power_law(pairs["trade_size"][1])}
+    a, b = v.hists["trade_size"]
+    v.tails = {"lake": power_law_hist(a), "golden": power_law_hist(b)}
     if v.tails["lake"] and v.tails["golden"]:
         diff = abs(v.tails["lake"].alpha - v.tails["golden"].alpha)
         v.checks.append(
@@ -280,12 +335,17 @@ def validate_day(layout: DataLayout, date: str, symbol: str, th: Thresholds) -> 
                 diff <= th.alpha_diff_max,
                 diff,
                 th.alpha_diff_max,
-                f"alpha lake {v.tails['lake'].alpha:.3f} vs golden {v.tails['golden'].alpha:.3f}",
+                f"alpha lake {v.tails['lake'].alpha:.3f} +- {v.tails['lake'].alpha_se:.3f} vs golden "
+                f"{v.tails['golden'].alpha:.3f} +- {v.tails['golden'].alpha_se:.3f}",
                 v.tails["lake"].n_tail + v.tails["golden"].n_tail,
             )
         )
     else:
         v.checks.append(
-            CheckOutcome("tail", False, True, None, th.alpha_diff_max, "not checked: tail too small")
+            _not_checked(
+                "tail",
+                th.alpha_diff_max,
+                "too few golden samples: a tail needs 100 positive sizes a side",
+                v.require_golden,
+            )
         )
-    return v

@@ -1,0 +1,189 @@
+"""The day validation over tables written with the contract schemas: a clean day passes with D = 0, each fault
+fails exactly its check, the verdict gates reconstruction, streaming and resume give the same result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats as sps
+
+from rlx_pipeline import gate
+from rlx_pipeline.settings import Thresholds
+from rlx_pipeline.validation import scan, validate_day, write_report
+from rlx_pipeline_tests.validation_fixtures import NS, Day, build, write_day
+
+TH = Thresholds()
+DAY = Day()
+
+
+def _status(v) -> dict[str, bool]:
+    return {c.name: c.passed for c in v.checks}
+
+
+def _strip(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "scan"}
+
+
+def test_clean_day_passes_every_check_with_zero_distance(layout):
+    data = write_day(layout)
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert _status(v) == {"origin_time": True, "gaps": True, "ks": True, "tail": True}
+    assert v.covered_minutes == 60
+    assert {k.metric: k.d for k in v.ks} == {
+        "trade_size": 0.0,
+        "inter_arrival_ms": 0.0,
+        "log_return_1s": 0.0,
+        "levels_per_message": 0.0,
+    }
+    assert v.scan["lake_trade_rows"] == len(data["trades"]["trade_id"])
+    assert v.scan["lake_delta_messages"] == len(data["u"])
+    size = next(k for k in v.ks if k.metric == "trade_size")
+    assert size.n_hist == size.n_golden == v.scan["golden_trades"] == v.scan["lake_trade_rows_compared"]
+    assert v.gaps["lake_missing_messages"] == 0 and v.gaps["golden_depth_messages"] > 0
+    assert v.gaps["trade_ids_missing"] == v.gaps["trade_ids_duplicated"] == 0
+    assert v.tails["lake"].alpha == v.tails["golden"].alpha
+    assert v.origin["trades"]["latency_ms"]["min"] >= 1.0
+
+
+def test_shifted_sizes_fail_ks_only_with_scipys_exact_d(layout):
+    def shift(data):
+        data["trades"]["quantity"] = data["trades"]["quantity"] * 16 // 10
+
+    write_day(layout, mutate=shift)
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert _status(v) == {"origin_time": True, "gaps": True, "ks": False, "tail": True}
+    assert v.check("ks").detail.endswith("over the threshold: trade_size")
+    # the same D as scipy on the raw columns of the covered minutes
+    lo = int(np.datetime64(f"{DAY.date}T01:00:00", "ns").astype(np.int64))
+    lake = (
+        pl.read_parquet(layout.staged("trades", DAY.date, DAY.symbol))
+        .filter(pl.col("origin_time").cast(pl.Int64).is_between(lo, lo + 3600 * NS - 1))["quantity"]
+        .to_numpy()
+    )
+    golden = pl.read_parquet(layout.golden("trades", DAY.date, DAY.symbol))["quantity"].to_numpy()
+    d = next(k.d for k in v.ks if k.metric == "trade_size")
+    assert d == sps.ks_2samp(lake / 1e8, golden / 1e8).statistic
+    assert d > TH.ks_d_max
+
+
+def test_a_dropped_delta_message_is_a_gap(layout):
+    data = build(DAY)
+    gone = int(data["u"][len(data["u"]) // 2])  # middle of the day: inside the golden window
+    write_day(layout, drop_u=[gone])
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert _status(v) == {"origin_time": True, "gaps": False, "ks": True, "tail": True}
+    assert v.gaps["lake_missing_messages"] == 1
+    assert v.gaps["first_missing_update_ids"] == [gone]
+    assert v.gaps["rates"]["depth_messages"] == 1 / v.gaps["golden_depth_messages"]
+
+
+def test_duplicated_and_missing_trade_ids_are_gaps(layout):
+    def dup(data):
+        ids = data["trades"]["trade_id"]
+        ids[10] = ids[9]  # id 9 twice, id 10 missing
+
+    write_day(layout, mutate=dup)
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert _status(v)["gaps"] is False
+    assert (v.gaps["trade_ids_missing"], v.gaps["trade_ids_duplicated"]) == (1, 1)
+    assert v.gaps["missing_trade_id_ranges"] == [[1_000_010, 1_000_010]]
+
+
+def test_bad_origin_times_fail_origin_time_only(layout):
+    def bad(data):
+        t = data["trades"]["origin_time"]
+        t[100:120] = t[100:120] - 3 * 86_400 * NS  # out of day, and backwards at 100
+
+    write_day(layout, mutate=bad)
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert _status(v) == {"origin_time": False, "gaps": True, "ks": True, "tail": True}
+    o = v.origin["trades"]
+    assert (o["out_of_day"], o["backwards"], o["null"], o["zero"]) == (20, 1, 0, 0)
+    assert v.check("origin_time").value == pytest.approx(21 / o["rows"])
+
+
+def test_without_golden_samples_the_policy_decides(layout):
+    write_day(layout, golden=False)
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert v.passed and v.window_ns is None
+    for name in ("ks", "tail"):
+        c = v.check(name)
+        assert c.checked is False and "no golden samples" in c.detail
+    assert v.check("gaps").checked and v.check("origin_time").checked
+    strict = validate_day(layout, DAY.date, DAY.symbol, TH, require_golden=True)
+    assert strict.failed == ["ks", "tail"]
+    write_report(layout, strict)
+    with pytest.raises(gate.GateClosed, match="validation_ks, validation_tail"):
+        gate.require_passed(layout, DAY.date, DAY.symbol)
+
+
+def test_report_files_and_a_failing_verdict_block(layout):
+    write_day(layout, drop_u=[])
+    paths = write_report(layout, validate_day(layout, DAY.date, DAY.symbol, TH))
+    assert gate.require_passed(layout, DAY.date, DAY.symbol).passed
+    for name in ("json", "md", "ecdf", "tail", "gaps", "verdict"):
+        assert paths[name].is_file() and paths[name].stat().st_size > 0
+    assert paths["ecdf"].read_bytes()[:4] == b"\x89PNG"
+    report = json.loads(paths["json"].read_text())
+    assert report["passed"] and len(report["ks"]) == 4
+    assert "| ks | True | True |" in paths["md"].read_text()
+
+    def shift(data):
+        data["trades"]["quantity"] = data["trades"]["quantity"] * 3
+
+    write_day(layout, mutate=shift)
+    write_report(layout, validate_day(layout, DAY.date, DAY.symbol, TH))
+    with pytest.raises(gate.GateClosed, match="validation_ks"):
+        gate.require_passed(layout, DAY.date, DAY.symbol)
+    assert gate.require_passed(layout, DAY.date, DAY.symbol, override=True).passed is False
+
+
+def test_results_do_not_depend_on_batch_boundaries(layout, monkeypatch):
+    write_day(layout, Day(row_group=50_000, delta_row_group=500_000))
+    whole = validate_day(layout, DAY.date, DAY.symbol, TH).to_dict()
+    monkeypatch.setattr(scan, "BATCH_ROWS", 97)  # messages, seconds and id runs cut everywhere
+    cut = validate_day(layout, DAY.date, DAY.symbol, TH).to_dict()
+    assert _strip(cut) == _strip(whole)
+
+
+def test_an_interrupted_validation_resumes_to_the_same_result(layout):
+    write_day(layout)
+    reference = validate_day(layout, DAY.date, DAY.symbol, TH, resume=False).to_dict()
+    ckpt = layout.checkpoint_dir("validation", DAY.date, DAY.symbol) / "state.npz"
+
+    class Stop(Exception):
+        pass
+
+    def stop_in(phase: str, at: int):
+        def progress(p: str, done: int, total: int) -> None:
+            if p == phase and done == at:
+                raise Stop
+
+        return progress
+
+    for phase in ("lake_trades", "lake_delta"):
+        with pytest.raises(Stop):
+            validate_day(layout, DAY.date, DAY.symbol, TH, checkpoint_every_s=0, progress=stop_in(phase, 3))
+        assert ckpt.is_file()
+        resumed = validate_day(layout, DAY.date, DAY.symbol, TH, checkpoint_every_s=0)
+        assert resumed.scan["resumed_from"] == f"{phase} row group 3"
+        assert _strip(resumed.to_dict()) == _strip(reference)
+        assert not ckpt.exists()
+
+
+def test_a_checkpoint_of_other_inputs_is_ignored(layout):
+    write_day(layout)
+    with pytest.raises(RuntimeError):
+
+        def boom(p, done, total):
+            if p == "lake_delta":
+                raise RuntimeError
+
+        validate_day(layout, DAY.date, DAY.symbol, TH, checkpoint_every_s=0, progress=boom)
+    write_day(layout, Day(seed=4))  # the day was re-staged: different files
+    v = validate_day(layout, DAY.date, DAY.symbol, TH, checkpoint_every_s=0)
+    assert v.scan["resumed_from"] is None
+    assert v.origin["trades"]["latency_ms"]["p50"] == pytest.approx(25, abs=1.0)
