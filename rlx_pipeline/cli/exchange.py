@@ -19,8 +19,26 @@ def exchange() -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Replay speed (1 = real time).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=9443, show_default=True)
+@click.option("--port", type=int, default=9443, show_default=True, help="0: any free port (printed).")
+@click.option("--ping-interval", type=float, default=20.0, show_default=True, help="Seconds between pings.")
+@click.option(
+    "--ping-timeout", type=float, default=60.0, show_default=True, help="Drop a client without pong."
+)
 @click.option("--session-limit-s", type=float, default=24 * 3600, show_default=True)
+@click.option(
+    "--drop-at",
+    "drop_at",
+    type=float,
+    multiple=True,
+    help="Fault: disconnect every client at this market second of the window (repeatable).",
+)
+@click.option(
+    "--drop-mode",
+    type=click.Choice(["abort", "close"]),
+    default="abort",
+    show_default=True,
+    help="abort: no close frame (network failure); close: close code 1001.",
+)
 def serve(
     symbols: str,
     start: str,
@@ -29,7 +47,11 @@ def serve(
     speed: float,
     host: str,
     port: int,
+    ping_interval: float,
+    ping_timeout: float,
     session_limit_s: float,
+    drop_at: tuple[float, ...],
+    drop_mode: str,
 ) -> None:
     """Serve /stream, /ws/<stream> and /api/v3/depth until the window is replayed (Ctrl-C to stop)."""
     from rlx_pipeline.exchange import ExchangeServer
@@ -42,13 +64,27 @@ def serve(
 
     async def main() -> None:
         async with ExchangeServer(
-            truths, speed=speed, host=host, port=port, session_limit_s=session_limit_s
+            truths,
+            speed=speed,
+            host=host,
+            port=port,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            session_limit_s=session_limit_s,
+            drop_at_s=drop_at,
+            drop_mode=drop_mode,
         ) as srv:
-            click.echo(
-                f"streams: {srv.ws_url}/stream?streams=btcusdt@trade/...   REST: {srv.rest_url}/api/v3/depth"
-            )
-            click.echo("the replay starts when the first client connects")
+            streams = "/".join(sorted(srv.known_streams))
+            symbol = next(iter(srv.books))
+            click.echo(f"streams: {srv.ws_url}/stream?streams={streams}", nl=True)
+            click.echo(f"REST: {srv.rest_url}/api/v3/depth?symbol={symbol}&limit=1000")
+            click.echo("the replay starts when the first client connects", nl=True)
             await srv.done.wait()
-            click.echo(f"replayed {srv.frames_sent:,} frames")
+            click.echo(
+                f"replayed {srv.frames_sent:,} frames; scheduled drops (market s, clients): {srv.drops}"
+            )
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        click.echo("stopped")

@@ -56,14 +56,30 @@ def publish(
 
 
 def _upload(paths: list[Path], root: Path, endpoint: str, bucket: str) -> None:
+    """Upload under the Crypto Lake key layout; credentials and region from the standard AWS variables."""
     import boto3
+    import botocore.exceptions as bce
 
-    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3 = boto3.session.Session().client(  # a fresh session: the environment as it is now
+        "s3", endpoint_url=endpoint, region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
+    )
     try:
         s3.head_bucket(Bucket=bucket)
-    except s3.exceptions.ClientError:
-        region = s3.meta.region_name or "eu-west-1"
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    except bce.NoCredentialsError as exc:
+        raise click.ClickException(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (a moto server takes any, "
+            "e.g. 'testing')"
+        ) from exc
+    except bce.EndpointConnectionError as exc:
+        raise click.ClickException(f"S3 endpoint {endpoint} unreachable: {exc}") from exc
+    except bce.ClientError:
+        region = s3.meta.region_name
+        # us-east-1 is the one region S3 refuses as an explicit LocationConstraint.
+        config = (
+            {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
+        s3.create_bucket(Bucket=bucket, **config)
+        click.echo(f"created bucket {bucket} ({region}) at {endpoint}")
     for p in paths:
         key = str(p.relative_to(root))
         s3.upload_file(str(p), bucket, key)

@@ -18,15 +18,46 @@ import contextlib
 import heapq
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from rlx_pipeline import fixed_point
+
+STREAM_KINDS = ("trade", "aggTrade", "depth@100ms", "bookTicker")
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """What the server replays: ``rlx_pipeline.simulator.MarketTruth`` is one, a test may write its own.
+
+    The symbol comes from ``source.binance_symbol`` (e.g. ``"BTCUSDT"``) or, for a ``MarketTruth``, from
+    ``source.config.instrument.binance_symbol``.
+    """
+
+    def binance_frames(self) -> Iterator[tuple[int, str, bytes]]:
+        """``(exchange send time ns, stream name, data bytes)`` in send order."""
+        ...
+
+    def initial_snapshot(self, limit: int = 1000) -> bytes:
+        """The REST depth body of the book before the first depth message."""
+        ...
+
+
+def source_symbol(source: FrameSource) -> str:
+    """The upper-case Binance symbol a source replays."""
+    symbol = getattr(source, "binance_symbol", None)
+    return (symbol or source.config.instrument.binance_symbol).upper()
+
+
+def _binance_error(code: int, msg: str, request_id: object) -> str:
+    return orjson.dumps({"code": code, "msg": msg, "id": request_id}).decode()
 
 
 def _response(status: int, body: bytes, reason: str = "OK") -> Response:
@@ -66,15 +97,16 @@ class _Book:
 
 
 class ExchangeServer:
-    """``async with ExchangeServer(truths, speed=50) as srv: srv.ws_url, srv.rest_url, await srv.drop_clients()``.
+    """``async with ExchangeServer(sources, speed=50) as srv: srv.ws_url, srv.rest_url, await srv.drop_clients()``.
 
-    ``truths``: ``rlx_pipeline.simulator.MarketTruth`` objects (anything with ``config.symbol``,
-    ``binance_frames()`` and ``initial_snapshot()``).
+    ``sources``: ``FrameSource`` objects, one per symbol (e.g. ``rlx_pipeline.simulator.MarketTruth``).
+    ``drop_at_s``: market seconds (since the first frame) at which every client is disconnected, the way
+    ``drop_mode`` says: ``"abort"`` (no close frame, like a network failure) or ``"close"`` (close code 1001).
     """
 
     def __init__(
         self,
-        truths: Iterable,
+        truths: Iterable[FrameSource],
         *,
         speed: float = 1.0,
         host: str = "127.0.0.1",
@@ -83,20 +115,24 @@ class ExchangeServer:
         ping_timeout: float = 60.0,
         session_limit_s: float = 24 * 3600,
         start_on_first_client: bool = True,
+        drop_at_s: Sequence[float] = (),
+        drop_mode: str = "abort",
     ) -> None:
+        if drop_mode not in ("abort", "close"):
+            raise ValueError(f"drop_mode={drop_mode!r}: expected 'abort' or 'close'")
         self.truths = list(truths)
         self.speed = speed
         self.host, self.port = host, port
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.session_limit_s = session_limit_s
         self.start_on_first_client = start_on_first_client
-        self.books = {t.config.instrument.binance_symbol: _Book(t.initial_snapshot()) for t in self.truths}
-        names = {t.config.instrument.stream_symbol for t in self.truths}
-        self.known_streams = {
-            f"{n}@{k}" for n in names for k in ("trade", "aggTrade", "depth@100ms", "bookTicker")
-        }
+        self.drop_at_s, self.drop_mode = sorted(drop_at_s), drop_mode
+        self.books = {source_symbol(t): _Book(t.initial_snapshot()) for t in self.truths}
+        self.known_streams = {f"{sym.lower()}@{k}" for sym in self.books for k in STREAM_KINDS}
+        # connection -> (combined framing?, its subscriptions (mutated by SUBSCRIBE/UNSUBSCRIBE))
         self.clients: dict[ServerConnection, tuple[bool, set[str]]] = {}
         self.frames_sent = 0
+        self.drops: list[tuple[float, int]] = []  # (market s, clients cut) of each scheduled fault
         self.done = asyncio.Event()
         self._first_client = asyncio.Event()
         self._server = None
@@ -108,7 +144,7 @@ class ExchangeServer:
         if parts.path.rstrip("/") == "/stream":
             raw = parse_qs(parts.query).get("streams", [""])[0]
             return True, [s for s in raw.split("/") if s]
-        if parts.path.startswith("/ws/"):
+        if parts.path.rstrip("/") == "/ws" or parts.path.startswith("/ws/"):
             return False, [s for s in parts.path[4:].split("/") if s]
         return None
 
@@ -119,13 +155,17 @@ class ExchangeServer:
             symbol = q.get("symbol", [""])[0].upper()
             if symbol not in self.books:
                 return _response(400, b'{"code":-1121,"msg":"Invalid symbol."}', "Bad Request")
-            limit = min(int(q.get("limit", ["100"])[0]), 5000)
-            return _response(200, self.books[symbol].snapshot(limit))
+            try:
+                limit = int(q.get("limit", ["100"])[0])
+            except ValueError:
+                body = b'{"code":-1100,"msg":"Illegal characters found in parameter \'limit\'."}'
+                return _response(400, body, "Bad Request")
+            return _response(200, self.books[symbol].snapshot(max(1, min(limit, 5000))))
         found = self._streams_of(request.path)
         if found is None:
             return _response(404, b'{"code":-1000,"msg":"Unknown path."}', "Not Found")
         unknown = [s for s in found[1] if s not in self.known_streams]
-        if unknown or not found[1]:
+        if unknown:
             msg = orjson.dumps({"code": -1121, "msg": f"Invalid request: unknown stream(s) {unknown}"})
             return _response(400, msg, "Bad Request")
         return None
@@ -136,23 +176,65 @@ class ExchangeServer:
         self.clients[ws] = (combined, set(streams))
         self._first_client.set()
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ws.wait_closed(), timeout=self.session_limit_s)
+            async with asyncio.timeout(self.session_limit_s):
+                async for message in ws:
+                    reply = self._on_request(ws, message)
+                    if reply is not None:
+                        await ws.send(reply)
+        except TimeoutError:
             await ws.close(1000, "session limit")
+        except ConnectionClosed:
+            pass
         finally:
             self.clients.pop(ws, None)
+
+    def _on_request(self, ws: ServerConnection, message: str | bytes) -> str | None:
+        """Binance's live subscription methods; the reply text (None: nothing to send)."""
+        try:
+            req = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return _binance_error(3, "Invalid JSON: expected value at line 1 column 1", None)
+        if not isinstance(req, dict):
+            return _binance_error(2, "Invalid request: request must be an object", None)
+        request_id = req.get("id")
+        if request_id is not None and (not isinstance(request_id, int) or request_id < 0):
+            return _binance_error(2, "Invalid request: request ID must be an unsigned integer", None)
+        unknown_props = sorted(set(req) - {"method", "params", "id"})
+        if unknown_props:
+            return _binance_error(0, "Unknown property", request_id)
+        method, params = req.get("method"), req.get("params", [])
+        subscriptions = self.clients[ws][1]
+        if method == "LIST_SUBSCRIPTIONS":
+            return orjson.dumps({"result": sorted(subscriptions), "id": request_id}).decode()
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            return _binance_error(2, "Invalid request: unknown variable", request_id)
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return _binance_error(1, "Invalid value type: expected array of strings", request_id)
+        if method == "SUBSCRIBE":
+            unknown = [p for p in params if p not in self.known_streams]
+            if unknown:
+                return _binance_error(2, f"Invalid request: unknown stream(s) {unknown}", request_id)
+            subscriptions.update(params)
+        else:
+            subscriptions.difference_update(params)
+        return orjson.dumps({"result": None, "id": request_id}).decode()
 
     async def _run_replay(self) -> None:
         if self.start_on_first_client:
             await self._first_client.wait()
         frames = heapq.merge(*(t.binance_frames() for t in self.truths), key=lambda f: f[0])
+        drops = list(self.drop_at_s)
         t0_wall = time.monotonic()
         t0_market: int | None = None
         for send_ns, stream, data in frames:
             t0_market = send_ns if t0_market is None else t0_market
-            delay = (send_ns - t0_market) / 1e9 / self.speed - (time.monotonic() - t0_wall)
+            market_s = (send_ns - t0_market) / 1e9
+            delay = market_s / self.speed - (time.monotonic() - t0_wall)
             if delay > 0:
                 await asyncio.sleep(delay)
+            while drops and drops[0] <= market_s:
+                self.drops.append((drops.pop(0), len(self.clients)))
+                await (self.drop_clients() if self.drop_mode == "abort" else self.close_clients())
             if stream.endswith("@depth@100ms"):
                 self.books[stream.split("@", 1)[0].upper()].apply(data)
             text = data.decode()
@@ -168,11 +250,19 @@ class ExchangeServer:
 
     # --- control -------------------------------------------------------------------------------------------
     async def drop_clients(self) -> int:
-        """Cut every connection without a close frame (a network failure)."""
+        """Cut every connection without a close frame (a network failure); the number cut."""
         n = len(self.clients)
         for ws in list(self.clients):
             ws.transport.abort()
         return n
+
+    async def close_clients(self, code: int = 1001, reason: str = "going away") -> int:
+        """Close every connection from the server side with a close frame; the number closed."""
+        conns = list(self.clients)
+        for ws in conns:
+            self.clients.pop(ws, None)  # no frame after the close frame
+        await asyncio.gather(*(ws.close(code, reason) for ws in conns), return_exceptions=True)
+        return len(conns)
 
     async def server_shutdown(self) -> None:
         broadcast(
