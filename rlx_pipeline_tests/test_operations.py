@@ -25,19 +25,43 @@ def test_due_partitions_yesterday_and_missed_days():
     assert keys == ["2024-08-09|ETH-USDT", "2024-08-11|BTC-USDT", "2024-08-11|ETH-USDT"]
 
 
-def test_schedule_requests_the_right_partitions():
-    when = dt.datetime(2024, 8, 10, 3, 0, tzinfo=dt.UTC)
-    with dg.instance_for_test() as instance:
-        from rlx_pipeline.definitions import defs
+def test_schedule_requests_yesterday_and_catches_up_missed_days():
+    from rlx_pipeline.definitions import defs
 
-        ctx = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
-        )
-        requests = jobs.daily_pipeline_schedule.evaluate_tick(ctx).run_requests
-    keys = [r.partition_key for r in requests]
-    symbols = list(jobs.SETTINGS.symbols)
-    assert keys[-len(symbols) :] == [f"2024-08-09|{s}" for s in symbols]
-    assert all(k >= "2024-08-03" for k in keys)  # a week of catch-up at most
+    assert jobs.SETTINGS.symbols == ("BTC-USDT", "ETH-USDT")  # the defaults (RLX_SYMBOLS unset)
+    hh, mm = jobs.SETTINGS.schedule_hour_minute
+    assert jobs.daily_pipeline_schedule.cron_schedule == f"{mm} {hh} * * *"
+    assert jobs.daily_pipeline_schedule.execution_timezone == "UTC"
+    assert jobs.daily_pipeline_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    when = dt.datetime(2024, 8, 12, hh, mm, tzinfo=dt.UTC)
+    with dg.instance_for_test() as instance:
+        # the pipeline completed (fidelity_report) for every day and symbol since 2024-08-01, except three
+        missed = {"2024-08-07|BTC-USDT", "2024-08-09|ETH-USDT", "2024-08-10|BTC-USDT"}
+        for day in range(1, 11):
+            for sym in ("BTC-USDT", "ETH-USDT"):
+                key = f"2024-08-{day:02d}|{sym}"
+                if key not in missed:
+                    instance.report_runless_asset_event(
+                        dg.AssetMaterialization(jobs.LAST_ASSET, partition=key)
+                    )
+
+        def evaluate():
+            ctx = dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
+            )
+            return jobs.daily_pipeline_schedule.evaluate_tick(ctx).run_requests
+
+        requests = evaluate()
+        assert [r.partition_key for r in requests] == [
+            "2024-08-07|BTC-USDT",  # missed days of the last week, oldest first
+            "2024-08-09|ETH-USDT",
+            "2024-08-10|BTC-USDT",
+            "2024-08-11|BTC-USDT",  # yesterday, for every symbol
+            "2024-08-11|ETH-USDT",
+        ]
+        assert all(r.run_key.endswith("@2024-08-12") for r in requests)
+        # the same tick evaluated again (a daemon restart) asks for the same run keys: the daemon launches them once
+        assert [r.run_key for r in evaluate()] == [r.run_key for r in requests]
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -81,6 +105,7 @@ def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):
         )
     ctx = dg.build_sensor_context(instance=instance)
     jobs.check_alerts(ctx)
+    AlertSink(settings.layout.alerts_file, url).join(timeout=30)  # the webhook is posted in the background
     lines = settings.layout.alerts_file.read_text().splitlines()
     assert len(lines) == 2 and len(received) == 2
     alert = json.loads(lines[0])
@@ -100,11 +125,65 @@ def test_webhook_down_is_retried_with_backoff(tmp_path, webhook):
     url, received = webhook
     dead = f"http://127.0.0.1:{free_port()}/hook"
     sink = AlertSink(tmp_path / "alerts.jsonl", dead)
-    assert sink.emit([_alert(1)], now=1000.0) == {"recorded": 1, "delivered": 0, "owed": 1}
+    sink.record([_alert(1)])
+    assert sink.deliver_due(now=1000.0) == {"delivered": 0, "owed": 1}
+    assert sink.owed()[0]["attempts"] == 1 and "refused" in sink.owed()[0]["last_error"].lower()
     sink.webhook_url = url  # the webhook comes back (same outbox)
-    assert sink.emit([], now=1001.0)["owed"] == 1  # still backing off
-    assert sink.emit([], now=1010.0) == {"recorded": 0, "delivered": 1, "owed": 0}
+    assert sink.deliver_due(now=1001.0) == {"delivered": 0, "owed": 1}  # still backing off (5 s)
+    assert received == []
+    assert sink.deliver_due(now=1010.0) == {"delivered": 1, "owed": 0}
     assert len(received) == 1 and received[0]["rlx"]["event_id"] == 1
+    assert (
+        len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1
+    )  # recorded once, whatever the webhook did
+
+
+class _SlowHook(http.server.BaseHTTPRequestHandler):
+    """Holds every request until the test releases it: a webhook that hangs."""
+
+    entered = threading.Event()
+    release = threading.Event()
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _SlowHook.entered.set()
+        _SlowHook.release.wait(30)
+        _SlowHook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_emit_returns_while_the_webhook_hangs(tmp_path):
+    _SlowHook.entered.clear()
+    _SlowHook.release.clear()
+    _SlowHook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _SlowHook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = AlertSink(tmp_path / "alerts.jsonl", f"http://127.0.0.1:{server.server_port}/hook")
+        counts = sink.emit([_alert(7)])  # returns before the webhook answers
+        assert counts == {"recorded": 1, "owed": 1}
+        assert _SlowHook.entered.wait(10)
+        assert _SlowHook.received == [] and len(sink.owed()) == 1  # the post is still in flight
+        sink.emit([_alert(8)])  # a second tick while the first post hangs: recorded, not blocked
+        assert len(sink.owed()) == 2
+        _SlowHook.release.set()
+        sink.join(timeout=30)
+        # the first post succeeded on its first attempt (a blocking caller would have timed out on it)
+        assert [r["rlx"]["event_id"] for r in _SlowHook.received] == [7]
+        assert [o["payload"]["rlx"]["event_id"] for o in sink.owed()] == [8] and sink.owed()[0][
+            "attempts"
+        ] == 0
+        sink.emit([])  # the next tick delivers what is still owed
+        sink.join(timeout=30)
+        assert [r["rlx"]["event_id"] for r in _SlowHook.received] == [7, 8] and sink.owed() == []
+    finally:
+        _SlowHook.release.set()
+        server.shutdown()
 
 
 def test_new_capture_files_request_their_golden_partitions(tmp_path, monkeypatch):

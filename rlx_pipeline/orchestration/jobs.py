@@ -2,6 +2,8 @@
 
 import datetime as dt
 import os
+import re
+import urllib.parse
 
 import dagster as dg
 from dagster import DagsterEventType, EventRecordsFilter
@@ -9,10 +11,41 @@ from dagster import DagsterEventType, EventRecordsFilter
 from rlx_pipeline.alerting import Alert, AlertSink
 from rlx_pipeline.orchestration.partitions import PARTITIONS, SETTINGS
 
+
+def executor_from_env(kind: str | None = None) -> dg.ExecutorDefinition:
+    """The step executor, chosen by ``RLX_EXECUTOR``: ``multiprocess`` (default: one process per step),
+    ``in_process`` (one process per run: small days, tests, CI), or ``k8s`` (one pod per step, needs dagster-k8s)."""
+    kind = kind or os.environ.get("RLX_EXECUTOR", "multiprocess")
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "multiprocess":
+        return dg.multiprocess_executor
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor  # only in the production image
+
+        return k8s_job_executor
+    raise ValueError(f"RLX_EXECUTOR={kind!r}: expected multiprocess, in_process or k8s")
+
+
+def lake_endpoint(lake_source: str, bucket: str, endpoint_url: str | None = None) -> str:
+    """The value of the ``rlx/lake-endpoint`` run tag: runs sharing a download endpoint share its run-queue limit
+    (``tag_concurrency_limits`` in ``dagster.yaml``)."""
+    if lake_source != "lakeapi":
+        return "local"
+    host = urllib.parse.urlparse(endpoint_url).netloc if endpoint_url else "s3"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{host}_{bucket}")[:63]
+
+
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
     selection=dg.AssetSelection.all(),
     partitions_def=PARTITIONS,
+    executor_def=executor_from_env(),
+    tags={
+        "rlx/lake-endpoint": lake_endpoint(
+            SETTINGS.lake_source, SETTINGS.lake_bucket, os.environ.get("AWS_ENDPOINT_URL")
+        )
+    },
     description="Every asset of one date x symbol partition: lake downloads to fidelity report.",
 )
 
@@ -148,12 +181,10 @@ def check_alerts(context: dg.SensorEvaluationContext):
     for a in alerts:
         context.log.warning(a.text())
     webhook = os.environ.get("RLX_ALERT_WEBHOOK_URL") or None  # a secret: environment only, never logged
-    counts = AlertSink(SETTINGS.layout.alerts_file, webhook).emit(alerts)
+    counts = AlertSink(SETTINGS.layout.alerts_file, webhook).emit(alerts)  # delivery runs in the background
     if records:
         context.update_cursor(str(records[-1].storage_id))
-    return dg.SkipReason(
-        f"{counts['recorded']} alert(s), {counts['delivered']} delivered, {counts['owed']} owed"
-    )
+    return dg.SkipReason(f"{counts['recorded']} new alert(s); {counts['owed']} webhook delivery(ies) owed")
 
 
 jobs = [daily_pipeline, golden_job]

@@ -1,0 +1,148 @@
+"""Real servers for the operations tests: dagster-webserver and PostgreSQL, on 127.0.0.1 and free ports, each
+stopped by its own process id. PostgreSQL and chromium come from the system (`.ci/postgres-and-chromium.sh`);
+the helpers return None when they are absent so the tests skip."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlx_pipeline_tests.lake_fixtures import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SQLITE_DAGSTER_YAML = """\
+storage:
+  sqlite:
+    base_dir: {base}
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+telemetry:
+  enabled: false
+"""
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def pg_bin_dir() -> Path | None:
+    """Directory holding initdb and pg_ctl: on PATH, or Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    return versions[-1] if versions and (versions[-1] / "initdb").exists() else None
+
+
+def _wait_http(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"{what} did not answer {url} within {timeout_s:.0f} s"
+            time.sleep(0.5)
+
+
+@dataclass
+class Webserver:
+    port: int
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def dagster_webserver(home: Path, data: Path, log: Path) -> Iterator[Webserver]:
+    """`dagster-webserver -m rlx_pipeline.definitions` with DAGSTER_HOME=home (SQLite, runs launched at once)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
+    port = free_port()
+    # in_process: one process per run (RLX_EXECUTOR), so a run on a loaded 2-core machine takes seconds, not minutes
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), "RLX_EXECUTOR": "in_process"}
+    cmd = [sys.executable, "-m", "dagster_webserver", "-m", "rlx_pipeline.definitions"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/server_info", proc, "dagster-webserver")
+        yield Webserver(port, home, env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Postgres:
+    host: str
+    port: int
+    user: str
+    db: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.db}"
+
+
+@contextlib.contextmanager
+def postgres_server(bin_dir: Path) -> Iterator[Postgres]:
+    """A throw-away PostgreSQL cluster (trust auth, 127.0.0.1 only). As root, it runs as the `postgres` user:
+    PostgreSQL refuses to run as root."""
+    as_user: list[str] = []
+    data = Path(tempfile.mkdtemp(prefix="rlx-pg-"))
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")  # created by Debian's postgresql package
+        os.chown(data, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    run = lambda *args: subprocess.run([*as_user, *args], check=True, capture_output=True, cwd=data)  # noqa: E731
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "dagster", "--auth=trust", "-E", "UTF8")
+        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c full_page_writes=off"
+        run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-o",
+            opts,
+            "-l",
+            str(data / "log"),
+            "-w",
+            "start",
+        )
+        try:
+            yield Postgres("127.0.0.1", port, "dagster", "postgres")
+        finally:
+            run(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
