@@ -110,3 +110,66 @@ def test_a_stale_snapshot_replaced_by_a_bridging_one_is_not_a_failure(tmp_path):
         [write_capture(tmp_path / "b.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
     )
     assert res.unbridged_runs == 1
+
+
+def test_a_diff_written_before_its_snapshot_bridges_it(tmp_path):
+    """The diff arrived while the REST request was in flight: Binance's procedure buffers and replays it."""
+    lines = [
+        (1, "btcusdt@depth@100ms", _depth(8, 9, E + 1, [["60000.00", "1"]])),
+        (2, "btcusdt@depth@100ms", _depth(10, 12, E + 2, [["60000.00", "2"]])),  # bridges 10 (U <= 11 <= u)
+        (3, "btcusdt@depthSnapshot", _snap(10, [["60000.00", "1"]], [["60000.01", "2"]])),
+        (4, "btcusdt@depth@100ms", _depth(13, 14, E + 3, [], [["60000.01", "5"]])),
+    ]
+    res = build_golden(
+        [write_capture(tmp_path / "c.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
+    )
+    assert (res.depth_runs, res.buffered_bridges, res.unbridged_runs, len(res.gaps)) == (1, 1, 0, 0)
+    # A stale buffered diff that does not bridge is still a failure.
+    lines[1] = (2, "btcusdt@depth@100ms", _depth(12, 13, E + 2))
+    res = build_golden(
+        [write_capture(tmp_path / "d.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
+    )
+    assert res.unbridged_runs == 1
+
+
+def test_usdm_diff_with_u_equal_to_last_update_id_bridges(tmp_path):
+    """USD-M drops only u < lastUpdateId; the diff with u == lastUpdateId is the bridging one."""
+
+    def fut(U, u, pu, e):
+        return orjson.dumps(
+            {"e": "depthUpdate", "E": e, "s": "BTCUSDT", "U": U, "u": u, "pu": pu, "b": [], "a": []}
+        )
+
+    ns = E * 1_000_000  # capture times inside the day (the snapshot has no event time of its own)
+    lines = [
+        (ns, "btcusdt@depthSnapshot", _snap(10, [], [])),
+        (ns + 1, "btcusdt@depth@0ms", fut(9, 10, 8, E + 1)),
+        (ns + 2, "btcusdt@depth@0ms", fut(11, 15, 10, E + 2)),
+    ]
+    res = build_golden(
+        [write_capture(tmp_path / "f.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
+    )
+    assert (res.depth_runs, res.unbridged_runs, len(res.gaps)) == (1, 0, 0)
+
+
+def test_real_cryptofeed_spot_and_usdm_captures_bridge_without_gaps(tmp_path, real_samples):
+    """cryptofeed's spot and USD-M playback files: every symbol's snapshot bridges, no gap, no message lost."""
+    sources = sorted((real_samples / "cryptofeed").glob("BINANCE*"))
+    files = import_files(sources, tmp_path / "capture")
+    seen = {}
+    for f, symbols, date in (
+        (files[0], ["NKN-USDT", "LRC-BTC", "BLZ-ETH"], "2021-10-12"),
+        (files[1], ["SUSHI-USDT", "CTK-USDT", "AKRO-USDT", "KEEP-USDT"], "2021-07-22"),
+    ):
+        assert f.name.endswith(("BINANCE.jsonl.zst", "BINANCE_FUTURES.jsonl.zst"))
+        for sym in symbols:
+            res = build_golden([f], sym, date, lambda t, s=sym: tmp_path / s / f"{t}.parquet")
+            assert (res.depth_runs, res.unbridged_runs, len(res.gaps), len(res.malformed)) == (1, 0, 0, 0), (
+                sym
+            )
+            seen[sym] = res.messages["depth@100ms"]
+    # depth messages per symbol as in the source files (USD-M AKRO/CTK/KEEP bridge on u == lastUpdateId)
+    assert seen == {
+        "NKN-USDT": 150, "LRC-BTC": 15, "BLZ-ETH": 10,
+        "SUSHI-USDT": 255, "CTK-USDT": 185, "AKRO-USDT": 189, "KEEP-USDT": 135,
+    }  # fmt: skip

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,7 @@ TABLES = {
 }
 FLUSH_ROWS = 200_000
 MS = 1_000_000
+RECENT_DIFFS = 512  # diffs kept to bridge a snapshot whose response came after them (seconds of depth)
 _RESYNC_EVENTS = {"reconnect", "resync", "gap", "session_start", "rotate"}
 
 
@@ -59,6 +60,7 @@ class GoldenResult:
     depth_runs: int = 0
     unbridged_runs: int = 0
     carried_snapshots: int = 0
+    buffered_bridges: int = 0  # snapshots bridged by diffs written before them (arrived during the REST call)
     superseded_snapshots: int = 0  # stale snapshots (did not bridge) replaced by a later one of the session
     unseeded_depth_messages: int = 0  # depth messages before any snapshot of their session
     trade_id_gaps: int = 0
@@ -89,6 +91,7 @@ class GoldenResult:
             "unbridged_runs": self.unbridged_runs,
             "carried_snapshots": self.carried_snapshots,
             "superseded_snapshots": self.superseded_snapshots,
+            "buffered_bridges": self.buffered_bridges,
             "unseeded_depth_messages": self.unseeded_depth_messages,
             "silent_gaps": len(self.silent_gaps),
             "declared_resyncs": sum(g.declared for g in self.gaps),
@@ -157,6 +160,9 @@ class _Session:
         self.last_event_ms: int | None = None
         self.written_in_day = False
         self.unbridged_pending = False
+        # Diffs written before a snapshot line can be the ones that bridge it (they arrived while the REST request
+        # was in flight; Binance's procedure buffers them): the last few are kept to replay through the snapshot.
+        self.recent: deque[tuple[int, int, int | None, list, list]] = deque(maxlen=RECENT_DIFFS)
 
 
 def _ts_ns(ms: int) -> int:
@@ -275,6 +281,7 @@ def _handle(
         if s.unbridged_pending:
             res.superseded_snapshots += 1
             s.unbridged_pending = False
+        _bridge_buffered(res, s, last_id, in_day)
         if in_day:
             s.written_in_day = True
             for is_bid, levels in ((True, bids), (False, asks)):
@@ -292,10 +299,11 @@ def _handle(
 
     if kind.startswith("depth"):
         U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+        s.recent.append((U, u, pu, msg["b"], msg["a"]))
         if s.snapshot_id is not None:
-            if u <= s.snapshot_id:
+            if _older(u, pu, s.snapshot_id):
                 return _depth_rows(sink, origin, msg, in_day)  # older than the snapshot: kept, not applied
-            bridged = U <= s.snapshot_id + 1 <= u if pu is None else U <= s.snapshot_id <= u
+            bridged = _bridges(U, u, pu, s.snapshot_id)
             if in_day:
                 res.depth_runs += 1
             # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
@@ -384,6 +392,38 @@ def _handle(
             ask_qty=fixed_point.parse(msg["A"]),
         )
     return None
+
+
+def _older(u: int, pu: object, last_id: int) -> bool:
+    """A diff the snapshot already contains: spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``."""
+    return u <= last_id if pu is None else u < last_id
+
+
+def _bridges(U: int, u: int, pu: object, last_id: int) -> bool:
+    return U <= last_id + 1 <= u if pu is None else U <= last_id <= u
+
+
+def _bridge_buffered(res: GoldenResult, s: _Session, last_id: int, in_day: bool) -> None:
+    """Replay the diffs written before the snapshot line that are newer than it; the first must bridge."""
+    newer = [d for d in s.recent if not _older(d[1], d[2], last_id)]
+    s.recent.clear()
+    if not newer:
+        return  # the usual case: the next diff written decides
+    U, u, pu, _, _ = newer[0]
+    bridged = _bridges(U, u, pu, last_id)
+    prev = None
+    for dU, du, dpu, b, a in newer:
+        if prev is not None and not ((prev + 1 == dU) if dpu is None else (int(dpu) == prev)):
+            bridged = False  # a break among them was recorded as a gap when it arrived
+        _apply(s.bids, b)
+        _apply(s.asks, a)
+        prev = du
+    if in_day:
+        res.depth_runs += 1
+        res.buffered_bridges += 1
+    s.unbridged_pending = not bridged and in_day
+    s.snapshot_id, s.prev_u, s.resync_pending = None, prev, False
+    s.book_valid = bridged
 
 
 def _depth_rows(sink: _Sink, origin: dict, msg: dict, in_day: bool) -> None:
