@@ -8,6 +8,9 @@
     truth.write_capture(path)     # a perfect native capture file (golden samples)
     truth.book_at(update_id)      # (bids, asks) fixed point, after the depth message ending at update_id
 
+    # a whole BTCUSDT-scale day straight to the lake files, one hour in memory at a time
+    write_lake_stream(SimConfig(duration_s=86_400), lake_root, chunk_s=3600)
+
 The model is described in ``rlx_pipeline.simulator.market``.
 """
 
@@ -21,9 +24,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from rlx_pipeline.simulator import render
-from rlx_pipeline.simulator.market import Market, SimConfig, simulate_market
+from rlx_pipeline.simulator.market import Market, SimConfig, iter_market, simulate_market
+from rlx_pipeline.simulator.render import write_lake_stream
 
-__all__ = ["MarketTruth", "SimConfig", "simulate"]
+__all__ = ["MarketTruth", "SimConfig", "iter_market", "simulate", "write_lake_stream"]
 
 
 @dataclass

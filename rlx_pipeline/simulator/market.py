@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -163,7 +164,23 @@ def _trade_size(rng: np.random.Generator, c: SimConfig, lots_per_unit: float) ->
 
 
 def simulate_market(c: SimConfig) -> Market:
-    """Run the model; deterministic for ``c.seed``."""
+    """Run the model over the whole window in memory; deterministic for ``c.seed``."""
+    return next(iter_market(c))
+
+
+def _iso(ns: int) -> str:
+    t = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def iter_market(c: SimConfig, chunk_s: float | None = None) -> Iterator[Market]:
+    """Run the model and hand it out in windows of ``chunk_s`` seconds (default: one window, the whole run).
+
+    The run is the same whatever the chunking (one random stream, the state carried across windows): window k's
+    ``initial_*`` book and update id are the state at its start and its ``config`` has its start and duration, so
+    concatenating the windows' events gives exactly ``simulate_market(c)``. Memory follows one window: a full
+    BTCUSDT-scale day streams to disk hour by hour (``render.write_lake_stream``).
+    """
     rng = np.random.default_rng(c.seed)
     inst = c.instrument
     tick, lot = inst.tick_size, inst.lot_size
@@ -179,11 +196,13 @@ def simulate_market(c: SimConfig) -> Market:
         bids[mid_ticks - offset] = _level_size(rng, lots_per_unit)
         asks[mid_ticks + offset] = _level_size(rng, lots_per_unit)
     update_id = int(rng.integers(10**10, 4 * 10**10))
-    market = Market(c, tick, lot, update_id, dict(bids), dict(asks))
+    steps = int(round(c.duration_s * 10))
+    chunk_steps = steps if chunk_s is None else max(1, int(round(chunk_s * 10)))
+    first = c if chunk_steps >= steps else replace(c, duration_s=chunk_steps / 10)
+    market = Market(first, tick, lot, update_id, dict(bids), dict(asks))
     book = _Book(bids, asks)
     fair = float(mid_ticks)
 
-    steps = int(round(c.duration_s * 10))
     t0 = c.start_ns
     trade_id = int(rng.integers(10**9, 3 * 10**9))
     agg_id = int(rng.integers(10**8, 9 * 10**8))
@@ -199,6 +218,17 @@ def simulate_market(c: SimConfig) -> Market:
 
     for s in range(steps):
         step_start = t0 + s * STEP_NS
+        if s and s % chunk_steps == 0:
+            yield market
+            window = min(chunk_steps, steps - s) / 10
+            market = Market(
+                replace(c, start=_iso(step_start), duration_s=window),
+                tick,
+                lot,
+                update_id,
+                dict(book.bids),
+                dict(book.asks),
+            )
         changes: dict[tuple[bool, int], int] = {}
         first_uid = update_id + 1
 
@@ -211,7 +241,7 @@ def simulate_market(c: SimConfig) -> Market:
             if top != last_top:
                 last_top = top
                 last_ticker_ns = max(at_ns, last_ticker_ns)  # bookTicker is sent in update-id order
-                market.tickers.append(Ticker(update_id, last_ticker_ns, top[0], top[1]))
+                market.tickers.append(Ticker(update_id, last_ticker_ns, top[0], top[1]))  # noqa: B023 - the current window
 
         # 1. Fair price: Gaussian moves with occasional jumps (heavy-tailed returns).
         move = rng.normal(0.0, c.fair_sigma_ticks)
@@ -298,4 +328,4 @@ def simulate_market(c: SimConfig) -> Market:
             asks_out = sorted((p, q) for (b, p), q in changes.items() if not b)
             event_ns = step_start + STEP_NS + int(rng.integers(0, 3)) * NS_PER_MS
             market.depth.append(DepthMessage(first_uid, update_id, event_ns, bids_out, asks_out))
-    return market
+    yield market

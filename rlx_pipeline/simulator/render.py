@@ -5,9 +5,11 @@ All decimal strings are Binance's (8 places); all lake floats are the exact deci
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,8 @@ from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWr
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
-from rlx_pipeline.simulator.market import NS_PER_MS, Market
-from rlx_pipeline.storage import write_table
+from rlx_pipeline.simulator.market import NS_PER_MS, Market, SimConfig, iter_market
+from rlx_pipeline.storage import ParquetBatchWriter, write_table
 
 # Frames sent at the same exchange time go out in this order.
 _RANK = {"trade": 0, "aggTrade": 1, "bookTicker": 2, "depth": 3}
@@ -157,10 +159,23 @@ def _lognormal_lag_ns(rng: np.random.Generator, median_ms: float, n: int) -> np.
     return (rng.lognormal(math.log(median_ms), 0.5, n) * NS_PER_MS).astype(np.int64)
 
 
-def lake_tables(m: Market) -> dict[str, pa.Table]:
-    """The Crypto Lake raw tables (``trades``, ``book``, ``book_delta_v2``) of the window."""
+@dataclass
+class LakeStream:
+    """What the lake rendering carries from one window of a run to the next (``iter_market``): the random
+    stream of receive lags and the time of the next ``book`` snapshot, so the windows join without a seam."""
+
+    rng: np.random.Generator
+    next_book_at: int | None = None
+
+
+def lake_tables(m: Market, stream: LakeStream | None = None) -> dict[str, pa.Table]:
+    """The Crypto Lake raw tables (``trades``, ``book``, ``book_delta_v2``) of the window.
+
+    With ``stream``, ``m`` continues the window rendered before it: the ``book`` schedule goes on (no snapshot
+    at the window's start) and the lags come from the carried random stream.
+    """
     c = m.config
-    rng = np.random.default_rng(c.seed + 1)
+    rng = stream.rng if stream is not None else np.random.default_rng(c.seed + 1)
     tick, lot = m.tick / 1e8, m.lot / 1e8
     trades = m.trades
     t_ns = np.array([t.trade_ns for t in trades], dtype=np.int64)
@@ -200,8 +215,11 @@ def lake_tables(m: Market) -> dict[str, pa.Table]:
     rows: list[list[float]] = []
     meta: list[tuple[int, int, int]] = []
     every = int(c.book_snapshot_every_s * 1e9)
-    next_at = None
-    for u, event_ns, bids, asks in iter_books(m):
+    next_at = stream.next_book_at if stream is not None else None
+    books = iter_books(m)
+    if next_at is not None:
+        next(books)  # the book at the window's start: the previous window's last state, already rendered
+    for u, event_ns, bids, asks in books:
         if next_at is not None and event_ns < next_at:
             continue
         when = event_ns if next_at is not None else c.start_ns
@@ -229,7 +247,35 @@ def lake_tables(m: Market) -> dict[str, pa.Table]:
     for j, name in enumerate(names):
         cols[name] = arr[:, j]
     tables["book"] = pa.table(cols, schema=RAW_BOOK)
+    if stream is not None:
+        stream.next_book_at = next_at
     return tables
+
+
+def write_lake_stream(
+    c: SimConfig,
+    lake_root: str | Path,
+    *,
+    chunk_s: float = 3600.0,
+    exchange: str = "BINANCE",
+    progress: Callable[[Market], None] | None = None,
+) -> dict[str, Path]:
+    """Simulate ``c`` window by window and append each window's lake tables to the day's files: memory follows
+    one window (an hour of BTCUSDT is ~1.3 M delta rows), not the day. The events are exactly those of
+    ``simulate_market(c)``; the receive lags are drawn per window (deterministic for the seed and ``chunk_s``).
+    Files appear atomically when the run is complete."""
+    date = _date(c.start_ns)
+    schemas = {"trades": RAW_TRADES, "book_delta_v2": RAW_BOOK_DELTA, "book": RAW_BOOK}
+    paths = {t: Path(lake_root) / lake_key(t, exchange, c.symbol, date) for t in schemas}
+    stream = LakeStream(np.random.default_rng(c.seed + 1))
+    with contextlib.ExitStack() as stack:
+        writers = {t: stack.enter_context(ParquetBatchWriter(paths[t], schemas[t])) for t in schemas}
+        for window in iter_market(c, chunk_s):
+            for table, data in lake_tables(window, stream).items():
+                writers[table].write_table(data)
+            if progress is not None:
+                progress(window)
+    return paths
 
 
 def write_lake(
