@@ -207,3 +207,39 @@ def test_shifted_trade_times_show_in_timing_only(truth, settings, layout):
     timing = report["timing_ms"]["origin_minus_golden_trade_time"]
     assert timing["max"] == 2000.0 and timing["nonzero"] == 5
     assert report["components"]["trades_golden_in_recon"]["value"] == 1.0
+
+
+def test_reordered_depth_frames_in_the_capture_are_silent_gaps(truth, settings, layout):
+    lines, moved = faults.reorder_frames(list(truth.capture_lines()), 2, seed=5)
+    _prepare(truth, layout, capture_lines=lines)
+    result = _run(settings)
+    assert _checks(result)["golden_integrity"] is False
+    golden = json.loads((layout.report_dir("golden", DATE, SYMBOL) / "coverage.json").read_text())
+    # each swapped pair breaks continuity three times: into the later frame, back to the earlier, and on
+    assert golden["silent_gaps"] == 6 and len(moved) == 2
+    assert "validation_report" in _skipped(result)
+
+
+def test_reordered_delta_messages_in_the_lake_fail_the_sequence_check(truth, settings, layout):
+    tables, firsts = faults.reorder_delta_messages(truth.lake_tables(), 2, seed=6)
+    assert tables["book_delta_v2"].num_rows == truth.lake_tables()["book_delta_v2"].num_rows
+    _prepare(truth, layout, tables=tables)
+    result = _run(settings)
+    checks = _checks(result)
+    assert checks["lake_book_delta_ok"] is False and checks["lake_book_ok"] and checks["lake_trades_ok"]
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "lake_book_delta_ok")
+    assert "sequence_never_decreases=2" in evaluation.description  # one decrease per swapped pair
+    assert _skipped(result) == {"validation_report", "unified_stream", "fidelity_report"}
+
+
+def test_a_missing_day_fails_acquisition_naming_the_file(truth, settings, layout):
+    _prepare(truth, layout)
+    gone = faults.remove_day(layout.lake_root, SYMBOL, DATE)
+    assert sorted(p.parts[-5] for p in gone) == ["book", "book_delta_v2", "trades"]
+    result = _run(settings)
+    failures = {e.step_key: e.step_failure_data.error for e in result.all_events if e.is_step_failure}
+    assert set(failures) == {"lake_book", "lake_trades"}  # lake_book_delta waits on lake_book
+    err = failures["lake_trades"]
+    text = err.message + (err.cause.message if err.cause else "")
+    assert "LakeMissingDay" in text and "trades exchange=BINANCE symbol=BTC-USDT day=2024-08-09" in text
+    assert _skipped(result) == {"validation_report", "unified_stream", "fidelity_report"}

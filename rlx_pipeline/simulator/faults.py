@@ -13,9 +13,14 @@ expected effect.
 | shift_trade_times     | adds ``seconds`` to the origin time of ``n`` random trades                    |
 | corrupt_rows          | negative size, NaN size and a crossed price on random delta rows             |
 | zero_origin_times     | sets ``timestamp`` to 0 on ``n`` random trades                                |
+| reorder_delta_messages| swaps ``n`` random pairs of adjacent book_delta_v2 messages (rows move whole)  |
 | drop_depth_frames     | removes ``n`` depth frames from a capture (a silent gap)                      |
 | duplicate_frames      | repeats ``n`` random frames right after themselves                            |
+| reorder_frames        | swaps ``n`` random pairs of adjacent depth frames in a capture                |
+| remove_day            | deletes a day's lake files of one symbol (a missing day)                      |
 | truncate_file         | cuts a file to ``keep`` of its bytes (a truncated parquet or capture)         |
+
+Server disconnects mid-stream are the exchange's: ``ExchangeServer.drop_clients()`` or ``drop_at_s``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,21 @@ def drop_delta_messages(tables: Tables, n: int, seed: int = 0) -> tuple[Tables, 
     gone = np.sort(_rng(seed).choice(seqs[1:-1], n, replace=False))
     keep = pc.invert(pc.is_in(deltas["sequence_number"], pa.array(gone)))
     return {**tables, "book_delta_v2": deltas.filter(keep)}, gone.tolist()
+
+
+def reorder_delta_messages(tables: Tables, n: int, seed: int = 0) -> tuple[Tables, list[int]]:
+    """Swap ``n`` disjoint pairs of adjacent messages (all rows of each); returns the first message of each pair."""
+    deltas = tables["book_delta_v2"]
+    seq = deltas["sequence_number"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, seq[1:] != seq[:-1]])
+    bounds = np.r_[starts, len(seq)]
+    k = len(starts)
+    # pair i is messages (2i+1, 2i+2): disjoint, never the first or the last message of the day
+    pairs = np.sort(_rng(seed).choice((k - 2) // 2, n, replace=False)) * 2 + 1
+    order = np.arange(k)
+    order[pairs], order[pairs + 1] = pairs + 1, pairs
+    rows = np.concatenate([np.arange(bounds[m], bounds[m + 1]) for m in order])
+    return {**tables, "book_delta_v2": deltas.take(pa.array(rows))}, seq[starts[pairs]].tolist()
 
 
 def alter_delta_size(
@@ -125,6 +145,30 @@ def duplicate_frames(lines: Lines, n: int, seed: int = 0) -> Lines:
         if i in dup:
             out.append(x)
     return out
+
+
+def reorder_frames(lines: Lines, n: int, seed: int = 0) -> tuple[Lines, list[int]]:
+    """Swap ``n`` disjoint pairs of adjacent depth frames (capture times stay in file order)."""
+    idx = [i for i, (_, s, _) in enumerate(lines) if s.endswith("@depth@100ms")]
+    picked = np.sort(_rng(seed).choice((len(idx) - 2) // 2, n, replace=False)) * 2 + 1
+    out = list(lines)
+    for j in picked.tolist():
+        a, b = idx[j], idx[j + 1]
+        out[a], out[b] = (lines[a][0], *lines[b][1:]), (lines[b][0], *lines[a][1:])
+    return out, [idx[j] for j in picked.tolist()]
+
+
+def remove_day(lake_root: str | Path, symbol: str, date: str, exchange: str = "BINANCE") -> list[Path]:
+    """Delete the day's files of every table for ``symbol`` (what a lake with a missing day looks like)."""
+    from rlx_pipeline.layout import lake_key
+
+    gone = []
+    for table in ("trades", "book", "book_delta_v2"):
+        path = Path(lake_root) / lake_key(table, exchange, symbol, date)
+        if path.exists():
+            path.unlink()
+            gone.append(path)
+    return gone
 
 
 def truncate_file(path: str | Path, keep: float = 0.5) -> Path:
