@@ -19,7 +19,14 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines, read_index
-from rlx_pipeline.capture.service import CaptureConfig, CaptureService, DepthSync, split_combined
+from rlx_pipeline.capture.service import (
+    CaptureConfig,
+    CaptureService,
+    DepthSync,
+    depth_ids,
+    group_streams,
+    split_combined,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -429,3 +436,120 @@ def test_server_shutdown_event_reconnects(tmp_path: Path) -> None:
     ]  # overlapping hand-over
     assert svc.stats.gaps == 0
     _assert_all_sent_kept(ex, lines)
+
+
+def test_depth_ids_without_parsing_levels() -> None:
+    spot = b'{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":157,"u":160,"b":[["0.0024","10"]],"a":[]}'
+    assert depth_ids(spot) == (157, 160, None)
+    fut = b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":157,"u":160,"pu":149,"b":[],"a":[]}'
+    assert depth_ids(fut) == (157, 160, 149)
+    assert depth_ids(b'{"u":160,"U":157}') == (157, 160, None)  # key order does not matter
+    # ids after the arrays, or a key inside a string: not found cheaply, the caller parses the frame
+    assert depth_ids(b'{"e":"depthUpdate","b":[],"U":1,"u":2}') is None
+    assert depth_ids(b'{"s":"x\\"U\\":1","u":2,"b":[]}') is None
+
+
+def test_streams_grouped_per_connection() -> None:
+    kinds = ("trade", "aggTrade", "depth@100ms", "bookTicker")
+    # 2 symbols x 4 streams, 3 per connection: filled in order, no connection over the limit
+    assert group_streams(["btcusdt", "ethusdt"], kinds, 3) == [
+        ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@depth@100ms"],
+        ["btcusdt@bookTicker", "ethusdt@trade", "ethusdt@aggTrade"],
+        ["ethusdt@depth@100ms", "ethusdt@bookTicker"],
+    ]
+    # a symbol that fits in one connection never straddles two
+    assert group_streams(["a", "b", "c"], kinds[:3], 4) == [
+        ["a@trade", "a@aggTrade", "a@depth@100ms"],
+        ["b@trade", "b@aggTrade", "b@depth@100ms"],
+        ["c@trade", "c@aggTrade", "c@depth@100ms"],
+    ]
+    many = [f"s{i}usdt" for i in range(600)]
+    groups = group_streams(many, kinds, 1024)
+    assert [len(g) for g in groups] == [1024, 1024, 352]
+    assert sum(groups, []) == [f"{s}@{k}" for s in many for k in kinds]
+    cfg = CaptureConfig(symbols=many, out_dir=Path("."), max_streams_per_connection=1024)
+    assert all(u.count("@") <= 1024 * 2 for u in cfg.urls) and len(cfg.urls) == 3
+
+
+def test_streams_split_over_connections_against_the_exchange_server(tmp_path: Path, monkeypatch) -> None:
+    """2 symbols x 4 streams, 3 streams per connection, the local exchange over real sockets: several connections,
+    none over the limit, every frame the server sent written exactly once, no depth gap."""
+    from collections import Counter
+
+    import orjson
+
+    from rlx_pipeline.exchange import ExchangeThread
+    from rlx_pipeline.exchange import server as server_mod
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    # Record what the server really sends on each connection (the real broadcast still sends it).
+    sent: dict[object, list[bytes]] = {}
+    real_broadcast = server_mod.broadcast
+
+    def recording_broadcast(connections, message, *args, **kwargs):
+        for ws in connections:
+            sent.setdefault(ws, []).append(message.encode() if isinstance(message, str) else message)
+        return real_broadcast(connections, message, *args, **kwargs)
+
+    monkeypatch.setattr(server_mod, "broadcast", recording_broadcast)
+    truths = [simulate(SimConfig(symbol=s, duration_s=20, seed=3)) for s in ("BTC-USDT", "ETH-USDT")]
+    exchange = ExchangeThread(truths, speed=10)
+    with exchange as srv:
+        cfg = CaptureConfig(
+            symbols=["btcusdt", "ethusdt"],
+            out_dir=tmp_path,
+            ws_url=srv.ws_url,
+            rest_url=srv.rest_url,
+            max_streams_per_connection=3,
+        )
+        svc = CaptureService(cfg)
+
+        async def main() -> None:
+            task = asyncio.create_task(svc.run())
+            assert await asyncio.to_thread(exchange.wait_done, 30)
+            await asyncio.sleep(0.5)  # the last frames in flight
+            svc.stop()
+            await task
+
+        asyncio.run(main())
+
+    paths = [ws.request.path for ws in sent]
+    assert len(paths) == 3 and svc.stats.connections == 3 and svc.stats.reconnects == 0
+    assert all(len(p.split("streams=", 1)[1].split("/")) <= 3 for p in paths), paths
+    assert sorted(s for p in paths for s in p.split("streams=", 1)[1].split("/")) == sorted(cfg.stream_names)
+    lines = _lines(tmp_path)
+    ev = _events(lines)
+    assert len([e for e in ev if e["type"] == "connect"]) == 3
+    assert ev[0]["connections"] == [3, 3, 2]
+    got = Counter(
+        b'{"stream":"%s","data":%s}' % (s.encode(), d)
+        for _, _, s, d in lines
+        if s != EVENT_STREAM and not s.endswith("@depthSnapshot")
+    )
+    all_sent = Counter(f for frames in sent.values() for f in frames)
+    assert sum(all_sent.values()) > 2000
+    assert got == all_sent  # each frame sent is in the file exactly once, nothing else is
+    assert svc.stats.gaps == 0 and not [e for e in ev if e["type"] == "gap"]
+    # Binance's sync procedure over the file as written, per symbol: each snapshot bridges its diffs, no gap.
+    syncs, problems = {"btcusdt": DepthSync(), "ethusdt": DepthSync()}, []
+    for _, _, stream, data in lines:
+        sym = stream.split("@", 1)[0]
+        if stream.endswith("@depthSnapshot"):
+            problems.append(syncs[sym].on_snapshot(orjson.loads(data)["lastUpdateId"]))
+        elif stream.endswith("@depth@100ms"):
+            problems.append(syncs[sym].on_diff(*depth_ids(data)))
+    assert [p for p in problems if p is not None] == []
+    assert svc.stats.snapshots == 2
+
+
+def test_connection_attempts_are_throttled(tmp_path: Path) -> None:
+    # 3 connections, at most 2 attempts per second: the third waits for the window (Binance: 300 per 5 min per IP).
+    with MiniExchange() as ex:
+        cfg = _cfg(tmp_path, ex, max_streams_per_connection=1, max_connects=2, connect_window_s=1.0)
+        svc = CaptureService(cfg)
+        t0 = time.monotonic()
+        asyncio.run(_run_with(svc, 1.6))
+    assert svc.stats.connections == 3 and len(ex.sent) == 3
+    ev = _events(_lines(tmp_path))
+    assert [e["link"] for e in ev if e["type"] == "connect_throttled"][:1] == [2]
+    assert time.monotonic() - t0 >= 1.0

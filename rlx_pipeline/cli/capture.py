@@ -29,6 +29,13 @@ def capture() -> None:
 @click.option("--duration", type=float, default=None, help="Seconds to capture (default: until SIGTERM).")
 @click.option("--rotate-s", type=int, default=3600, show_default=True, help="File rotation period.")
 @click.option("--status-every", type=float, default=10.0, show_default=True, help="Status line period (s).")
+@click.option(
+    "--max-streams-per-connection",
+    type=click.IntRange(min=1),
+    default=1024,
+    show_default=True,
+    help="Streams per combined-stream connection (Binance's limit: 1024); more streams open more connections.",
+)
 def run(
     symbols: str,
     streams: str,
@@ -38,6 +45,7 @@ def run(
     duration: float | None,
     rotate_s: int,
     status_every: float,
+    max_streams_per_connection: int,
 ) -> None:
     """Capture until --duration elapses or SIGTERM; every frame kept verbatim."""
     from rlx_pipeline.capture.service import CaptureConfig, run_capture
@@ -54,6 +62,7 @@ def run(
         duration_s=duration,
         rotate_s=rotate_s,
         status_every_s=status_every,
+        max_streams_per_connection=max_streams_per_connection,
     )
     stats = run_capture(cfg)
     click.echo(
