@@ -1,6 +1,6 @@
 """Fidelity computation on a simulated window fully covered by golden samples: wall time and peak RSS.
 
-    python benchmarks/bench_fidelity.py --minutes 60        # a full day: --minutes 1440 (slow to simulate)
+    python benchmarks/bench_fidelity.py --minutes 60        # a full day: --minutes 1440 (~25 min to prepare)
 
 The simulated day is prepared first (simulator -> lake files -> staged -> unified; capture -> golden tables),
 then each measured step runs in a fresh spawned process so that its peak RSS (VmHWM) is its own:
@@ -86,24 +86,32 @@ def main() -> None:
     from rlx_pipeline.lake.source import LocalLake
     from rlx_pipeline.lake.staging import stage_day
     from rlx_pipeline.layout import DataLayout
-    from rlx_pipeline.simulator import SimConfig, simulate
+    from rlx_pipeline.simulator import SimConfig, write_stream
 
-    t0 = time.perf_counter()
-    truth = simulate(
-        SimConfig(symbol=SYM, start=f"{DATE}T00:00:00Z", duration_s=args.minutes * 60, seed=args.seed)
-    )
-    m = truth.market
-    levels = sum(len(d.bids) + len(d.asks) for d in m.depth)
-    print(
-        f"simulated {args.minutes:g} min: {len(m.depth):,} depth msgs ({levels:,} levels), {len(m.trades):,} trades "
-        f"in {time.perf_counter() - t0:.1f} s"
-    )
     with tempfile.TemporaryDirectory(prefix="rlx-bench-fid-") as tmp:
         layout = DataLayout(Path(tmp))
         t0 = time.perf_counter()
-        truth.write_lake(layout.lake_root)
-        cap = truth.write_capture(layout.capture_dir / "imported" / "sim.jsonl.zst")
-        del truth, m
+        n = {"depth": 0, "levels": 0, "trades": 0}
+
+        def count(w) -> None:
+            n["depth"] += len(w.depth)
+            n["levels"] += sum(len(d.bids) + len(d.asks) for d in w.depth)
+            n["trades"] += len(w.trades)
+
+        # window by window straight to disk: a full day never sits in memory
+        cap = write_stream(
+            SimConfig(symbol=SYM, start=f"{DATE}T00:00:00Z", duration_s=args.minutes * 60, seed=args.seed),
+            lake_root=layout.lake_root,
+            capture_path=layout.capture_dir / "imported" / "sim.jsonl.zst",
+            chunk_s=min(3600.0, args.minutes * 60),
+            progress=count,
+        )["capture"]
+        print(
+            f"simulated {args.minutes:g} min: {n['depth']:,} depth msgs ({n['levels']:,} levels), "
+            f"{n['trades']:,} trades in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
+        t0 = time.perf_counter()
         for t in ("trades", "book", "book_delta"):
             stage_day(LocalLake(layout.lake_root), t, "BINANCE", SYM, DATE, layout.staged(t, DATE, SYM))
         build_golden([cap], SYM, DATE, lambda t: layout.golden(t, DATE, SYM))

@@ -169,8 +169,9 @@ def test_windows_join_into_the_same_run_and_the_streamed_lake_equals_the_whole(t
     """A long run is generated window by window (bounded memory) with exactly the events of the whole run."""
     import polars as pl
 
-    from rlx_pipeline.simulator import iter_market, write_lake_stream
-    from rlx_pipeline.simulator.render import iter_books, lake_tables
+    from rlx_pipeline.golden import build_golden
+    from rlx_pipeline.simulator import iter_market, write_stream
+    from rlx_pipeline.simulator.render import capture_lines, iter_books, lake_tables
 
     c = SimConfig(duration_s=95, seed=11, book_snapshot_every_s=7)
     whole = simulate(c).market
@@ -182,7 +183,8 @@ def test_windows_join_into_the_same_run_and_the_streamed_lake_equals_the_whole(t
     *_, (u, _, bids, asks) = iter_books(windows[0])
     assert (windows[1].initial_update_id, windows[1].initial_bids, windows[1].initial_asks) == (u, bids, asks)
 
-    paths = write_lake_stream(c, tmp_path, chunk_s=30)
+    paths = write_stream(c, lake_root=tmp_path, capture_path=tmp_path / "cap.jsonl.zst", chunk_s=30)
+    capture = paths.pop("capture")
     ref = lake_tables(whole)
     for table, path in paths.items():
         got = pl.read_parquet(path)
@@ -192,3 +194,10 @@ def test_windows_join_into_the_same_run_and_the_streamed_lake_equals_the_whole(t
         assert got.drop("receipt_timestamp").equals(want.drop("receipt_timestamp")), table
         lag = got["receipt_timestamp"] - got["timestamp"]
         assert lag.min() > 0 and lag.median() < 50 * 10**6, table
+    # the streamed capture: every line of the whole run's capture, capture times monotonic, one session
+    lines = list(iter_capture_lines(capture))
+    assert sorted((s, d) for _, _, s, d in lines) == sorted((s, d) for _, s, d in capture_lines(whole))
+    assert all(a[1] <= b[1] for a, b in zip(lines, lines[1:]))
+    res = build_golden([capture], c.symbol, c.start[:10], lambda t: tmp_path / "golden" / f"{t}.parquet")
+    assert (res.depth_runs, res.unbridged_runs, len(res.gaps)) == (1, 0, 0)
+    assert res.messages["depth@100ms"] == len(whole.depth)

@@ -8,8 +8,8 @@
     truth.write_capture(path)     # a perfect native capture file (golden samples)
     truth.book_at(update_id)      # (bids, asks) fixed point, after the depth message ending at update_id
 
-    # a whole BTCUSDT-scale day straight to the lake files, one hour in memory at a time
-    write_lake_stream(SimConfig(duration_s=86_400), lake_root, chunk_s=3600)
+    # a whole BTCUSDT-scale day straight to the lake files and a capture, one hour in memory at a time
+    write_stream(SimConfig(duration_s=86_400), lake_root=lake_root, capture_path=path, chunk_s=3600)
 
 The model is described in ``rlx_pipeline.simulator.market``.
 """
@@ -25,9 +25,9 @@ import pyarrow as pa
 
 from rlx_pipeline.simulator import render
 from rlx_pipeline.simulator.market import Market, SimConfig, iter_market, simulate_market
-from rlx_pipeline.simulator.render import write_lake_stream
+from rlx_pipeline.simulator.render import write_lake_stream, write_stream
 
-__all__ = ["MarketTruth", "SimConfig", "iter_market", "simulate", "write_lake_stream"]
+__all__ = ["MarketTruth", "SimConfig", "iter_market", "simulate", "write_lake_stream", "write_stream"]
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from rlx_pipeline import fixed_point
-from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
+from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data, index_path
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
@@ -252,30 +252,58 @@ def lake_tables(m: Market, stream: LakeStream | None = None) -> dict[str, pa.Tab
     return tables
 
 
-def write_lake_stream(
+def write_stream(
     c: SimConfig,
-    lake_root: str | Path,
     *,
+    lake_root: str | Path | None = None,
+    capture_path: str | Path | None = None,
     chunk_s: float = 3600.0,
     exchange: str = "BINANCE",
     progress: Callable[[Market], None] | None = None,
 ) -> dict[str, Path]:
-    """Simulate ``c`` window by window and append each window's lake tables to the day's files: memory follows
-    one window (an hour of BTCUSDT is ~1.3 M delta rows), not the day. The events are exactly those of
-    ``simulate_market(c)``; the receive lags are drawn per window (deterministic for the seed and ``chunk_s``).
-    Files appear atomically when the run is complete."""
-    date = _date(c.start_ns)
-    schemas = {"trades": RAW_TRADES, "book_delta_v2": RAW_BOOK_DELTA, "book": RAW_BOOK}
-    paths = {t: Path(lake_root) / lake_key(t, exchange, c.symbol, date) for t in schemas}
-    stream = LakeStream(np.random.default_rng(c.seed + 1))
+    """Simulate ``c`` window by window and append each window's renderings to the files: the lake tables of the
+    day under ``lake_root`` and/or a perfect capture at ``capture_path``. Memory follows one window (an hour of
+    BTCUSDT is ~1.3 M delta rows), not the run. The events are exactly those of ``simulate_market(c)``; the receive
+    lags are drawn per window (deterministic for the seed and ``chunk_s``), and at a window's seam a frame may be
+    captured up to the 2 ms of Binance's send jitter out of global time order. Files appear atomically when the
+    run is complete."""
+    out: dict[str, Path] = {}
+    lake = LakeStream(np.random.default_rng(c.seed + 1))
+    cap = CaptureStream(np.random.default_rng(c.seed + 2))
+    sym = c.instrument.stream_symbol
     with contextlib.ExitStack() as stack:
-        writers = {t: stack.enter_context(ParquetBatchWriter(paths[t], schemas[t])) for t in schemas}
-        for window in iter_market(c, chunk_s):
-            for table, data in lake_tables(window, stream).items():
-                writers[table].write_table(data)
-            if progress is not None:
-                progress(window)
-    return paths
+        writers: dict[str, ParquetBatchWriter] = {}
+        if lake_root is not None:
+            date = _date(c.start_ns)
+            schemas = {"trades": RAW_TRADES, "book_delta_v2": RAW_BOOK_DELTA, "book": RAW_BOOK}
+            for t, schema in schemas.items():
+                out[t] = Path(lake_root) / lake_key(t, exchange, c.symbol, date)
+                writers[t] = stack.enter_context(ParquetBatchWriter(out[t], schema))
+        capture = CaptureWriter(capture_path, fsync=False) if capture_path is not None else None
+        try:
+            for window in iter_market(c, chunk_s):
+                if writers:
+                    for table, data in lake_tables(window, lake).items():
+                        writers[table].write_table(data)
+                if capture is not None:
+                    for line in capture_lines(window, stream=cap, end=False):
+                        capture.write(*line)
+                if progress is not None:
+                    progress(window)
+        except BaseException:
+            if capture is not None:  # nothing half-written stays behind (the lake writers discard theirs)
+                for f in (capture.close(), index_path(capture.path)):
+                    f.unlink(missing_ok=True)
+            raise
+        if capture is not None:
+            capture.write(cap.last_ns + 1, EVENT_STREAM, event_data("session_end", symbol=sym, session="sim"))
+            out["capture"] = capture.close()
+    return out
+
+
+def write_lake_stream(c: SimConfig, lake_root: str | Path, **kw: object) -> dict[str, Path]:
+    """``write_stream`` of the lake tables only."""
+    return write_stream(c, lake_root=lake_root, **kw)  # type: ignore[arg-type]
 
 
 def write_lake(
@@ -297,22 +325,39 @@ def _date(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
-def capture_lines(m: Market, *, session: str = "sim") -> Iterator[tuple[int, str, bytes]]:
-    """What a perfect capture of every stream would hold: session start, the REST snapshot, the frames."""
+@dataclass
+class CaptureStream:
+    """What a capture rendering carries from one window of a run to the next: the random stream of receive lags
+    and the capture time of the last line (``None`` until the session's start and snapshot are written)."""
+
+    rng: np.random.Generator
+    last_ns: int | None = None
+
+
+def capture_lines(
+    m: Market, *, session: str = "sim", stream: CaptureStream | None = None, end: bool = True
+) -> Iterator[tuple[int, str, bytes]]:
+    """What a perfect capture of every stream would hold: session start, the REST snapshot, the frames.
+
+    With ``stream``, ``m`` continues the window rendered before it in the same session (no new start or snapshot;
+    capture times stay monotonic across the seam). ``end=False`` leaves the session open for the next window.
+    """
     c = m.config
-    rng = np.random.default_rng(c.seed + 2)
+    st = stream if stream is not None else CaptureStream(np.random.default_rng(c.seed + 2))
     sym = c.instrument.stream_symbol
-    first_ns = c.start_ns
-    yield first_ns, EVENT_STREAM, event_data("session_start", symbol=sym, session=session)
-    snap = snapshot_payload(m, m.initial_update_id, m.initial_bids, m.initial_asks, 1000)
-    yield first_ns + NS_PER_MS, f"{sym}{SNAPSHOT_SUFFIX}", snap
-    last = first_ns + NS_PER_MS
+    if st.last_ns is None:
+        first_ns = c.start_ns
+        yield first_ns, EVENT_STREAM, event_data("session_start", symbol=sym, session=session)
+        snap = snapshot_payload(m, m.initial_update_id, m.initial_bids, m.initial_asks, 1000)
+        yield first_ns + NS_PER_MS, f"{sym}{SNAPSHOT_SUFFIX}", snap
+        st.last_ns = first_ns + NS_PER_MS
     frames = list(binance_frames(m))
-    lags = _lognormal_lag_ns(rng, c.capture_lag_ms, len(frames))
-    for (send_ns, stream, data), lag in zip(frames, lags.tolist(), strict=True):
-        last = max(last, send_ns + lag)  # one connection: received in send order
-        yield last, stream, data
-    yield last + 1, EVENT_STREAM, event_data("session_end", symbol=sym, session=session)
+    lags = _lognormal_lag_ns(st.rng, c.capture_lag_ms, len(frames))
+    for (send_ns, name, data), lag in zip(frames, lags.tolist(), strict=True):
+        st.last_ns = max(st.last_ns, send_ns + lag)  # one connection: received in send order
+        yield st.last_ns, name, data
+    if end:
+        yield st.last_ns + 1, EVENT_STREAM, event_data("session_end", symbol=sym, session=session)
 
 
 def write_capture(m: Market, path: str | Path) -> Path:
