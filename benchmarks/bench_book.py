@@ -7,7 +7,8 @@ Same staged deltas for everyone, in the same process:
 Then end to end: ``build_unified`` (read staged parquet, merge with trades, replay, write top-10 per event).
 
     python benchmarks/bench_book.py                          # 5 M delta rows
-    python benchmarks/bench_book.py --delta-rows 30000000    # a BTCUSDT-scale day
+    python benchmarks/bench_book.py --delta-rows 30000000    # a BTCUSDT-scale day (synthetic)
+    python benchmarks/bench_book.py --simulated-hours 24      # a BTCUSDT-scale day from the market simulator
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--delta-rows", type=int, default=5_000_000)
     ap.add_argument("--peer-rows", type=int, default=1_000_000, help="rows the Python-loop peers apply")
+    ap.add_argument(
+        "--simulated-hours",
+        type=float,
+        default=0.0,
+        help="use the market simulator for this many hours instead",
+    )
     args = ap.parse_args()
 
     from rlx_pipeline.book import build_unified
@@ -41,19 +48,28 @@ def main() -> None:
     from rlx_pipeline.lake.source import LocalLake
     from rlx_pipeline.lake.staging import stage_day
     from rlx_pipeline.lake.synthetic import RawDaySpec, write_raw_day
+    from rlx_pipeline.simulator import SimConfig, write_lake_stream
 
     with tempfile.TemporaryDirectory(prefix="rlx-bench-book-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        spec = RawDaySpec(
-            delta_messages=args.delta_rows // 3, trades=args.delta_rows // 10, snapshot_every=2000
-        )
-        write_raw_day(tmp / "lake", spec)
+        if args.simulated_hours:
+            # the project's simulator: BTCUSDT-like messages (~34 rows), prices near the top, consistent snapshots
+            write_lake_stream(SimConfig(duration_s=args.simulated_hours * 3600, seed=7), tmp / "lake")
+        else:
+            # synthetic: ~34 rows per message as real BTCUSDT, prices uniform over 500 ticks (the engine's worst)
+            spec = RawDaySpec(
+                delta_messages=args.delta_rows // 34,
+                levels_per_message=34.0,
+                trades=args.delta_rows // 10,
+                snapshot_every=60,
+            )
+            write_raw_day(tmp / "lake", spec)
         paths = {}
         for table in ("trades", "book", "book_delta"):
             paths[table] = tmp / f"{table}.parquet"
             stage_day(LocalLake(tmp / "lake"), table, "BINANCE", SYMBOL, DATE, paths[table])
-        print(f"staged a simulated day in {time.perf_counter() - t0:.1f} s")
+        print(f"staged the day in {time.perf_counter() - t0:.1f} s")
         d = pq.read_table(paths["book_delta"], columns=["side_is_bid", "price", "size"])
         is_bid = d["side_is_bid"].to_numpy()
         price = d["price"].to_numpy()

@@ -133,11 +133,17 @@ def test_mid_stream_day_seeds_from_the_snapshot_and_orders_events(tmp_path):
     assert u["event_type"].to_list() == [0, 1, 1, 2, 2, 1]
     assert u["is_last_in_message"].to_list() == [True, False, True, True, True, True]
     assert _top(u, 0) == (100 * S, 1 * S, 101 * S, 3 * S)
-    assert _top(u, 1) == (99 * S, 2 * S, 101 * S, 3 * S)
+    assert _top(u, 1) == (None, None, None, None)  # inside message 11: the book is on its last row
+    assert u.row(1, named=True)["bid_known_min_price"] is None
     assert _top(u, 2) == (99 * S, 2 * S, 101 * S, 4 * S)
     assert u.row(3, named=True)["sequence_number"] == 11 and u.row(3, named=True)["trade_id"] == 500
     assert _top(u, 5) == (100 * S + S // 2, 7 * S, 101 * S, 4 * S)
     assert u.row(0, named=True)["bid_1_price"] == 99 * S and u.row(0, named=True)["ask_1_price"] is None
+    # book_every="row": the book after every row, the half-applied message included; the rest is identical
+    build_unified(paths, DATE, tmp_path / "rows.parquet", top_n=2, book_every="row")
+    rows = pl.read_parquet(tmp_path / "rows.parquet")
+    assert _top(rows, 1) == (99 * S, 2 * S, 101 * S, 3 * S)
+    assert rows.filter(pl.int_range(pl.len()) != 1).equals(u.filter(pl.int_range(pl.len()) != 1))
 
 
 def test_crossed_book_is_counted_and_resolved_by_the_last_updated_side(tmp_path):

@@ -132,7 +132,7 @@ def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):
         ],
         [(t, 7, "sell", 100 * S, S), (t, 5, "buy", 101 * S, S)],  # same time: trade id order
     )
-    build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2)
+    build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2, book_every="row")  # every row's book
     u = pl.read_parquet(tmp_path / "u.parquet")
     # (origin_time, event type, sequence number / trade id, file order)
     assert u.select("event_type", "sequence_number", "trade_id").rows() == [

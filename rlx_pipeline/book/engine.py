@@ -201,6 +201,8 @@ def replay(
     out_valid,  # bool[n]: the book columns are meaningful (seeded)
     out_known,  # int64[n, 2]: bid and ask price boundaries of the completely known book (see _side_matches)
     mismatch_seq,  # int64[k]: sequence numbers of the first k snapshots that disagreed with the book
+    per_message,  # bool: the book is written after each message (its last row) and each trade/snapshot, not
+    #               after every row inside a message (those rows get out_valid False: null book columns)
 ):
     bp, bs = state_p[0], state_s[0]
     ap, as_ = state_p[1], state_s[1]
@@ -211,6 +213,7 @@ def replay(
     n = ev_type.shape[0]
     for r in range(n):
         t = ev_type[r]
+        end_of_message = True
         # A pending snapshot is compared once every delta of its sequence number has been applied.
         if pending >= 0 and (t != DELTA or seq[r] > pending_seq):
             if _snapshot_matches(
@@ -277,6 +280,9 @@ def replay(
         else:
             out_keep[r] = True
             out_seq[r] = last_seq
+        if per_message and not end_of_message:
+            out_valid[r] = False  # mid-message: the book after the message is on its last row
+            continue
         out_valid[r] = seeded
         out_known[r, 0] = bid_boundary
         out_known[r, 1] = ask_boundary

@@ -12,7 +12,10 @@ Rules (``rlx_pipeline.book.engine`` implements them):
   is replaced, deeper levels kept);
 - a book crossed at the end of a message is resolved by removing the crossing levels of the side that was not
   updated last (``crossed`` counts the messages);
-- trades do not change the book (the exchange's deltas carry their effect); they carry the book at their time.
+- trades do not change the book (the exchange's deltas carry their effect); they carry the book at their time;
+- the top-N book columns hold the book after each message (on the message's last row, ``is_last_in_message``)
+  and at every trade and snapshot; rows inside a message have them null (``book_every="message"``, the default:
+  a BTCUSDT message has ~34 rows), or after every row with ``book_every="row"``.
 
 Memory: the staged tables are first split by time chunk (one hour by default) in one streaming pass, then each
 chunk is merged and replayed with the book carried between chunks and written in row groups, so peak memory
@@ -244,8 +247,11 @@ def build_unified(
     chunk_s: int = 3600,
     tolerance_s: int = 60,
     progress: Callable[[str], None] | None = None,
+    book_every: str = "message",
 ) -> UnifiedResult:
     """``paths`` maps ``trades``, ``book``, ``book_delta`` to staged parquet files; writes ``dest`` atomically."""
+    if book_every not in ("message", "row"):
+        raise ValueError(f"book_every={book_every!r}: expected 'message' or 'row'")
     t0 = time.perf_counter()
     day_lo, day_hi = _day_ns(date)
     lo_all, hi_all = day_lo - tolerance_s * NS, day_hi + tolerance_s * NS
@@ -300,6 +306,7 @@ def build_unified(
                 res["valid"],
                 res["known"],
                 mismatch_seq,
+                book_every == "message",
             )
             engine.finish(snap_p, snap_s, state_p, state_s, state, stats, mismatch_seq)
             table = _output(events, res, top_n, schema)

@@ -1,6 +1,6 @@
 """Reconstruction: the unified stream of a day (``rlx_pipeline.book``), behind the validation gate.
 
-unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/data.parquet (top-N book per event)
+unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/data.parquet (top-N book per message)
 unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots, unseeded share
 """
 
@@ -19,6 +19,8 @@ from rlx_pipeline.orchestration.resources import RlxSettings
 class ReconstructionConfig(dg.Config):
     override_validation_gate: bool = False
     """Reconstruct although the partition's validation verdict failed or is missing (logged, recorded)."""
+    book_every: str = "message"
+    """Top-N book columns after each message (its last row) and each trade/snapshot, or after every `row`."""
 
 
 def _stats_path(rlx: RlxSettings, date: str, symbol: str):
@@ -71,6 +73,7 @@ def unified_stream(
         top_n=rlx.top_n,
         tolerance_s=int(rlx.origin_time_tolerance_s),
         progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
+        book_every=config.book_every,
     )
     summary = {
         "rows": res.rows,
