@@ -243,3 +243,30 @@ def test_a_missing_day_fails_acquisition_naming_the_file(truth, settings, layout
     text = err.message + (err.cause.message if err.cause else "")
     assert "LakeMissingDay" in text and "trades exchange=BINANCE symbol=BTC-USDT day=2024-08-09" in text
     assert _skipped(result) == {"validation_report", "unified_stream", "fidelity_report"}
+
+
+def test_quotes_compare_lake_book_rows_with_the_golden_ticker_at_the_same_update_id(settings, layout):
+    """Quoted spread and top-level depth: D = 0 on a faithful day; doubled best-bid sizes fail only that metric."""
+    import pyarrow as pa
+
+    dense = simulate(
+        SimConfig(symbol=SYMBOL, start=f"{DATE}T00:00:00Z", duration_s=90, seed=21, book_snapshot_every_s=1)
+    )
+    _prepare(dense, layout)
+    _run(settings)
+    report = json.loads((layout.report_dir("validation", DATE, SYMBOL) / "report.json").read_text())
+    ks = {k["metric"]: k for k in report["ks"]}
+    assert ks["quoted_spread"]["d"] == 0.0 and ks["top_level_depth"]["d"] == 0.0
+    rows = report["scan"]["lake_book_rows_with_golden_ticker"]
+    assert rows == ks["quoted_spread"]["n_hist"] == ks["quoted_spread"]["n_golden"] >= 80
+
+    tables = dense.lake_tables()
+    book = tables["book"]
+    i = book.schema.get_field_index("bid_0_size")
+    doubled = pa.array(book["bid_0_size"].to_numpy() * 2)
+    _prepare(dense, layout, tables={**tables, "book": book.set_column(i, "bid_0_size", doubled)})
+    result = _run(settings)
+    assert _checks(result)["validation_ks"] is False
+    report = json.loads((layout.report_dir("validation", DATE, SYMBOL) / "report.json").read_text())
+    over = [k["metric"] for k in report["ks"] if k["d"] > settings.thresholds.ks_d_max]
+    assert over == ["top_level_depth"]

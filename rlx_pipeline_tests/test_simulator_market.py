@@ -197,7 +197,7 @@ def test_windows_join_into_the_same_run_and_the_streamed_lake_equals_the_whole(t
     # the streamed capture: every line of the whole run's capture, capture times monotonic, one session
     lines = list(iter_capture_lines(capture))
     assert sorted((s, d) for _, _, s, d in lines) == sorted((s, d) for _, s, d in capture_lines(whole))
-    assert all(a[1] <= b[1] for a, b in zip(lines, lines[1:]))
+    assert all(a[1] <= b[1] for a, b in zip(lines, lines[1:], strict=False))
     res = build_golden([capture], c.symbol, c.start[:10], lambda t: tmp_path / "golden" / f"{t}.parquet")
     assert (res.depth_runs, res.unbridged_runs, len(res.gaps)) == (1, 0, 0)
     assert res.messages["depth@100ms"] == len(whole.depth)

@@ -7,6 +7,8 @@ Checks (thresholds from ``Thresholds``; the Dagster checks are ``validation_<nam
   inter-arrival time of those trades in whole ms (Binance's resolution), 1 s log returns of their prices (last
   price of consecutive seconds), levels per depth message (lake rows per ``sequence_number`` vs golden levels
   per ``@depth`` message). p-value, Wasserstein distance and n are reported, not gated (FIELD_NOTES 4).
+  Quoted spread and top-level depth (best bid + best ask size): lake ``book`` rows against the golden bookTicker
+  in force at the same update id (like with like: the same book state seen by two recorders).
 - ``tail``: |alpha_lake - alpha_golden| of trade sizes (CSN power-law fits of the same samples).
 - ``gaps``: the worst of three rates: golden depth messages (by final update id ``u``) absent from the lake's
   ``book_delta`` inside the update-id range both have; missing plus duplicated lake trade ids over the id span;
@@ -19,8 +21,7 @@ samples)". Policy ``require_golden`` decides what that means: False (default) le
 (``gaps`` on trade ids and sequence order, ``origin_time``) decide the verdict; True fails the unchecked ones,
 so a day is never reconstructed without a golden comparison.
 
-Quoted spread and top-level depth need the reconstructed book: the fidelity report compares them.
-Memory and checkpoints: ``validation.scan``.
+Memory and checkpoints: ``validation.scan`` (the quote pass is small and not checkpointed: it reruns on resume).
 """
 
 from __future__ import annotations
@@ -34,10 +35,17 @@ import numpy as np
 from rlx_pipeline.fixed_point import SCALE
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.settings import Thresholds
-from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, Scans, scan_day
+from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, QuoteScan, Scans, scan_day, scan_quotes
 from rlx_pipeline.validation.stats import KS, Hist, PowerLaw, ks_hist, power_law_hist
 
-METRICS = ("trade_size", "inter_arrival_ms", "log_return_1s", "levels_per_message")
+METRICS = (
+    "trade_size",
+    "inter_arrival_ms",
+    "log_return_1s",
+    "levels_per_message",
+    "quoted_spread",
+    "top_level_depth",
+)
 
 
 @dataclass
@@ -108,6 +116,9 @@ class DayValidation:
                 "inter_arrival_ms": "same trades, whole ms, consecutive trades of covered minutes",
                 "log_return_1s": "same trades, last price of consecutive seconds",
                 "levels_per_message": "lake book_delta rows per sequence_number vs golden @depth levels",
+                "quoted_spread": "lake `book` best ask - best bid vs the golden bookTicker in force at its sequence"
+                " number (price units)",
+                "top_level_depth": "same rows: best bid size + best ask size (base-asset units)",
             },
             "checks": [c.to_dict() for c in self.checks],
             "ks": [k.to_dict() for k in self.ks],
@@ -128,6 +139,8 @@ def inputs_for(layout: DataLayout, date: str, symbol: str) -> Inputs:
         layout.staged("book_delta", date, symbol),
         layout.golden("trades", date, symbol),
         layout.golden("depth", date, symbol),
+        layout.staged("book", date, symbol),
+        layout.golden("book_ticker", date, symbol),
     )
 
 
@@ -187,6 +200,8 @@ def validate_inputs(
         checkpoint_every_s=checkpoint_every_s,
         progress=progress,
     )
+    lake_book, ticker = inputs.present("lake_book"), inputs.present("golden_ticker")
+    quotes = scan_quotes(lake_book, ticker, s.coverage) if lake_book and ticker else None
     v = DayValidation(date, symbol, None, require_golden=require_golden)
     v.scan = {
         "resumed_from": s.resumed_from,
@@ -197,6 +212,8 @@ def validate_inputs(
         "lake_delta_messages_compared": s.lake_delta.covered_messages,
         "golden_trades": s.golden_trades.rows if s.golden_trades else 0,
         "golden_depth_messages": len(s.golden_depth.u) if s.golden_depth else 0,
+        "lake_book_rows_compared": quotes.lake_rows if quotes else 0,
+        "lake_book_rows_with_golden_ticker": quotes.matched if quotes else 0,
     }
     mins = s.coverage.minutes
     if mins is not None and mins.any():
@@ -208,7 +225,7 @@ def validate_inputs(
         v.covered_minutes = -1  # whole tables compared
     _origin(v, s, th)
     _gaps(v, s, th)
-    _compare(v, s, th)
+    _compare(v, s, th, quotes)
     return v
 
 
@@ -287,7 +304,7 @@ def _as_units(h: Hist) -> Hist:
     return Hist(h.values / 10**SCALE, h.counts)
 
 
-def _compare(v: DayValidation, s: Scans, th: Thresholds) -> None:
+def _compare(v: DayValidation, s: Scans, th: Thresholds, quotes: QuoteScan | None = None) -> None:
     gt, gd, lt, ld = s.golden_trades, s.golden_depth, s.lake_trades, s.lake_delta
     if not ((gt is not None and gt.rows) or (gd is not None and len(gd.u))):
         v.checks.append(_not_checked("ks", th.ks_d_max, "no golden samples", v.require_golden))
@@ -300,6 +317,9 @@ def _compare(v: DayValidation, s: Scans, th: Thresholds) -> None:
         "log_return_1s": (lt.ret_1s.compact(), gt.ret_1s.compact() if gt else empty),
         "levels_per_message": (ld.levels.compact(), gd.levels.compact() if gd else empty),
     }
+    if quotes is not None:
+        v.hists["quoted_spread"] = (_as_units(quotes.spread[0]), _as_units(quotes.spread[1]))
+        v.hists["top_level_depth"] = (_as_units(quotes.depth[0]), _as_units(quotes.depth[1]))
     v.ks = [r for r in (ks_hist(m, a, b) for m, (a, b) in v.hists.items()) if r is not None]
     if v.ks:
         worst = max(v.ks, key=lambda r: r.d)

@@ -55,6 +55,8 @@ class Inputs:
     lake_delta: Path
     golden_trades: Path | None = None
     golden_depth: Path | None = None
+    lake_book: Path | None = None  # quotes: Crypto Lake's `book` rows ...
+    golden_ticker: Path | None = None  # ... against the golden bookTicker in force at the same update id
 
     def present(self, name: str) -> Path | None:
         p = getattr(self, name)
@@ -439,6 +441,67 @@ class GoldenDepthScan(_Runs):
     def breaks(self) -> int:
         """Messages whose first update id does not follow the previous final one (the golden's own gaps)."""
         return int((self.first_u[1:] != self.u[:-1] + 1).sum()) if len(self.u) > 1 else 0
+
+
+# --- quotes ------------------------------------------------------------------------------------------
+@dataclass
+class QuoteScan:
+    """Quoted spread and top-level depth (best bid size + best ask size), fixed point, of the lake ``book`` rows
+    of the covered minutes and of the golden bookTicker in force at each row's sequence number (the ticker with
+    the largest update id <= it: Binance sends one on every change of the best bid or ask)."""
+
+    spread: tuple[Hist, Hist]
+    depth: tuple[Hist, Hist]
+    lake_rows: int = 0
+    matched: int = 0
+
+
+def scan_quotes(lake_book: Path, golden_ticker: Path, coverage: Coverage) -> QuoteScan:
+    """One pass over each table; memory follows the lake ``book`` rows (one per snapshot), not the tickers."""
+    cols = ["origin_time", "sequence_number", "bid_0_price", "bid_0_size", "ask_0_price", "ask_0_size"]
+    parts: list[np.ndarray] = []
+    pf = pq.ParquetFile(lake_book)
+    for rg in range(pf.metadata.num_row_groups):
+        for b in iter_batches(pf, cols, rg):
+            a = np.stack([_int64(b, c) for c in cols])
+            parts.append(a[:, coverage.covered(a[0]) & (a[2:] != NULL).all(axis=0)])
+    lake = np.concatenate(parts, axis=1) if parts else np.zeros((len(cols), 0), np.int64)
+    lake = lake[:, np.argsort(lake[1], kind="stable")]
+    seq = lake[1]
+    n = len(seq)
+    best_u = np.full(n, NULL)
+    best_spread = np.zeros(n, np.int64)
+    best_depth = np.zeros(n, np.int64)
+    pf = pq.ParquetFile(golden_ticker)
+    tcols = ["update_id", "bid_price", "bid_qty", "ask_price", "ask_qty"]
+    for rg in range(pf.metadata.num_row_groups if n else 0):
+        for b in iter_batches(pf, tcols, rg):
+            u = _int64(b, "update_id")
+            k = np.searchsorted(seq, u, side="left")  # the first lake row this ticker can be in force at
+            ok = k < n
+            k, u = k[ok], u[ok]
+            spread = (_int64(b, "ask_price") - _int64(b, "bid_price"))[ok]
+            depth = (_int64(b, "bid_qty") + _int64(b, "ask_qty"))[ok]
+            cand = np.full(n, NULL)
+            order = np.lexsort((u, k))
+            last = np.r_[k[order][1:] != k[order][:-1], True] if len(order) else np.zeros(0, bool)
+            pick = order[last]
+            cand[k[pick]] = u[pick]
+            c_spread, c_depth = np.zeros(n, np.int64), np.zeros(n, np.int64)
+            c_spread[k[pick]], c_depth[k[pick]] = spread[pick], depth[pick]
+            # a ticker is in force at every later lake row too: running max over the rows, with its values
+            run = np.maximum.accumulate(cand)
+            src = np.maximum.accumulate(np.where((cand == run) & (cand != NULL), np.arange(n), 0))
+            newer = run > best_u
+            best_u[newer] = run[newer]
+            best_spread[newer], best_depth[newer] = c_spread[src[newer]], c_depth[src[newer]]
+    hit = best_u != NULL
+    return QuoteScan(
+        (Hist.of(lake[4][hit] - lake[2][hit]), Hist.of(best_spread[hit])),
+        (Hist.of(lake[3][hit] + lake[5][hit]), Hist.of(best_depth[hit])),
+        n,
+        int(hit.sum()),
+    )
 
 
 # --- the pass ----------------------------------------------------------------------------------------
