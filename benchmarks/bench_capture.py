@@ -139,7 +139,8 @@ def sender(conn, n: int, rate: float, seconds: float, symbols: list[str], levels
                 j = min(n, int(now * rate))
                 if j > i:
                     for ws, subs in clients.items():
-                        ws.transport.write(b"".join([wire[k] for k in range(i, j) if streams[k] in subs]))
+                        if not ws.transport.is_closing():
+                            ws.transport.write(b"".join([wire[k] for k in range(i, j) if streams[k] in subs]))
                     for k in range(i, j):
                         if streams[k].endswith("@depth@100ms"):
                             last_u[streams[k].split("@", 1)[0]] = u_after[k]
@@ -147,7 +148,8 @@ def sender(conn, n: int, rate: float, seconds: float, symbols: list[str], levels
                     state["i"] = i
                 await asyncio.sleep(TICK_S)
             conn.send(("done", i, time.perf_counter() - t0))
-            conn.recv()  # the benchmark has stopped the capture
+            # Wait off the loop: the transport must keep draining what the capture has not read yet.
+            await asyncio.to_thread(conn.recv)
 
     asyncio.run(main())
 
@@ -177,7 +179,10 @@ def run(
     cmd += ["--ws-url", f"ws://127.0.0.1:{port}", "--rest-url", f"http://127.0.0.1:{port}", "--out", str(out)]
     if per_conn != 1024:
         cmd += ["--max-streams-per-connection", str(per_conn)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd: ``python -c`` puts it first on sys.path, ahead of PYTHONPATH; run another checkout from inside it.
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=pythonpath or None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     if not parent.poll(60):
         proc.kill()
         raise RuntimeError("the capture never connected")

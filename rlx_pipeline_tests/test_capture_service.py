@@ -553,3 +553,37 @@ def test_connection_attempts_are_throttled(tmp_path: Path) -> None:
     ev = _events(_lines(tmp_path))
     assert [e["link"] for e in ev if e["type"] == "connect_throttled"][:1] == [2]
     assert time.monotonic() - t0 >= 1.0
+
+
+def test_frames_kept_verbatim_on_both_paths(tmp_path: Path) -> None:
+    """The no-parse path (Binance's exact layout) and the careful path (anything else) write the same data bytes;
+    frames that are not JSON are kept (wrapped) and do not break the connection."""
+    from rlx_pipeline.capture.service import _Link
+
+    svc = CaptureService(
+        CaptureConfig(symbols=["btcusdt"], out_dir=tmp_path, streams=("trade", "depth@100ms"))
+    )
+    svc._open_file(svc._now())
+    svc.sync["btcusdt"].on_snapshot(100)
+    link = _Link(0, svc.cfg.stream_names, "", ["btcusdt"])
+    depth = b'{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":101,"u":102,"b":[["1.0","2"]],"a":[]}'
+    frames = [
+        b'{"stream":"btcusdt@depth@100ms","data":%s}' % depth,  # fast path
+        b'{"stream": "btcusdt@depth@100ms", "data": %s}\n'
+        % depth.replace(b"101", b"103").replace(b"102", b"104"),
+        b'{"stream":"btcusdt@depth@100ms","data":not json}',  # kept as text, not tracked
+        b'{"stream":"btcusdt@depth@100ms","data":{"U":"x"}}',  # JSON, ids unreadable: kept, not tracked
+        b'{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}',
+    ]
+    for f in frames:
+        svc._on_frame(f, link, 1)
+    svc._close_file()
+    got = [(s, d) for _, _, s, d in _lines(tmp_path) if s != EVENT_STREAM]
+    assert got == [
+        ("btcusdt@depth@100ms", depth),
+        ("rlx@raw", frames[1].strip()),  # not the exact layout: the whole frame, as before
+        ("rlx@raw", b'{"text":"{\\"stream\\":\\"btcusdt@depth@100ms\\",\\"data\\":not json}"}'),
+        ("btcusdt@depth@100ms", b'{"U":"x"}'),
+        ("btcusdt@trade", b'{"e":"trade","t":1}'),
+    ]
+    assert svc.sync["btcusdt"].prev_u == 102 and svc.stats.gaps == 0

@@ -234,6 +234,11 @@ class _Link:
     handover: asyncio.Event = field(default_factory=asyncio.Event)
     handover_reason: str = "session_limit"
 
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols with a stream on this link: connection events carry them (``symbol`` stays None)."""
+        return list(dict.fromkeys(n.split("@", 1)[0] for n in self.streams))
+
 
 class _ConnectThrottle:
     """At most ``limit`` connection attempts per ``window_s`` over all links (Binance: 300 per 5 min per IP)."""
@@ -398,14 +403,16 @@ class CaptureService:
         if frame.startswith(b'{"stream":"'):
             j = frame.find(b'"', 11)
             kind = self._kinds.get(frame[11:j]) if j > 0 else None
-            if kind is not None and frame.startswith(b',"data":', j + 1) and frame.endswith(b"}"):
+            # data must open an object too: the file stays JSON lines without validating every frame in full
+            if kind is not None and frame.startswith(b',"data":{', j + 1) and frame.endswith(b"}"):
                 stream, depth_symbol = kind
                 data = frame[j + 9 : -1]
                 self.write(capture_ns, stream, data)
                 if depth_symbol is not None:
                     ids = depth_ids(data)
-                    if ids is None:  # unusual layout: parse it (rare)
-                        ids = _ids_of(orjson.loads(data))
+                    if ids is None:  # unusual layout: parse it (rare); not JSON: kept verbatim, not tracked
+                        with contextlib.suppress(orjson.JSONDecodeError):
+                            ids = _ids_of(orjson.loads(data))
                     if ids is not None:
                         self._on_depth(depth_symbol, *ids, conn_no)
                 return
@@ -445,14 +452,22 @@ class CaptureService:
         while not self._stop.is_set():
             wait = self._throttle.wait_s(loop.time())
             if wait > 0:
-                self.event("connect_throttled", symbol=None, link=link.no, wait_s=round(wait, 3))
+                self.event(
+                    "connect_throttled",
+                    symbol=None,
+                    symbols=link.symbols,
+                    link=link.no,
+                    wait_s=round(wait, 3),
+                )
                 await self._sleep_unless_stopped(wait)
                 continue
             self._throttle.attempts.append(loop.time())
             try:
                 ws = await connect(link.url, max_size=None, open_timeout=10)
             except Exception as exc:  # noqa: BLE001 - retry any connect failure
-                self.event("connect_error", symbol=None, link=link.no, error=repr(exc)[:200])
+                self.event(
+                    "connect_error", symbol=None, symbols=link.symbols, link=link.no, error=repr(exc)[:200]
+                )
                 await self._sleep_unless_stopped(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.cfg.backoff_max_s)
                 continue
@@ -492,6 +507,7 @@ class CaptureService:
                         self.event(
                             "connect",
                             symbol=None,
+                            symbols=link.symbols,
                             link=link.no,
                             connection=conn_no,
                             streams=len(link.streams),
@@ -499,7 +515,12 @@ class CaptureService:
                     else:
                         self.stats.reconnects += 1
                         self.event(
-                            "reconnect", symbol=None, link=link.no, connection=conn_no, reason="disconnect"
+                            "reconnect",
+                            symbol=None,
+                            symbols=link.symbols,
+                            link=link.no,
+                            connection=conn_no,
+                            reason="disconnect",
                         )
                     for sym in link.depth_symbols:
                         self._resync(sym, "session_start" if first else "reconnect")
@@ -515,7 +536,12 @@ class CaptureService:
                     break
                 if reader in done:
                     self.event(
-                        "disconnect", symbol=None, link=link.no, connection=conn_no, reason=reader.result()
+                        "disconnect",
+                        symbol=None,
+                        symbols=link.symbols,
+                        link=link.no,
+                        connection=conn_no,
+                        reason=reader.result(),
                     )
                     ws = None
                     await self._sleep_unless_stopped(self.cfg.backoff_initial_s * random.random())  # no herd
@@ -533,7 +559,13 @@ class CaptureService:
                 opened = loop.time()
                 self.stats.reconnects += 1
                 self.event(
-                    "reconnect", symbol=None, link=link.no, connection=conn_no, reason=reason, previous=old_no
+                    "reconnect",
+                    symbol=None,
+                    symbols=link.symbols,
+                    link=link.no,
+                    connection=conn_no,
+                    reason=reason,
+                    previous=old_no,
                 )
                 await self._sleep_unless_stopped(min(1.0, self.cfg.max_connection_s / 4))
                 await old_ws.close()
@@ -582,6 +614,7 @@ class CaptureService:
                 done, _ = await asyncio.wait(wait_for, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 for t in done & set(link_tasks):
                     t.result()  # a link only ends on stop: anything else is a bug, raise it
+                wait_for = [t for t in wait_for if t not in done]
         finally:
             self._stop.set()
             await asyncio.gather(*link_tasks, return_exceptions=True)
@@ -596,7 +629,9 @@ class CaptureService:
         self._stop.set()
 
 
-def _ids_of(parsed: dict) -> tuple[int, int, int | None] | None:
+def _ids_of(parsed: object) -> tuple[int, int, int | None] | None:
+    if not isinstance(parsed, dict):
+        return None
     try:
         pu = parsed.get("pu")
         return int(parsed["U"]), int(parsed["u"]), None if pu is None else int(pu)
