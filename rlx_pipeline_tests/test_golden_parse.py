@@ -173,3 +173,25 @@ def test_real_cryptofeed_spot_and_usdm_captures_bridge_without_gaps(tmp_path, re
         "NKN-USDT": 150, "LRC-BTC": 15, "BLZ-ETH": 10,
         "SUSHI-USDT": 255, "CTK-USDT": 185, "AKRO-USDT": 189, "KEEP-USDT": 135,
     }  # fmt: skip
+
+
+def test_a_reconnect_of_another_connection_does_not_declare_this_symbols_gap(tmp_path):
+    """A capture split over connections: a reconnect event names the symbols of its connection only."""
+
+    def lines(symbols):
+        return [
+            (1, "btcusdt@depthSnapshot", _snap(10, [], [])),
+            (2, "btcusdt@depth@100ms", _depth(11, 12, E + 1)),
+            (3, EVENT_STREAM, event_data("reconnect", symbol=None, symbols=symbols)),
+            (4, "btcusdt@depth@100ms", _depth(20, 21, E + 2)),  # a gap: 13..19 lost
+        ]
+
+    out = _out(tmp_path)
+    other = build_golden(
+        [write_capture(tmp_path / "a.jsonl.zst", lines(["ethusdt"]))], "BTC-USDT", "2024-08-09", out
+    )
+    own = build_golden(
+        [write_capture(tmp_path / "b.jsonl.zst", lines(["btcusdt"]))], "BTC-USDT", "2024-08-09", out
+    )
+    assert [g.declared for g in other.gaps] == [False] and len(other.silent_gaps) == 1
+    assert [g.declared for g in own.gaps] == [True] and own.silent_gaps == []

@@ -165,6 +165,15 @@ class _Session:
         self.recent: deque[tuple[int, int, int | None, list, list]] = deque(maxlen=RECENT_DIFFS)
 
 
+def _concerns(ev: dict, sym: str) -> bool:
+    """A capture event about ``sym``: its ``symbol``, or one of the ``symbols`` of its connection (a capture split
+    over several connections names the symbols each one carries), or no symbol at all (the whole capture)."""
+    if ev.get("symbol") is not None:
+        return ev["symbol"] == sym
+    symbols = ev.get("symbols")
+    return symbols is None or sym in symbols
+
+
 def _ts_ns(ms: int) -> int:
     return ms * MS
 
@@ -207,7 +216,7 @@ def build_golden(
                     except orjson.JSONDecodeError as exc:
                         res.malformed.append((src, line_no, f"bad event: {exc}"))
                         continue
-                    if ev.get("type") in _RESYNC_EVENTS and ev.get("symbol", sym) in (sym, None):
+                    if ev.get("type") in _RESYNC_EVENTS and _concerns(ev, sym):
                         s.resync_pending = True
                     continue
                 name, _, kind = stream.partition("@")
