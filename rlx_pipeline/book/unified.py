@@ -17,7 +17,7 @@ Rules (``rlx_pipeline.book.engine`` implements them):
   and at every trade and snapshot; rows inside a message have them null (``book_every="message"``, the default:
   a BTCUSDT message has ~34 rows), or after every row with ``book_every="row"``.
 
-Memory: the staged tables are first split by time chunk (one hour by default) in one streaming pass, then each
+Memory: the staged tables are first split by time chunk (15 minutes by default) in one streaming pass, then each
 chunk is merged and replayed with the book carried between chunks and written in row groups, so peak memory
 follows the busiest hour, not the day (the split costs temporary disk beside ``dest``, about the input's size).
 """
@@ -122,6 +122,9 @@ class _Buckets:
         if f is None:
             return pl.from_arrow(self._schemas[table].empty_table()).lazy()
         return pl.scan_ipc(f)
+
+    def has(self, chunk: int) -> bool:
+        return any((table, chunk) in self._files for table in self._schemas)
 
     def drop(self, chunk: int) -> None:
         for table in self._schemas:
@@ -244,7 +247,7 @@ def build_unified(
     dest: str | Path,
     *,
     top_n: int = 10,
-    chunk_s: int = 3600,
+    chunk_s: int = 900,
     tolerance_s: int = 60,
     progress: Callable[[str], None] | None = None,
     book_every: str = "message",
@@ -270,6 +273,8 @@ def build_unified(
     ):
         buckets = _Buckets(paths, lo_all, step, len(edges) - 1, Path(tmp))
         for chunk, b in enumerate(edges[1:]):
+            if not buckets.has(chunk):
+                continue  # nothing in this time range (a short day, a quiet market)
             events, snap_p, snap_s = _chunk_events(buckets, chunk)
             buckets.drop(chunk)
             n = len(events)
