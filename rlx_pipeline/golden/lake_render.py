@@ -3,20 +3,25 @@
 So a user's own captures, or the real samples, run through the whole pipeline as if Crypto Lake had them:
 
 - ``trades``: one row per ``@trade`` message (taker side from ``m``), origin = ``T``, receipt = capture time;
-- ``book_delta_v2``: one row per level of every depth message applied to a bridged book (Binance's rules; diffs
-  before their snapshot are dropped as a collector would), ``sequence_number = u``, origin = ``E``;
+- ``book_delta_v2``: one row per level of every depth message applied to a bridged book, ``sequence_number = u``,
+  origin = ``E``. Binance's rules: diffs before their snapshot are buffered, the ones the snapshot already holds
+  (spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``) dropped, and a diff written *before* the snapshot line
+  (it arrived while the REST call was in flight) can be the one that bridges it; a snapshot that arrives while the
+  book is synced and already past it (a rotation's fresh snapshot) changes nothing;
 - ``book``: the 20 best levels of the book rebuilt from the REST snapshot and diffs: at each snapshot, every
   ``book_every_s`` seconds, and at the first message of each UTC day (so every day can be seeded on its own).
 
-Rows go to ``<lake_root>/market-data/cryptofeed/{table}/exchange=/symbol=/dt=/1.snappy.parquet``.
-Memory: one day of one symbol is held as Python lists before it is written (captures are hours, not months).
+Rows go to ``<lake_root>/market-data/cryptofeed/{table}/exchange=/symbol=/dt=/1.snappy.parquet``, written in
+batches of ``FLUSH_ROWS``: memory follows the books and one batch per open day, not the capture's length. Files
+appear atomically when the whole input is rendered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import heapq
-from collections import defaultdict
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +34,18 @@ from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
-from rlx_pipeline.storage import write_table
+from rlx_pipeline.storage import ParquetBatchWriter
 
 MS = 1_000_000
 
 
 def _f(text: str) -> float:
     return fixed_point.parse(text) / 1e8
+
+
+FLUSH_ROWS = 500_000
+RECENT_DIFFS = 512  # depth diffs kept to bridge a snapshot whose response came after them
+_SCHEMAS = {"trades": RAW_TRADES, "book_delta_v2": RAW_BOOK_DELTA, "book": RAW_BOOK}
 
 
 @dataclass
@@ -54,6 +64,7 @@ class _State:
     valid: bool = False
     last_book_ns: int = 0
     last_date: str | None = None
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DIFFS))  # (capture_ns, msg) not applied
 
 
 def _date(ms: int) -> str:
@@ -70,6 +81,100 @@ def _book_row(s: _State, t_ns: int, r_ns: int, seq: int) -> list:
     return row
 
 
+def _older(u: int, pu: object, last_id: int) -> bool:
+    return u <= last_id if pu is None else u < last_id
+
+
+class _Renderer:
+    def __init__(
+        self, lake_root: Path, exchange: str, book_every_s: float, stack: contextlib.ExitStack
+    ) -> None:
+        self.lake_root, self.exchange, self.stack = lake_root, exchange, stack
+        self.every = int(book_every_s * 1e9)
+        self.days: dict[tuple[str, str], _Day] = {}
+        self.writers: dict[tuple[str, str, str], ParquetBatchWriter] = {}
+        self.states: dict[str, _State] = {}
+
+    def day(self, sym: str, date: str) -> _Day:
+        d = self.days.get((sym, date))
+        if d is None:
+            d = self.days[(sym, date)] = _Day()
+        return d
+
+    def flush(self, sym: str, date: str, force: bool = False) -> None:
+        d = self.days[(sym, date)]
+        for table, rows in (("trades", d.trades), ("book_delta_v2", d.deltas), ("book", d.books)):
+            if not rows or (len(rows) < FLUSH_ROWS and not force):
+                continue
+            schema = _SCHEMAS[table]
+            key = (sym, date, table)
+            if key not in self.writers:
+                path = self.lake_root / lake_key(table, self.exchange, instruments.to_lake(sym), date)
+                self.writers[key] = self.stack.enter_context(ParquetBatchWriter(path, schema))
+            cols = list(zip(*rows, strict=True))
+            self.writers[key].write(
+                pa.Table.from_arrays(
+                    [pa.array(c, type=f.type) for c, f in zip(cols, schema, strict=True)], schema=schema
+                )
+            )
+            rows.clear()
+
+    def snapshot(self, sym: str, snap: dict) -> None:
+        s = self.states.setdefault(sym, _State())
+        last = int(snap["lastUpdateId"])
+        if s.valid and s.prev_u is not None and s.prev_u >= last:
+            return  # synced and already past it (a rotation's fresh snapshot): nothing to resync
+        s.bids = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["bids"]}
+        s.asks = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["asks"]}
+        s.pending_snapshot, s.valid, s.prev_u = last, False, None
+        buffered = [(c, m) for c, m in s.recent if not _older(int(m["u"]), m.get("pu"), last)]
+        s.recent.clear()
+        for (
+            capture_ns,
+            msg,
+        ) in buffered:  # they arrived during the REST call: Binance's procedure replays them
+            self.depth(sym, msg, capture_ns, replayed=True)
+
+    def depth(self, sym: str, msg: dict, capture_ns: int, replayed: bool = False) -> None:
+        s = self.states.setdefault(sym, _State())
+        U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+        if s.pending_snapshot is not None:
+            if _older(u, pu, s.pending_snapshot):
+                return
+            last = s.pending_snapshot
+            s.valid = (U <= last + 1 <= u) if pu is None else (U <= last <= u)
+            s.pending_snapshot = None
+            if s.valid:  # the snapshot's own book row, just before its first bridged diff
+                date = _date(msg["E"])
+                self.day(sym, date).books.append(_book_row(s, msg["E"] * MS - 1, capture_ns - 1, last))
+                s.last_book_ns, s.last_date = msg["E"] * MS, date
+        elif s.prev_u is not None and s.valid:
+            s.valid = (s.prev_u + 1 == U) if pu is None else (int(pu) == s.prev_u)
+        if not s.valid:
+            if not replayed:
+                s.recent.append((capture_ns, msg))  # no book: a later snapshot may bridge it
+            return
+        t_ns, date = msg["E"] * MS, _date(msg["E"])
+        day = self.day(sym, date)
+        if s.last_date != date and s.prev_u is not None:
+            # first message of a new day: a book row so the day stands alone
+            day.books.append(_book_row(s, t_ns - 1, capture_ns - 1, s.prev_u))
+            s.last_book_ns, s.last_date = t_ns, date
+        for is_bid, key, book in ((True, "b", s.bids), (False, "a", s.asks)):
+            for p, q in msg[key]:
+                price, size = fixed_point.parse(p), fixed_point.parse(q)
+                if size:
+                    book[price] = size
+                else:
+                    book.pop(price, None)
+                day.deltas.append((t_ns, capture_ns, u, is_bid, price / 1e8, size / 1e8))
+        s.prev_u = u
+        if t_ns - s.last_book_ns >= self.every:
+            day.books.append(_book_row(s, t_ns, capture_ns, u))
+            s.last_book_ns, s.last_date = t_ns, date
+        self.flush(sym, date)
+
+
 def render_lake_from_capture(
     files: Iterable[str | Path],
     lake_root: str | Path,
@@ -78,93 +183,41 @@ def render_lake_from_capture(
     book_every_s: float = 10.0,
 ) -> dict[tuple[str, str], dict[str, Path]]:
     """Write the lake tables of every symbol and day found in ``files`` (in capture order)."""
-    days: dict[tuple[str, str], _Day] = defaultdict(_Day)
-    states: dict[str, _State] = defaultdict(_State)
-    every = int(book_every_s * 1e9)
-    for path in files:
-        for _, capture_ns, stream, data in iter_capture_lines(path):
-            if stream == EVENT_STREAM:
-                continue
-            sym, _, kind = stream.partition("@")
-            s = states[sym]
-            if kind == "depthSnapshot":
-                snap = orjson.loads(data)
-                s.bids = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["bids"]}
-                s.asks = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["asks"]}
-                s.pending_snapshot, s.valid, s.prev_u = int(snap["lastUpdateId"]), False, None
-                continue
-            msg = orjson.loads(data)
-            if kind == "trade":
-                day = days[(sym, _date(msg["T"]))]
-                day.trades.append(
-                    (
-                        "sell" if msg["m"] else "buy",
-                        _f(msg["q"]),
-                        _f(msg["p"]),
-                        int(msg["t"]),
-                        msg["T"] * MS,
-                        capture_ns,
-                    )
-                )
-            elif kind.startswith("depth"):
-                U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
-                if s.pending_snapshot is not None:
-                    if u <= s.pending_snapshot:
-                        continue
-                    last = s.pending_snapshot
-                    s.valid = (U <= last + 1 <= u) if pu is None else (U <= last <= u)
-                    s.pending_snapshot = None
-                    if s.valid:  # the snapshot's own book row, just before its first bridged diff
-                        date = _date(msg["E"])
-                        days[(sym, date)].books.append(_book_row(s, msg["E"] * MS - 1, capture_ns - 1, last))
-                        s.last_book_ns, s.last_date = msg["E"] * MS, date
-                elif s.prev_u is not None:
-                    s.valid = s.valid and ((s.prev_u + 1 == U) if pu is None else (int(pu) == s.prev_u))
-                else:
-                    continue  # before any snapshot: a collector buffers these, Crypto Lake never shows them
-                if not s.valid:
+    with contextlib.ExitStack() as stack:
+        r = _Renderer(Path(lake_root), exchange, book_every_s, stack)
+        for path in files:
+            for _, capture_ns, stream, data in iter_capture_lines(path):
+                if stream == EVENT_STREAM:
                     continue
-                t_ns, date = msg["E"] * MS, _date(msg["E"])
-                day = days[(sym, date)]
-                if s.last_date != date and s.prev_u is not None:
-                    # first message of a new day: a book row so the day stands alone
-                    day.books.append(_book_row(s, t_ns - 1, capture_ns - 1, s.prev_u))
-                    s.last_book_ns, s.last_date = t_ns, date
-                for is_bid, key, book in ((True, "b", s.bids), (False, "a", s.asks)):
-                    for p, q in msg[key]:
-                        price, size = fixed_point.parse(p), fixed_point.parse(q)
-                        if size:
-                            book[price] = size
-                        else:
-                            book.pop(price, None)
-                        day.deltas.append((t_ns, capture_ns, u, is_bid, price / 1e8, size / 1e8))
-                s.prev_u = u
-                if t_ns - s.last_book_ns >= every:
-                    day.books.append(_book_row(s, t_ns, capture_ns, u))
-                    s.last_book_ns, s.last_date = t_ns, date
-    out: dict[tuple[str, str], dict[str, Path]] = {}
-    names = [
-        f"{side}_{i}_{w}" for side in ("bid", "ask") for i in range(BOOK_LEVELS) for w in ("price", "size")
-    ]
-    for (sym, date), day in sorted(days.items()):
-        lake_symbol = instruments.to_lake(sym)
-        tables = {
-            "trades": pa.Table.from_pylist(
-                [dict(zip(RAW_TRADES.names, r, strict=True)) for r in day.trades], schema=RAW_TRADES
-            ),
-            "book_delta_v2": pa.Table.from_pylist(
-                [dict(zip(RAW_BOOK_DELTA.names, r, strict=True)) for r in day.deltas], schema=RAW_BOOK_DELTA
-            ),
-            "book": pa.Table.from_pylist(
-                [
-                    dict(zip(["timestamp", "receipt_timestamp", "sequence_number", *names], r, strict=True))
-                    for r in day.books
-                ],
-                schema=RAW_BOOK,
-            ),
-        }
-        out[(lake_symbol, date)] = {}
-        for table, data in tables.items():
-            path = Path(lake_root) / lake_key(table, exchange, lake_symbol, date)
-            out[(lake_symbol, date)][table] = write_table(path, data)
+                sym, _, kind = stream.partition("@")
+                if kind == "depthSnapshot":
+                    r.snapshot(sym, orjson.loads(data))
+                    continue
+                msg = orjson.loads(data)
+                if kind == "trade":
+                    date = _date(msg["T"])
+                    r.day(sym, date).trades.append(
+                        (
+                            "sell" if msg["m"] else "buy",
+                            _f(msg["q"]),
+                            _f(msg["p"]),
+                            int(msg["t"]),
+                            msg["T"] * MS,
+                            capture_ns,
+                        )
+                    )
+                    r.flush(sym, date)
+                elif kind.startswith("depth"):
+                    r.depth(sym, msg, capture_ns)
+        for sym, date in sorted(r.days):
+            r.flush(sym, date, force=True)
+            for table in _SCHEMAS:  # every table of a day exists, empty or not
+                if (sym, date, table) not in r.writers:
+                    path = r.lake_root / lake_key(table, exchange, instruments.to_lake(sym), date)
+                    r.writers[(sym, date, table)] = stack.enter_context(
+                        ParquetBatchWriter(path, _SCHEMAS[table])
+                    )
+        out: dict[tuple[str, str], dict[str, Path]] = {}
+        for (sym, date, table), w in sorted(r.writers.items()):
+            out.setdefault((instruments.to_lake(sym), date), {})[table] = w.dest
     return out
