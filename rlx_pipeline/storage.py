@@ -99,19 +99,23 @@ class ParquetBatchWriter:
         fixed_point_scale: bool = True,
         row_group_size: int = ROW_GROUP_SIZE,
         compression: str = "zstd",
+        use_dictionary: bool = True,
     ) -> None:
         self.dest = Path(dest)
         self.schema = fixed_point.with_scale_metadata(schema) if fixed_point_scale else schema
         self.rows = 0
         self._row_group_size = row_group_size
         self._compression = compression
+        self._use_dictionary = use_dictionary
         self._ctx: contextlib.AbstractContextManager[Path] | None = None
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ParquetBatchWriter:
         self._ctx = atomic_path(self.dest)
         tmp = self._ctx.__enter__()
-        self._writer = pq.ParquetWriter(tmp, self.schema, compression=self._compression)
+        self._writer = pq.ParquetWriter(
+            tmp, self.schema, compression=self._compression, use_dictionary=self._use_dictionary
+        )
         return self
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:

@@ -267,7 +267,9 @@ def build_unified(
     step = chunk_s * NS
     edges = list(range(lo_all, hi_all, step)) + [hi_all]
     with (
-        ParquetBatchWriter(dest, schema) as writer,
+        # no dictionary pages: the columns are high-cardinality ints or mostly null; encoding is the bottleneck
+        # (2.6 M rows: 1.9 s instead of 2.3 s, and 33 MB instead of 40)
+        ParquetBatchWriter(dest, schema, use_dictionary=False) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="rlx-write") as pool,
         tempfile.TemporaryDirectory(prefix=".unified-", dir=Path(dest).parent) as tmp,
     ):
