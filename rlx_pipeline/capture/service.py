@@ -312,6 +312,10 @@ class CaptureService:
         log.info("capture event %s %s", kind, fields)
         self.write(self._now(), EVENT_STREAM, event_data(kind, **fields))
 
+    def _link_event(self, kind: str, link: _Link, **fields: object) -> None:
+        """A connection event: it names the symbols its link carries (golden applies it to those only)."""
+        self.event(kind, symbol=None, symbols=link.symbols, link=link.no, **fields)
+
     def _rotate_if_due(self) -> None:
         now = self._now()
         if self._period(now) == self._file_period:
@@ -452,11 +456,9 @@ class CaptureService:
         while not self._stop.is_set():
             wait = self._throttle.wait_s(loop.time())
             if wait > 0:
-                self.event(
+                self._link_event(
                     "connect_throttled",
-                    symbol=None,
-                    symbols=link.symbols,
-                    link=link.no,
+                    link,
                     wait_s=round(wait, 3),
                 )
                 await self._sleep_unless_stopped(wait)
@@ -465,9 +467,7 @@ class CaptureService:
             try:
                 ws = await connect(link.url, max_size=None, open_timeout=10)
             except Exception as exc:  # noqa: BLE001 - retry any connect failure
-                self.event(
-                    "connect_error", symbol=None, symbols=link.symbols, link=link.no, error=repr(exc)[:200]
-                )
+                self._link_event("connect_error", link, error=repr(exc)[:200])
                 await self._sleep_unless_stopped(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.cfg.backoff_max_s)
                 continue
@@ -504,21 +504,17 @@ class CaptureService:
                     reader = asyncio.create_task(self._read(ws, link, conn_no))
                     opened = loop.time()
                     if first:
-                        self.event(
+                        self._link_event(
                             "connect",
-                            symbol=None,
-                            symbols=link.symbols,
-                            link=link.no,
+                            link,
                             connection=conn_no,
                             streams=len(link.streams),
                         )
                     else:
                         self.stats.reconnects += 1
-                        self.event(
+                        self._link_event(
                             "reconnect",
-                            symbol=None,
-                            symbols=link.symbols,
-                            link=link.no,
+                            link,
                             connection=conn_no,
                             reason="disconnect",
                         )
@@ -535,11 +531,9 @@ class CaptureService:
                 if stopper in done:
                     break
                 if reader in done:
-                    self.event(
+                    self._link_event(
                         "disconnect",
-                        symbol=None,
-                        symbols=link.symbols,
-                        link=link.no,
+                        link,
                         connection=conn_no,
                         reason=reader.result(),
                     )
@@ -558,11 +552,9 @@ class CaptureService:
                 reader = asyncio.create_task(self._read(ws, link, conn_no))
                 opened = loop.time()
                 self.stats.reconnects += 1
-                self.event(
+                self._link_event(
                     "reconnect",
-                    symbol=None,
-                    symbols=link.symbols,
-                    link=link.no,
+                    link,
                     connection=conn_no,
                     reason=reason,
                     previous=old_no,
