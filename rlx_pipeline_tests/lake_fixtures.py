@@ -125,18 +125,23 @@ def moto_server():
     server.stop()
 
 
-def s3_env(endpoint: str, monkeypatch) -> object:
-    """Point boto3, lakeapi and pyarrow at ``endpoint`` with moto's test keys; an empty ``qnt.data`` bucket."""
+def moto_credentials(monkeypatch) -> None:
+    """moto's test keys and region, and none of the caller's own AWS profile, session or endpoint."""
     for k, v in {
-        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_MAX_ATTEMPTS": "1",
     }.items():
         monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(k, raising=False)
+
+
+def s3_env(endpoint: str, monkeypatch) -> object:
+    """Point boto3, lakeapi and pyarrow at ``endpoint`` with moto's test keys; an empty ``qnt.data`` bucket."""
+    moto_credentials(monkeypatch)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     client = boto3.client("s3")
     if any(b["Name"] == BUCKET for b in client.list_buckets().get("Buckets", [])):
         for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):

@@ -14,6 +14,7 @@ from rlx_pipeline.cli import main
 from rlx_pipeline.lake.source import _clear_lakeapi_caches, import_lakeapi
 from rlx_pipeline.layout import LAKE_PREFIX, DataLayout
 from rlx_pipeline.simulator import SimConfig, simulate
+from rlx_pipeline_tests.lake_fixtures import moto_credentials
 
 DATE = "2024-08-09"
 TABLES = ("trades", "book", "book_delta_v2")
@@ -38,15 +39,9 @@ def test_publish_writes_the_simulated_tables_into_the_local_lake(tmp_path, truth
 
 @pytest.fixture
 def s3_vars(monkeypatch):
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_MAX_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(k, raising=False)
+    moto_credentials(
+        monkeypatch
+    )  # and no AWS_ENDPOINT_URL: the CLI's --s3-endpoint must be what points at moto
 
 
 def test_publish_to_s3_is_read_back_unchanged_by_lakeapi(
