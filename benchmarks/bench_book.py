@@ -14,22 +14,15 @@ Then end to end: ``build_unified`` (read staged parquet, merge with trades, repl
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from peak_memory import in_fresh_process, peak_rss_mb
 
 DATE, SYMBOL = "2024-08-09", "BTC-USDT"
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -133,7 +126,7 @@ def main() -> None:
             f"  {'rlx engine, updates near the top':34} {rate / 1e6:8.2f} M rows/s   (geometric, mean 20 ticks)"
         )
 
-        secs, rows_in, rows_out, e2e_mb = _in_fresh_process(_end_to_end, paths, tmp / "unified.parquet")
+        secs, rows_in, rows_out, e2e_mb = in_fresh_process(_end_to_end, paths, tmp / "unified.parquet")
         print(
             f"\nend to end (read, merge, replay, write top-10 after each message): {rows_in:,} events in {secs:.1f} s"
             f" = {rows_in / secs / 1e6:.2f} M rows/s; output {rows_out:,} rows,"
@@ -151,12 +144,6 @@ def _end_to_end(paths: dict, dest: Path) -> tuple[float, int, int, float]:
     t0 = time.perf_counter()
     res = build_unified(paths, DATE, dest, top_n=10)
     return time.perf_counter() - t0, res.input_rows, res.rows, peak_rss_mb()
-
-
-def _in_fresh_process(fn, *args):
-    """Run ``fn`` in a spawned process so that its peak RSS (VmHWM) is its own."""
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
 
 
 if __name__ == "__main__":

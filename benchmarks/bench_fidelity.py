@@ -13,31 +13,25 @@ Figures measured on a shared 2-core machine are pessimistic.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import tempfile
 import time
 from pathlib import Path
 
+from peak_memory import in_fresh_process, peak_rss_mb
+
 DATE, SYM = "2024-08-09", "BTC-USDT"
 
 
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _measure(root: str, q) -> None:
+def _measure(root: str) -> tuple:
     from rlx_pipeline.fidelity import measure
     from rlx_pipeline.layout import DataLayout
 
     t0 = time.perf_counter()
     f = measure(DataLayout(Path(root)), DATE, SYM, 10)
-    q.put((time.perf_counter() - t0, peak_rss_mb(), f.score, f.topn.total, f.trades_golden_in_recon.total))
+    return time.perf_counter() - t0, peak_rss_mb(), f.score, f.topn.total, f.trades_golden_in_recon.total
 
 
-def _replay(root: str, q) -> None:
+def _replay(root: str) -> tuple:
     from rlx_pipeline.fidelity.golden_book import GoldenBook
     from rlx_pipeline.layout import DataLayout
 
@@ -49,10 +43,10 @@ def _replay(root: str, q) -> None:
             layout.golden("snapshots", DATE, SYM), layout.golden("depth", DATE, SYM), 10
         ).states()
     )
-    q.put((time.perf_counter() - t0, peak_rss_mb(), n))
+    return time.perf_counter() - t0, peak_rss_mb(), n
 
 
-def _join(root: str, q) -> None:
+def _join(root: str) -> tuple:
     import polars as pl
 
     from rlx_pipeline.layout import DataLayout
@@ -62,17 +56,7 @@ def _join(root: str, q) -> None:
     g = pl.read_parquet(layout.golden("trades", DATE, SYM), columns=["trade_id"])
     u = pl.scan_parquet(layout.unified(DATE, SYM)).select("trade_id").drop_nulls().collect()
     n = len(g.join(u, on="trade_id", how="left"))
-    q.put((time.perf_counter() - t0, peak_rss_mb(), n))
-
-
-def _run(fn, root: str):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=fn, args=(root, q))
-    p.start()
-    out = q.get()
-    p.join()
-    return out
+    return time.perf_counter() - t0, peak_rss_mb(), n
 
 
 def main() -> None:
@@ -122,9 +106,9 @@ def main() -> None:
         )
         print(f"prepared lake, golden and unified in {time.perf_counter() - t0:.1f} s")
 
-        fid_s, fid_mb, score, n_book, n_trades = _run(_measure, tmp)
-        rep_s, rep_mb, n_states = _run(_replay, tmp)
-        join_s, join_mb, _ = _run(_join, tmp)
+        fid_s, fid_mb, score, n_book, n_trades = in_fresh_process(_measure, tmp)
+        rep_s, rep_mb, n_states = in_fresh_process(_replay, tmp)
+        join_s, join_mb, _ = in_fresh_process(_join, tmp)
         print(
             f"fidelity measure: {fid_s:.2f} s, peak RSS {fid_mb:.0f} MB; score {score}; "
             f"{n_book:,} book states and {n_trades:,} trades compared ({n_book / fid_s / 1e3:.0f} k states/s)"

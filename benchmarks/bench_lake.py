@@ -13,25 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from peak_memory import peak_rss_mb
+
 DATE, SYMBOL, EXCHANGE, BUCKET = "2024-08-09", "BTC-USDT", "BINANCE", "qnt.data"
-
-
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM, since ru_maxrss survives exec and would count the parent's."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -55,7 +45,7 @@ def _child(args: argparse.Namespace) -> None:
         r = stage_day(source, "book_delta", EXCHANGE, SYMBOL, DATE, dest, batch_rows=args.batch_rows)
         rows, raw = r.rows, r.raw_bytes
     secs = time.perf_counter() - t0
-    rss_mb = _peak_rss_mb()
+    rss_mb = peak_rss_mb()
     print(json.dumps({"rows": rows, "raw_bytes": raw, "seconds": secs, "peak_rss_mb": rss_mb}))
 
 

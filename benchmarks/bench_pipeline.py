@@ -15,13 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from peak_memory import peak_rss_mb
 
 
 def main() -> None:

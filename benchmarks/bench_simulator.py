@@ -14,16 +14,9 @@ import argparse
 import multiprocessing as mp
 import tempfile
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from peak_memory import in_fresh_process, peak_rss_mb
 
 
 def _rows(paths: dict) -> dict[str, int]:
@@ -59,11 +52,6 @@ def in_memory(minutes: float, out: str) -> dict:
     return {"wall_s": time.perf_counter() - t0, "rows": _rows(paths), "peak_mb": peak_rss_mb()}
 
 
-def _run(fn, *args) -> dict:
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
-
-
 def _line(name: str, simulated_s: float, r: dict) -> str:
     d, t = r["rows"]["book_delta_v2"], r["rows"]["trades"]
     return (
@@ -79,9 +67,9 @@ def main() -> None:
     ap.add_argument("--peer-minutes", type=float, default=60.0)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_sim_") as tmp:
-        peer = _run(in_memory, args.peer_minutes, f"{tmp}/peer")
+        peer = in_fresh_process(in_memory, args.peer_minutes, f"{tmp}/peer")
         print(_line(f"peer: in memory, {args.peer_minutes:g} min", args.peer_minutes * 60, peer), flush=True)
-        ours = _run(streamed, args.hours, args.window_minutes * 60, f"{tmp}/stream")
+        ours = in_fresh_process(streamed, args.hours, args.window_minutes * 60, f"{tmp}/stream")
         print(_line(f"streamed, {args.window_minutes:g}-min windows", args.hours * 3600, ours))
         peer_rate = peer["rows"]["book_delta_v2"] / peer["wall_s"]
         our_rate = ours["rows"]["book_delta_v2"] / ours["wall_s"]

@@ -28,27 +28,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peak_memory import peak_rss_mb, reset_peak
 
 NS = 1_000_000_000
 MS = 1_000_000
 LOT = 1_000
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak() -> float:
-    """Reset the peak RSS to the current RSS; returns the current RSS (MB), the step's baseline."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def write_day(layout, date: str, symbol: str, delta_rows: int, trades: int, golden_hours: float) -> dict:
