@@ -248,6 +248,10 @@ def test_depth_sync_rules() -> None:
     assert f.on_diff(8, 12, 7) is None  # futures: U <= lastUpdateId <= u
     assert f.on_diff(13, 15, 12) is None
     assert "expected pu=15" in f.on_diff(17, 18, 16)
+    g = DepthSync()  # USD-M drops only u < lastUpdateId: the diff ending at it is the bridging one
+    assert g.on_snapshot(10) is None
+    assert g.on_diff(9, 10, 8) is None
+    assert g.on_diff(11, 15, 10) is None and g.prev_u == 15
 
 
 def test_clean_capture_keeps_every_frame(tmp_path: Path) -> None:

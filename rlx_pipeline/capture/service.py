@@ -34,6 +34,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from rlx_pipeline import depth_rules
 from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
 
 log = logging.getLogger(__name__)
@@ -184,17 +185,15 @@ class DepthSync:
             return None
         lid = self.last_update_id
         if self.prev_u is None:
-            if last <= lid:
-                return None  # older than the snapshot
-            ok = (first <= lid <= last) if pu is not None else (first <= lid + 1 <= last)
-            if not ok:
+            if depth_rules.in_snapshot(last, lid, pu is not None):
+                return None  # already in the snapshot
+            if not depth_rules.bridges(first, last, lid, pu is not None):
                 return f"snapshot {lid} does not bridge diff U={first} u={last}"
             self.prev_u = last
             return None
         if last <= self.prev_u:
             return None  # already seen (overlapping connections at a hand-over)
-        ok = (pu == self.prev_u) if pu is not None else (first == self.prev_u + 1)
-        if not ok:
+        if not depth_rules.continues(first, pu, self.prev_u):
             expected = f"pu={self.prev_u}" if pu is not None else f"U={self.prev_u + 1}"
             got = f"pu={pu}" if pu is not None else f"U={first}"
             return f"expected {expected}, got {got} (u={last})"
