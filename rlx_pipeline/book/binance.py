@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from rlx_pipeline import fixed_point
+from rlx_pipeline import depth_rules, fixed_point
 from rlx_pipeline.book.engine import Book
 
 Top = tuple[int, int, int, int]  # best bid price, size, best ask price, size (0: empty side)
@@ -74,17 +74,13 @@ class DepthSync:
             return []
         first, final = int(msg["U"]), int(msg["u"])
         assert self.last_u is not None and self.book is not None
-        # spot drops u <= lastUpdateId; USD-M drops u < lastUpdateId (its first diff may end exactly there)
-        if not self.bridged and (final < self.last_u if self.futures else final <= self.last_u):
+        if not self.bridged and depth_rules.in_snapshot(final, self.last_u, self.futures):
             self.dropped += 1
             return []
         if not self.bridged:
-            lid = self.last_u
-            ok = first <= lid <= final if self.futures else first <= lid + 1 <= final
-        elif self.futures and "pu" in msg:
-            ok = int(msg["pu"]) == self.last_u
+            ok = depth_rules.bridges(first, final, self.last_u, self.futures)
         else:
-            ok = first == self.last_u + 1
+            ok = depth_rules.continues(first, msg.get("pu") if self.futures else None, self.last_u)
         if not ok:
             self.gaps += 1
             self.synced, self.buffer = False, [msg]

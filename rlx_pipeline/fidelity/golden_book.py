@@ -22,6 +22,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from sortedcontainers import SortedDict
 
+from rlx_pipeline import depth_rules
+
 BUFFER_MAX = 50_000  # diffs kept while waiting for a snapshot (Binance: buffer until the snapshot arrives)
 
 
@@ -106,11 +108,10 @@ class DepthReplay:
     def _diff(self, m: DepthMessage, replay: bool) -> None:
         U, u, pu = m.first_id, m.final_id, m.prev_final_id
         if self.pending is not None:
-            # spot drops u <= lastUpdateId; USD-M only u < lastUpdateId (its first diff may end at lastUpdateId)
-            if u <= self.pending if pu is None else u < self.pending:
+            if depth_rules.in_snapshot(u, self.pending, pu is not None):
                 self.stats.dropped_before_snapshot += 1
                 return
-            bridged = (U <= self.pending + 1 <= u) if pu is None else (U <= self.pending <= u)
+            bridged = depth_rules.bridges(U, u, self.pending, pu is not None)
             self.pending = None
             if not bridged:
                 self.stats.unbridged += 1
@@ -121,7 +122,7 @@ class DepthReplay:
             if u <= self.prev_u:
                 self.stats.stale += 1
                 return
-            if (self.prev_u + 1 != U) if pu is None else (pu != self.prev_u):
+            if not depth_rules.continues(U, pu, self.prev_u):
                 self.stats.gaps += 1
                 self.valid = False
                 self._buffer(m)

@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from rlx_pipeline import fixed_point, instruments
+from rlx_pipeline import depth_rules, fixed_point, instruments
 from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import lake_key
@@ -81,10 +81,6 @@ def _book_row(s: _State, t_ns: int, r_ns: int, seq: int) -> list:
     return row
 
 
-def _older(u: int, pu: object, last_id: int) -> bool:
-    return u <= last_id if pu is None else u < last_id
-
-
 class _Renderer:
     def __init__(
         self, lake_root: Path, exchange: str, book_every_s: float, stack: contextlib.ExitStack
@@ -127,7 +123,7 @@ class _Renderer:
         s.bids = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["bids"]}
         s.asks = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["asks"]}
         s.pending_snapshot, s.valid, s.prev_u = last, False, None
-        buffered = [(c, m) for c, m in s.recent if not _older(int(m["u"]), m.get("pu"), last)]
+        buffered = [(c, m) for c, m in s.recent if not depth_rules.in_snapshot(int(m["u"]), last, "pu" in m)]
         s.recent.clear()
         for (
             capture_ns,
@@ -139,17 +135,17 @@ class _Renderer:
         s = self.states.setdefault(sym, _State())
         U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
         if s.pending_snapshot is not None:
-            if _older(u, pu, s.pending_snapshot):
+            if depth_rules.in_snapshot(u, s.pending_snapshot, pu is not None):
                 return
             last = s.pending_snapshot
-            s.valid = (U <= last + 1 <= u) if pu is None else (U <= last <= u)
+            s.valid = depth_rules.bridges(U, u, last, pu is not None)
             s.pending_snapshot = None
             if s.valid:  # the snapshot's own book row, just before its first bridged diff
                 date = _date(msg["E"])
                 self.day(sym, date).books.append(_book_row(s, msg["E"] * MS - 1, capture_ns - 1, last))
                 s.last_book_ns, s.last_date = msg["E"] * MS, date
         elif s.prev_u is not None and s.valid:
-            s.valid = (s.prev_u + 1 == U) if pu is None else (int(pu) == s.prev_u)
+            s.valid = depth_rules.continues(U, pu, s.prev_u)
         if not s.valid:
             if not replayed:
                 s.recent.append((capture_ns, msg))  # no book: a later snapshot may bridge it

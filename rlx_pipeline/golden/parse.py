@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from rlx_pipeline import fixed_point, instruments, schemas
+from rlx_pipeline import depth_rules, fixed_point, instruments, schemas
 from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureFormatError, iter_capture_lines
 from rlx_pipeline.storage import ParquetBatchWriter
 
@@ -310,9 +310,9 @@ def _handle(
         U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
         s.recent.append((U, u, pu, msg["b"], msg["a"]))
         if s.snapshot_id is not None:
-            if _older(u, pu, s.snapshot_id):
+            if depth_rules.in_snapshot(u, s.snapshot_id, pu is not None):
                 return _depth_rows(sink, origin, msg, in_day)  # older than the snapshot: kept, not applied
-            bridged = _bridges(U, u, pu, s.snapshot_id)
+            bridged = depth_rules.bridges(U, u, s.snapshot_id, pu is not None)
             if in_day:
                 res.depth_runs += 1
             # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
@@ -326,7 +326,7 @@ def _handle(
                 res.unseeded_depth_messages += 1
             return _depth_rows(sink, origin, msg, in_day)
         else:
-            expected_ok = (s.prev_u + 1 == U) if pu is None else (int(pu) == s.prev_u)
+            expected_ok = depth_rules.continues(U, pu, s.prev_u)
             if not expected_ok and in_day:
                 res.gaps.append(Gap(src, line_no, s.prev_u + 1, U, declared=s.resync_pending))
             if not expected_ok:
@@ -403,26 +403,17 @@ def _handle(
     return None
 
 
-def _older(u: int, pu: object, last_id: int) -> bool:
-    """A diff the snapshot already contains: spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``."""
-    return u <= last_id if pu is None else u < last_id
-
-
-def _bridges(U: int, u: int, pu: object, last_id: int) -> bool:
-    return U <= last_id + 1 <= u if pu is None else U <= last_id <= u
-
-
 def _bridge_buffered(res: GoldenResult, s: _Session, last_id: int, in_day: bool) -> None:
     """Replay the diffs written before the snapshot line that are newer than it; the first must bridge."""
-    newer = [d for d in s.recent if not _older(d[1], d[2], last_id)]
+    newer = [d for d in s.recent if not depth_rules.in_snapshot(d[1], last_id, d[2] is not None)]
     s.recent.clear()
     if not newer:
         return  # the usual case: the next diff written decides
     U, u, pu, _, _ = newer[0]
-    bridged = _bridges(U, u, pu, last_id)
+    bridged = depth_rules.bridges(U, u, last_id, pu is not None)
     prev = None
     for dU, du, dpu, b, a in newer:
-        if prev is not None and not ((prev + 1 == dU) if dpu is None else (int(dpu) == prev)):
+        if prev is not None and not depth_rules.continues(dU, dpu, prev):
             bridged = False  # a break among them was recorded as a gap when it arrived
         _apply(s.bids, b)
         _apply(s.asks, a)
