@@ -6,7 +6,8 @@ data/
   capture/                     raw capture files (*.jsonl.zst), finished ones only; *.partial while open
   staged/{table}/dt=.../symbol=.../data.parquet      normalized lake tables (lake_trades, ...)
   golden/{table}/dt=.../symbol=.../data.parquet      typed tables parsed from captures
-  unified/dt=.../symbol=.../data.parquet             the reconstructed unified stream
+  unified/dt=.../symbol=.../events.parquet           the reconstructed unified stream: events
+  unified/dt=.../symbol=.../book.parquet             ... and the top-N book after each message
   reports/{kind}/dt=.../symbol=.../                  report.json, report.md, *.png (validation, fidelity)
   checkpoints/{kind}/dt=.../symbol=.../              resumable state of long computations
   alerts/alerts.jsonl                                asset-check alerts
@@ -59,7 +60,11 @@ class DataLayout:
         return self._partition(self.root / "golden" / table, date, symbol) / "data.parquet"
 
     def unified(self, date: str, symbol: str) -> Path:
-        return self._partition(self.root / "unified", date, symbol) / "data.parquet"
+        """The unified stream's events; its book states are ``unified_book`` beside it."""
+        return self._partition(self.root / "unified", date, symbol) / "events.parquet"
+
+    def unified_book(self, date: str, symbol: str) -> Path:
+        return self._partition(self.root / "unified", date, symbol) / "book.parquet"
 
     def report_dir(self, kind: str, date: str, symbol: str) -> Path:
         return self._partition(self.root / "reports" / kind, date, symbol)

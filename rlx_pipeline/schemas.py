@@ -124,13 +124,10 @@ EVENT_TRADE = 2
 SOURCE_RANK = {EVENT_SNAPSHOT: 0, EVENT_BOOK_DELTA: 1, EVENT_TRADE: 2}
 
 
-def unified_schema(top_n: int = 10) -> pa.Schema:
-    """One row per event, in (origin_time, event_type, sequence number (trades: trade id), row order) order.
-
-    Book columns hold the top-N book after the event; for a delta message spanning several rows, every row
-    carries the book after that row, and ``is_last_in_message`` marks the row whose book is the book after
-    the whole message (the one to compare with an exchange's state at update id ``sequence_number``).
-    """
+def unified_events_schema() -> pa.Schema:
+    """``events.parquet``: one row per event, in (origin_time, event_type, sequence number (trades: trade id), row
+    order) order. ``is_last_in_message`` marks a delta message's last row (the book after the whole message is the
+    one to compare with an exchange's state at update id ``sequence_number``)."""
     return pa.schema(
         [
             ("origin_time", TS),
@@ -142,6 +139,20 @@ def unified_schema(top_n: int = 10) -> pa.Schema:
             ("price", pa.int64()),
             ("size", pa.int64()),  # delta: new absolute size; trade: quantity
             ("trade_id", pa.int64()),
+        ]
+    )
+
+
+def unified_book_schema(top_n: int = 10) -> pa.Schema:
+    """``book.parquet``: the top-N book after the event at ``event_index`` (its row in ``events.parquet``); it
+    holds until the next book row."""
+    return pa.schema(
+        [
+            ("event_index", pa.int64()),
+            ("origin_time", TS),
+            ("received_time", TS),
+            ("event_type", pa.int8()),
+            ("sequence_number", pa.int64()),
             # The book is complete (every level the exchange had) between the best price and these bounds:
             # levels beyond them were never in a snapshot and are only known where a delta touched them.
             ("bid_known_min_price", pa.int64()),

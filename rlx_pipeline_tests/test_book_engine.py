@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from rlx_pipeline import schemas
-from rlx_pipeline.book import Book, build_unified, read_unified
+from rlx_pipeline.book import Book, build_unified, iter_batches, read_book, read_unified, scan_day
 from rlx_pipeline.book.unified import _day_ns
 from rlx_pipeline.storage import write_table
 
@@ -129,21 +129,31 @@ def test_mid_stream_day_seeds_from_the_snapshot_and_orders_events(tmp_path):
     )
     res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2)
     assert res.stats["unseeded"] == 1 and res.stats["stale"] == 1 and res.stats["seeds"] == 1
-    u = pl.read_parquet(tmp_path / "u.parquet")
+    assert res.rows == 6 and res.book_rows == 3  # the snapshot and messages 11 and 12; trades add none
+    book = pl.read_parquet(tmp_path / "u.book.parquet")
+    assert book["event_index"].to_list() == [0, 2, 5]
+    assert book["sequence_number"].to_list() == [10, 11, 12]
+    u = scan_day(tmp_path / "u.parquet").collect()
     assert u["event_type"].to_list() == [0, 1, 1, 2, 2, 1]
     assert u["is_last_in_message"].to_list() == [True, False, True, True, True, True]
     assert _top(u, 0) == (100 * S, 1 * S, 101 * S, 3 * S)
-    assert _top(u, 1) == (None, None, None, None)  # inside message 11: the book is on its last row
-    assert u.row(1, named=True)["bid_known_min_price"] is None
+    # inside message 11 the book in force is the one before it (state at update id 10)
+    assert _top(u, 1) == _top(u, 0) and u["book_sequence_number"].to_list() == [10, 10, 11, 11, 11, 12]
     assert _top(u, 2) == (99 * S, 2 * S, 101 * S, 4 * S)
     assert u.row(3, named=True)["sequence_number"] == 11 and u.row(3, named=True)["trade_id"] == 500
+    assert _top(u, 3) == _top(u, 4) == _top(u, 2)  # trades carry the book after the last message
     assert _top(u, 5) == (100 * S + S // 2, 7 * S, 101 * S, 4 * S)
     assert u.row(0, named=True)["bid_1_price"] == 99 * S and u.row(0, named=True)["ask_1_price"] is None
-    # book_every="row": the book after every row, the half-applied message included; the rest is identical
+    # book_every="row": a state after every row, the half-applied message included; the events are identical
     build_unified(paths, DATE, tmp_path / "rows.parquet", top_n=2, book_every="row")
-    rows = pl.read_parquet(tmp_path / "rows.parquet")
+    rows = scan_day(tmp_path / "rows.parquet").collect()
+    assert pl.read_parquet(tmp_path / "rows.book.parquet")["event_index"].to_list() == [0, 1, 2, 3, 4, 5]
     assert _top(rows, 1) == (99 * S, 2 * S, 101 * S, 3 * S)
-    assert rows.filter(pl.int_range(pl.len()) != 1).equals(u.filter(pl.int_range(pl.len()) != 1))
+    assert (
+        rows.drop("book_sequence_number", "book_origin_time")
+        .filter(pl.int_range(pl.len()) != 1)
+        .equals(u.drop("book_sequence_number", "book_origin_time").filter(pl.int_range(pl.len()) != 1))
+    )
 
 
 def test_crossed_book_is_counted_and_resolved_by_the_last_updated_side(tmp_path):
@@ -156,7 +166,7 @@ def test_crossed_book_is_counted_and_resolved_by_the_last_updated_side(tmp_path)
     )
     res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2)
     assert res.stats["crossed"] == 1
-    u = pl.read_parquet(tmp_path / "u.parquet")
+    u = scan_day(tmp_path / "u.parquet").collect()
     assert _top(u, 1) == (101 * S + S // 2, S, 102 * S, S)  # the stale ask at 101 was removed
 
 
@@ -175,8 +185,15 @@ def test_a_disagreeing_snapshot_is_counted_and_resyncs(tmp_path):
     res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=1)
     assert res.stats["snapshot_mismatch"] == 1 and res.stats["snapshot_match"] == 1
     assert res.self_consistency == 0.5 and res.mismatched_snapshots == [2]
-    u = pl.read_parquet(tmp_path / "u.parquet")
+    u = scan_day(tmp_path / "u.parquet").collect()
     assert _top(u, u.height - 1)[:2] == (100 * S, 9 * S)
+    # the resynced state is published at the snapshot's sequence number (after its message, row 2)
+    book = pl.read_parquet(tmp_path / "u.book.parquet")
+    assert book.select("event_index", "sequence_number", "bid_0_size").rows() == [
+        (0, 1, S),
+        (2, 2, 9 * S),
+        (4, 3, 9 * S),
+    ]
 
 
 def test_unknowable_deep_levels_are_not_mismatches(tmp_path):
@@ -207,19 +224,75 @@ def test_output_is_byte_identical_across_runs_and_chunkings(tmp_path, chunk_s):
         stage_day(LocalLake(tmp_path / "lake"), t, "BINANCE", "BTC-USDT", DATE, paths[t])
     build_unified(paths, DATE, tmp_path / "a.parquet")
     build_unified(paths, DATE, tmp_path / "b.parquet", chunk_s=chunk_s)
-    assert pl.read_parquet(tmp_path / "a.parquet").equals(pl.read_parquet(tmp_path / "b.parquet"))
+    for suffix in (".parquet", ".book.parquet"):
+        assert pl.read_parquet(tmp_path / f"a{suffix}").equals(pl.read_parquet(tmp_path / f"b{suffix}"))
     build_unified(paths, DATE, tmp_path / "c.parquet")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "c.parquet").read_bytes()
+    assert (tmp_path / "a.book.parquet").read_bytes() == (tmp_path / "c.book.parquet").read_bytes()
 
 
-def test_read_api_spans_days(tmp_path):
+def test_read_api_spans_days_and_joins_the_book_in_force(tmp_path):
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
     from rlx_pipeline.layout import DataLayout
+    from rlx_pipeline.simulator import SimConfig, simulate
 
-    layout = DataLayout(tmp_path)
-    for day in ("2024-08-09", "2024-08-10"):
-        t = pa.table({"origin_time": pa.array([1], pa.int64())})
-        write_table(layout.unified(day, "BTC-USDT"), t)
-    lf = read_unified(tmp_path, "BTC-USDT", "2024-08-09", "2024-08-11")
-    assert lf.collect().height == 2
+    layout = DataLayout(tmp_path / "data")
+    days = ("2024-08-09", "2024-08-10")
+    for k, day in enumerate(days):
+        simulate(SimConfig(duration_s=60, seed=k, start=f"{day}T00:00:00Z")).write_lake(tmp_path / f"lake{k}")
+        paths = {}
+        for t in ("trades", "book", "book_delta"):
+            paths[t] = tmp_path / f"{t}{k}.parquet"
+            stage_day(LocalLake(tmp_path / f"lake{k}"), t, "BINANCE", "BTC-USDT", day, paths[t])
+        build_unified(
+            paths,
+            day,
+            layout.unified(day, "BTC-USDT"),
+            book_dest=layout.unified_book(day, "BTC-USDT"),
+            top_n=3,
+        )
+    one = [scan_day(layout.unified(d, "BTC-USDT")).collect() for d in days]
+    both = read_unified(
+        tmp_path / "data", "BTC-USDT", days[0], "2024-08-11"
+    ).collect()  # a missing day is skipped
+    assert both.equals(pl.concat(one))
+    # the reference as-of join: the last book row at or before each event, by a forward fill over row numbers
+    for d, u in zip(days, one, strict=True):
+        events = pl.read_parquet(layout.unified(d, "BTC-USDT")).with_row_index("i")
+        book = pl.read_parquet(layout.unified_book(d, "BTC-USDT"))
+        ref = events.join(
+            book.select("event_index", "bid_0_price", "ask_2_size"),
+            left_on="i",
+            right_on="event_index",
+            how="left",
+        ).with_columns(pl.col("bid_0_price", "ask_2_size").forward_fill())
+        assert u.select("bid_0_price", "ask_2_size").equals(ref.select("bid_0_price", "ask_2_size"))
+        assert book.height < events.height and u["bid_0_price"].null_count() == 0
+    # streaming batches (boundaries anywhere, even inside a message) give the same rows as the lazy join
+    streamed = pl.from_arrow(
+        pa.Table.from_batches(list(iter_batches(tmp_path / "data", "BTC-USDT", *days, batch_rows=997)))
+    )
+    assert streamed.equals(both)
+    assert read_book(tmp_path / "data", "BTC-USDT", *days).collect().height == sum(
+        pl.read_parquet(layout.unified_book(d, "BTC-USDT")).height for d in days
+    )
+    assert read_unified(tmp_path / "data", "BTC-USDT", days[0], book=False).collect().width == 9
     with pytest.raises(FileNotFoundError, match="ETH-USDT"):
-        read_unified(tmp_path, "ETH-USDT", "2024-08-09")
+        read_unified(tmp_path / "data", "ETH-USDT", days[0])
+
+
+def test_files_of_different_builds_are_refused(tmp_path):
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    simulate(SimConfig(duration_s=30, seed=1)).write_lake(tmp_path / "lake")
+    paths = {t: tmp_path / f"{t}.parquet" for t in ("trades", "book", "book_delta")}
+    for t, p in paths.items():
+        stage_day(LocalLake(tmp_path / "lake"), t, "BINANCE", "BTC-USDT", DATE, p)
+    build_unified(paths, DATE, tmp_path / "a.parquet", top_n=2)
+    build_unified(paths, DATE, tmp_path / "b.parquet", top_n=3)  # other settings: another build
+    (tmp_path / "b.book.parquet").replace(tmp_path / "a.book.parquet")  # as a crash between the renames would
+    with pytest.raises(ValueError, match="different builds"):
+        scan_day(tmp_path / "a.parquet")

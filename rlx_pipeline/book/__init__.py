@@ -1,11 +1,20 @@
 """The order book engine and the unified stream (pure: no Dagster).
 
 from rlx_pipeline.book import build_unified, read_unified
-lf = read_unified(data_dir, "BTC-USDT", "2024-08-09", "2024-08-10")   # polars LazyFrame over the days
+lf = read_unified(data_dir, "BTC-USDT", "2024-08-09", "2024-08-10")   # polars LazyFrame over the days, with book
 """
 
 from rlx_pipeline.book.engine import Book
-from rlx_pipeline.book.read import iter_batches, read_unified
-from rlx_pipeline.book.unified import UnifiedResult, build_unified
+from rlx_pipeline.book.read import iter_batches, read_book, read_unified, scan_day
+from rlx_pipeline.book.unified import UnifiedResult, book_path_for, build_unified
 
-__all__ = ["Book", "UnifiedResult", "build_unified", "iter_batches", "read_unified"]
+__all__ = [
+    "Book",
+    "UnifiedResult",
+    "book_path_for",
+    "build_unified",
+    "iter_batches",
+    "read_book",
+    "read_unified",
+    "scan_day",
+]

@@ -27,13 +27,22 @@ N_STATS = 8
 
 @njit(cache=True, inline="always")
 def _find(prices, n, price, ascending):
-    """Index of ``price`` or of where it would be inserted."""
-    lo, hi = 0, n
+    """Index of ``price`` or of where it would be inserted (the count of levels before it in the side's order).
+
+    Galloping from the best end (index n - 1) first: updates crowd near the top of the book, so the range is
+    found in a few probes, then binary search inside it; an update k levels deep costs O(log k)."""
+    lo, hi, d = 0, n, 1
+    while d <= n:
+        j = n - d
+        p = prices[j]
+        if (p < price) if ascending else (p > price):
+            lo = j + 1
+            break
+        hi = j
+        d <<= 1
     while lo < hi:
         mid = (lo + hi) >> 1
         p = prices[mid]
-        if p == price:
-            return mid
         if (p < price) if ascending else (p > price):
             lo = mid + 1
         else:
@@ -103,6 +112,60 @@ def _write_top(out_p, out_s, row, bp, bs, nb, ap, as_, na, top_n):
         else:
             out_p[row, top_n + i] = 0
             out_s[row, top_n + i] = 0
+
+
+@njit(cache=True)
+def merge_events(
+    s_t,
+    s_r,
+    s_seq,  # snapshots, each source sorted by (time, key)
+    d_t,
+    d_r,
+    d_seq,
+    d_bid,
+    d_price,
+    d_size,  # deltas
+    x_t,
+    x_r,
+    x_id,
+    x_buy,
+    x_price,
+    x_qty,  # trades
+    o_t,
+    o_r,
+    o_ev,
+    o_seq,
+    o_bid,
+    o_price,
+    o_size,
+    o_tid,
+    o_snap,  # merged, len = sum of the three
+):
+    """Three sorted sources into unified order: time, then snapshot < delta < trade, then each source's own
+    order (sequence number or trade id, then row). One pass, no sort."""
+    ns, nd, nx = s_t.shape[0], d_t.shape[0], x_t.shape[0]
+    i = j = k = 0
+    for r in range(ns + nd + nx):
+        src = -1  # strict < on time: at equal times the earlier source (snapshot, delta, trade) wins
+        best = 0
+        if i < ns:
+            src, best = 0, s_t[i]
+        if j < nd and (src < 0 or d_t[j] < best):
+            src, best = 1, d_t[j]
+        if k < nx and (src < 0 or x_t[k] < best):
+            src = 2
+        if src == 0:
+            o_t[r], o_r[r], o_ev[r], o_seq[r] = s_t[i], s_r[i], SNAPSHOT, s_seq[i]
+            o_bid[r], o_price[r], o_size[r], o_tid[r], o_snap[r] = False, 0, 0, 0, i
+            i += 1
+        elif src == 1:
+            o_t[r], o_r[r], o_ev[r], o_seq[r] = d_t[j], d_r[j], DELTA, d_seq[j]
+            o_bid[r], o_price[r], o_size[r], o_tid[r], o_snap[r] = d_bid[j], d_price[j], d_size[j], 0, -1
+            j += 1
+        else:
+            o_t[r], o_r[r], o_ev[r], o_seq[r] = x_t[k], x_r[k], TRADE, x_id[k]
+            o_bid[r], o_price[r], o_size[r], o_tid[r], o_snap[r] = x_buy[k], x_price[k], x_qty[k], x_id[k], -1
+            k += 1
 
 
 @njit(cache=True)
@@ -179,6 +242,41 @@ def _apply_snapshot(snap_p, snap_s, k, bp, bs, nb, ap, as_, na, seeded):
 
 
 @njit(cache=True)
+def _resolve(
+    snap_p, snap_s, k, k_seq, bp, bs, nb, ap, as_, na, bid_boundary, ask_boundary, stats, mismatch_seq
+):
+    """Compare snapshot ``k`` with the book (counted), then apply it: on a mismatch it resyncs the book; on a
+    match it still adds the levels beyond the known range that the book could not know. The known range grows
+    to the snapshot's. Returns (nb, na, bid_boundary, ask_boundary)."""
+    levels = snap_p.shape[1] // 2
+    if _snapshot_matches(snap_p, snap_s, k, bp, bs, nb, ap, as_, na, bid_boundary, ask_boundary):
+        stats[ST_SNAP_MATCH] += 1
+    else:
+        if stats[ST_SNAP_MISMATCH] < mismatch_seq.shape[0]:
+            mismatch_seq[stats[ST_SNAP_MISMATCH]] = k_seq
+        stats[ST_SNAP_MISMATCH] += 1
+    nb, na = _apply_snapshot(snap_p, snap_s, k, bp, bs, nb, ap, as_, na, True)
+    db, da = _deepest(snap_p, k, 0, levels), _deepest(snap_p, k, levels, levels)
+    if db != 0:
+        bid_boundary = min(bid_boundary, db)
+    if da != 0:
+        ask_boundary = max(ask_boundary, da)
+    return nb, na, bid_boundary, ask_boundary
+
+
+@njit(cache=True)
+def _publish(book_row, book_p, book_s, book_known, m, row, bp, bs, nb, ap, as_, na, top_n, bid_b, ask_b):
+    """Write the book state after event ``row`` (replacing one already written for that row); returns m."""
+    if m > 0 and book_row[m - 1] == row:
+        m -= 1
+    book_row[m] = row
+    book_known[m, 0] = bid_b
+    book_known[m, 1] = ask_b
+    _write_top(book_p, book_s, m, bp, bs, nb, ap, as_, na, top_n)
+    return m + 1
+
+
+@njit(cache=True)
 def replay(
     ev_type,  # int8[n]: SNAPSHOT, DELTA, TRADE, in unified order
     seq,  # int64[n]: sequence number (deltas, snapshots)
@@ -194,16 +292,18 @@ def replay(
     #        seed_seq, bid boundary, ask boundary
     stats,  # int64[N_STATS]
     top_n,
-    out_p,  # int64[n, 2*top_n] top-N after each event (bids then asks; 0 = no level)
-    out_s,
     out_seq,  # int64[n]: the sequence number each row carries (trades: last applied)
     out_keep,  # bool[n]: False for rows not emitted (deltas before the seed or already in the snapshot)
-    out_valid,  # bool[n]: the book columns are meaningful (seeded)
-    out_known,  # int64[n, 2]: bid and ask price boundaries of the completely known book (see _side_matches)
+    book_row,  # int64[m]: the event row after which each book state holds
+    book_p,  # int64[m, 2*top_n]: top-N book states (bids then asks; 0 = no level)
+    book_s,
+    book_known,  # int64[m, 2]: bid and ask price boundaries of the completely known book (see _side_matches)
     mismatch_seq,  # int64[k]: sequence numbers of the first k snapshots that disagreed with the book
-    per_message,  # bool: the book is written after each message (its last row) and each trade/snapshot, not
-    #               after every row inside a message (those rows get out_valid False: null book columns)
+    per_message,  # bool: a book state after each message (its last row) and each snapshot; else after every
+    #               kept row, trades included
 ):
+    """Replay events in unified order; returns the number of book states written (``m`` is enough when it
+    counts the message ends and snapshots, or the rows when not ``per_message``)."""
     bp, bs = state_p[0], state_s[0]
     ap, as_ = state_p[1], state_s[1]
     nb, na, seeded, last_seq = state[0], state[1], state[2] != 0, state[3]
@@ -211,28 +311,47 @@ def replay(
     bid_boundary, ask_boundary = state[8], state[9]
     levels = snap_p.shape[1] // 2
     n = ev_type.shape[0]
+    m = 0
     for r in range(n):
         t = ev_type[r]
         end_of_message = True
-        # A pending snapshot is compared once every delta of its sequence number has been applied.
+        # A pending snapshot is compared once every delta of its sequence number has been applied; the state
+        # it leaves is published at the row before (the snapshot's own row, or its sequence number's last delta).
         if pending >= 0 and (t != DELTA or seq[r] > pending_seq):
-            if _snapshot_matches(
-                snap_p, snap_s, pending, bp, bs, nb, ap, as_, na, bid_boundary, ask_boundary
-            ):
-                stats[ST_SNAP_MATCH] += 1
-            else:
-                if stats[ST_SNAP_MISMATCH] < mismatch_seq.shape[0]:
-                    mismatch_seq[stats[ST_SNAP_MISMATCH]] = pending_seq
-                stats[ST_SNAP_MISMATCH] += 1
-            # Either way the snapshot is applied: on a mismatch it resyncs the book; on a match it still adds
-            # the levels beyond the known range that the book could not know. The known range grows to it.
-            nb, na = _apply_snapshot(snap_p, snap_s, pending, bp, bs, nb, ap, as_, na, True)
-            db, da = _deepest(snap_p, pending, 0, levels), _deepest(snap_p, pending, levels, levels)
-            if db != 0:
-                bid_boundary = min(bid_boundary, db)
-            if da != 0:
-                ask_boundary = max(ask_boundary, da)
+            nb, na, bid_boundary, ask_boundary = _resolve(
+                snap_p,
+                snap_s,
+                pending,
+                pending_seq,
+                bp,
+                bs,
+                nb,
+                ap,
+                as_,
+                na,
+                bid_boundary,
+                ask_boundary,
+                stats,
+                mismatch_seq,
+            )
             pending = -1
+            m = _publish(
+                book_row,
+                book_p,
+                book_s,
+                book_known,
+                m,
+                r - 1,
+                bp,
+                bs,
+                nb,
+                ap,
+                as_,
+                na,
+                top_n,
+                bid_boundary,
+                ask_boundary,
+            )
         if t == SNAPSHOT:
             k = snap_idx[r]
             if not seeded:
@@ -243,9 +362,11 @@ def replay(
                 last_seq = seq[r]
                 seed_seq = seq[r]
                 stats[ST_SEEDS] += 1
-            elif seq[r] >= last_seq:
-                pending = k
-                pending_seq = seq[r]
+            else:
+                if seq[r] >= last_seq:
+                    pending = k
+                    pending_seq = seq[r]
+                end_of_message = False  # the book changes when the snapshot resolves, published then
             out_keep[r] = True
             out_seq[r] = seq[r]
         elif t == DELTA:
@@ -253,14 +374,12 @@ def replay(
                 stats[ST_UNSEEDED] += 1
                 out_keep[r] = False
                 out_seq[r] = seq[r]
-                out_valid[r] = False
                 continue
             if seq[r] <= seed_seq:
                 # At or before the seeding snapshot: already in it.
                 stats[ST_STALE] += 1
                 out_keep[r] = False
                 out_seq[r] = seq[r]
-                out_valid[r] = False
                 continue
             if is_bid[r]:
                 nb, ev = set_level(bp, bs, nb, price[r], size[r], True)
@@ -280,16 +399,66 @@ def replay(
         else:
             out_keep[r] = True
             out_seq[r] = last_seq
-        if per_message and not end_of_message:
-            out_valid[r] = False  # mid-message: the book after the message is on its last row
-            continue
-        out_valid[r] = seeded
-        out_known[r, 0] = bid_boundary
-        out_known[r, 1] = ask_boundary
-        _write_top(out_p, out_s, r, bp, bs, nb, ap, as_, na, top_n)
+            if per_message:
+                continue  # a trade does not change the book: the state in force is the previous one
+        if not seeded or (per_message and not end_of_message):
+            continue  # mid-message: the book after the message is written at its last row
+        m = _publish(
+            book_row,
+            book_p,
+            book_s,
+            book_known,
+            m,
+            r,
+            bp,
+            bs,
+            nb,
+            ap,
+            as_,
+            na,
+            top_n,
+            bid_boundary,
+            ask_boundary,
+        )
+    if pending >= 0 and n > 0:  # the chunk ends: every delta of the snapshot's sequence number is in it
+        nb, na, bid_boundary, ask_boundary = _resolve(
+            snap_p,
+            snap_s,
+            pending,
+            pending_seq,
+            bp,
+            bs,
+            nb,
+            ap,
+            as_,
+            na,
+            bid_boundary,
+            ask_boundary,
+            stats,
+            mismatch_seq,
+        )
+        pending = -1
+        m = _publish(
+            book_row,
+            book_p,
+            book_s,
+            book_known,
+            m,
+            n - 1,
+            bp,
+            bs,
+            nb,
+            ap,
+            as_,
+            na,
+            top_n,
+            bid_boundary,
+            ask_boundary,
+        )
     state[0], state[1], state[2], state[3] = nb, na, 1 if seeded else 0, last_seq
     state[4], state[5], state[6], state[7] = pending, pending_seq, 1 if last_was_bid else 0, seed_seq
     state[8], state[9] = bid_boundary, ask_boundary
+    return m
 
 
 @njit(cache=True)
@@ -303,28 +472,6 @@ def apply_rows(is_bid, price, size, state_p, state_s, counts):
             na, ev = set_level(state_p[1], state_s[1], na, price[r], size[r], False)
         evicted += ev
     counts[0], counts[1], counts[2] = nb, na, evicted
-
-
-def finish(snap_p, snap_s, state_p, state_s, state, stats, mismatch_seq=None) -> None:
-    """Compare a snapshot still pending at the end of the chunk."""
-    if state[4] >= 0:
-        ok = _snapshot_matches(
-            snap_p,
-            snap_s,
-            state[4],
-            state_p[0],
-            state_s[0],
-            state[0],
-            state_p[1],
-            state_s[1],
-            state[1],
-            state[8],
-            state[9],
-        )
-        if not ok and mismatch_seq is not None and stats[ST_SNAP_MISMATCH] < len(mismatch_seq):
-            mismatch_seq[stats[ST_SNAP_MISMATCH]] = state[5]
-        stats[ST_SNAP_MATCH if ok else ST_SNAP_MISMATCH] += 1
-        state[4] = -1
 
 
 def new_state() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -1,13 +1,19 @@
 """Read the unified stream of a symbol over a date range: the API a notebook or a training loop uses.
 
     import polars as pl
-    from rlx_pipeline.book import read_unified, iter_batches
-    lf = read_unified("data", "BTC-USDT", "2024-08-09", "2024-08-10")     # days [start, end], lazily
-    mids = lf.filter(pl.col("is_last_in_message")).select("origin_time", "bid_0_price", "ask_0_price")
-    for batch in iter_batches("data", "BTC-USDT", "2024-08-09", "2024-08-09", batch_rows=100_000):
-        ...  # pyarrow.RecordBatch in unified order, day after day
+    from rlx_pipeline.book import read_unified, read_book, iter_batches
+    lf = read_unified("data", "BTC-USDT", "2024-08-09", "2024-08-10")     # days [start, end], lazily, with book
+    trades = lf.filter(pl.col("event_type") == 2).select("origin_time", "price", "bid_0_price", "ask_0_price")
+    mids = read_book("data", "BTC-USDT", "2024-08-09").select("origin_time", "bid_0_price", "ask_0_price")
+    for batch in iter_batches("data", "BTC-USDT", "2024-08-09", batch_rows=100_000):
+        ...  # pyarrow.RecordBatch in unified order, day after day, each event with the book in force after it
 
-Prices and sizes are int64 fixed point at 1e-8 (``rlx_pipeline.fixed_point.expr_to_decimal`` converts exactly).
+A day is ``events.parquet`` (one row per event) and ``book.parquet`` (the top-N book after each message and
+snapshot, keyed by ``event_index``, the event's row in its day). An event carries the last book state at or before
+it: after a message's last row, the book after that message; inside a message, the book before it (a message
+applies atomically); at a trade, the book after the last message. ``book_sequence_number`` says which update id
+that state is at. Prices and sizes are int64 fixed point at 1e-8 (``rlx_pipeline.fixed_point.expr_to_decimal``
+converts exactly).
 """
 
 from __future__ import annotations
@@ -17,11 +23,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rlx_pipeline.book.unified import BUILD_KEY, book_path_for
 from rlx_pipeline.layout import DataLayout
+
+# Book columns that would clash with the event's own, renamed when joined onto events.
+_BOOK_RENAMES = {"sequence_number": "book_sequence_number", "origin_time": "book_origin_time"}
+_BOOK_DROPPED = ("received_time", "event_type")
 
 
 def _days(start: str, end: str) -> list[str]:
@@ -29,19 +41,70 @@ def _days(start: str, end: str) -> list[str]:
     return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
-def unified_paths(data_dir: str | os.PathLike[str], symbol: str, start: str, end: str) -> list[Path]:
-    """Existing unified files of ``symbol`` for days ``start``..``end`` (inclusive), in order."""
+def check_pair(events: Path, book: Path) -> None:
+    """Both files of a day come from the same build (a crash between their two renames would mix builds)."""
+    if not book.is_file():
+        raise FileNotFoundError(
+            f"{book}: the book states of {events} are missing; re-materialize the partition"
+        )
+    a = (pq.read_schema(events).metadata or {}).get(BUILD_KEY)
+    b = (pq.read_schema(book).metadata or {}).get(BUILD_KEY)
+    if a != b:
+        raise ValueError(f"{events} and {book} come from different builds; re-materialize the partition")
+
+
+def unified_paths(
+    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str
+) -> list[tuple[Path, Path]]:
+    """(events, book) files of ``symbol`` for days ``start``..``end`` (inclusive) that exist, in order."""
     layout = DataLayout(Path(data_dir))
-    return [p for p in (layout.unified(d, symbol) for d in _days(start, end)) if p.is_file()]
+    out = []
+    for d in _days(start, end):
+        events, book = layout.unified(d, symbol), layout.unified_book(d, symbol)
+        if events.is_file():
+            check_pair(events, book)
+            out.append((events, book))
+    return out
 
 
-def read_unified(
-    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None
-) -> pl.LazyFrame:
+def _paths(
+    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None
+) -> list[tuple[Path, Path]]:
     paths = unified_paths(data_dir, symbol, start, end or start)
     if not paths:
         raise FileNotFoundError(f"no unified stream for {symbol} {start}..{end or start} under {data_dir}")
-    return pl.scan_parquet(paths)
+    return paths
+
+
+def read_book(
+    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None
+) -> pl.LazyFrame:
+    """The book states alone (one row per message and snapshot), lazily."""
+    return pl.scan_parquet([b for _, b in _paths(data_dir, symbol, start, end)])
+
+
+def scan_day(events: str | os.PathLike[str], book: str | os.PathLike[str] | None = None) -> pl.LazyFrame:
+    """One day's events (any path ``build_unified`` wrote), each with the book state in force after it."""
+    events = Path(events)
+    book = Path(book) if book is not None else book_path_for(events)
+    check_pair(events, book)
+    bk = pl.scan_parquet(book).drop(*_BOOK_DROPPED).rename(_BOOK_RENAMES)
+    return (
+        pl.scan_parquet(events)
+        .with_row_index("event_index")
+        .with_columns(pl.col("event_index").cast(pl.Int64))
+        .join_asof(bk, on="event_index", strategy="backward")
+        .drop("event_index")
+    )
+
+
+def read_unified(
+    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None, *, book: bool = True
+) -> pl.LazyFrame:
+    """Events of the days in unified order, lazily; with ``book``, each with the book state in force after it."""
+    paths = _paths(data_dir, symbol, start, end)
+    days = [scan_day(e, b) if book else pl.scan_parquet(e) for e, b in paths]
+    return pl.concat(days, how="vertical")
 
 
 def iter_batches(
@@ -52,6 +115,41 @@ def iter_batches(
     *,
     batch_rows: int = 65_536,
     columns: list[str] | None = None,
+    book: bool = True,
 ) -> Iterator[pa.RecordBatch]:
-    for path in unified_paths(data_dir, symbol, start, end or start):
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+    """Event batches in unified order, streaming (memory: a batch and the book states it spans); with ``book``
+    each event gets the book columns of ``read_unified``."""
+    for events, book_path in _paths(data_dir, symbol, start, end):
+        ev_batches = pq.ParquetFile(events).iter_batches(batch_size=batch_rows, columns=columns)
+        if not book:
+            yield from ev_batches
+            continue
+        yield from _with_book(ev_batches, pq.ParquetFile(book_path), batch_rows)
+
+
+def _with_book(
+    ev_batches: Iterator[pa.RecordBatch], bf: pq.ParquetFile, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    names = [n for n in bf.schema_arrow.names if n not in _BOOK_DROPPED]
+    out_names = [_BOOK_RENAMES.get(n, n) for n in names if n != "event_index"]
+    book_it = bf.iter_batches(batch_size=batch_rows, columns=names)
+    loaded = bf.schema_arrow.empty_table().select(names)  # book rows from the last one in force onwards
+    done, offset = False, 0
+    for eb in ev_batches:
+        hi = offset + len(eb)
+        idx_col = loaded.column("event_index").to_numpy()
+        while not done and (len(idx_col) == 0 or idx_col[-1] < hi - 1):
+            b = next(book_it, None)
+            if b is None:
+                done = True
+            else:
+                loaded = pa.concat_tables([loaded, pa.Table.from_batches([b])])
+                idx_col = loaded.column("event_index").to_numpy()
+        pos = np.searchsorted(idx_col, np.arange(offset, hi), side="right") - 1
+        take = loaded.take(pa.array(pos, mask=pos < 0)).drop_columns(["event_index"])
+        cols = list(eb.columns) + [take.column(i).combine_chunks() for i in range(take.num_columns)]
+        yield pa.RecordBatch.from_arrays(cols, names=list(eb.schema.names) + out_names)
+        last = int(pos[-1]) if len(pos) else -1
+        if last > 0:
+            loaded = loaded.slice(last)  # the state in force at the batch's end carries over
+        offset = hi

@@ -1,5 +1,15 @@
 """The unified stream of a day: Crypto Lake snapshots, deltas and trades merged and replayed through the book.
 
+A day is two parquet files written together (same build id in their metadata, checked by the readers):
+
+- ``events.parquet``, one row per event (``schemas.unified_events_schema``);
+- ``book.parquet``, the top-N book state after each message and snapshot (``schemas.unified_book_schema``), each
+  row pointing at its event by ``event_index`` (the row number in ``events.parquet``). The book in force at an
+  event is the last state at or before its index (``rlx_pipeline.book.read`` joins them).
+
+Keeping the book out of the event rows is what makes the stream fast to write: a BTCUSDT message has ~34 rows,
+so 40 book columns on every row would be 97% nulls, and encoding them cost more than everything else together.
+
 Order (deterministic, documented in README): ``origin_time``, then event type (snapshot 0, delta 1, trade 2),
 then sequence number (trades: trade id), then the row's position in its source file.
 
@@ -8,23 +18,26 @@ Rules (``rlx_pipeline.book.engine`` implements them):
 - the first ``book`` snapshot seeds the book; deltas before it cannot be applied (counted as ``unseeded``, not
   emitted); deltas at or before its sequence number are already in it (``stale``, not emitted);
 - every later snapshot is compared with the reconstructed top 20 once all deltas of its sequence number are
-  applied (``snapshot_match`` / ``snapshot_mismatch``); on a mismatch the book is resynced to it (its price range
-  is replaced, deeper levels kept);
+  applied (``snapshot_match`` / ``snapshot_mismatch``); either way it is then applied (on a mismatch this
+  resyncs the book: its price range is replaced, deeper levels kept) and the resulting state is published;
 - a book crossed at the end of a message is resolved by removing the crossing levels of the side that was not
   updated last (``crossed`` counts the messages);
-- trades do not change the book (the exchange's deltas carry their effect); they carry the book at their time;
-- the top-N book columns hold the book after each message (on the message's last row, ``is_last_in_message``)
-  and at every trade and snapshot; rows inside a message have them null (``book_every="message"``, the default:
-  a BTCUSDT message has ~34 rows), or after every row with ``book_every="row"``.
+- trades do not change the book (the exchange's deltas carry their effect);
+- ``book_every="message"`` (default) publishes the book after each message and snapshot; ``"row"`` after every
+  event, trades included.
 
-Memory: the staged tables are first split by time chunk (15 minutes by default) in one streaming pass, then each
-chunk is merged and replayed with the book carried between chunks and written in row groups, so peak memory
-follows the busiest hour, not the day (the split costs temporary disk beside ``dest``, about the input's size).
+Memory: the staged tables are read in one streaming pass and cut into time chunks (15 minutes by default); each
+chunk is merged (a three-way merge, no sort) and replayed with the book carried between chunks, and written while
+the next chunk is replayed, so peak memory follows the busiest chunk, not the day. A staged table that is not
+sorted by (origin_time, sequence number or trade id) is first split by chunk into temporary Arrow files beside
+``dest`` and each chunk sorted: slower, same output.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,9 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from numba import njit
 
 from rlx_pipeline import schemas
 from rlx_pipeline.book import engine
@@ -44,17 +58,31 @@ from rlx_pipeline.storage import ParquetBatchWriter
 NS = 1_000_000_000
 LEVELS = schemas.BOOK_LEVELS
 MAX_MISMATCHES = 20  # disagreeing snapshots named in the result (all are counted)
+BUILD_KEY = b"rlx.unified_build"  # the same id in events.parquet and book.parquet: written together
+EVENTS_FILE, BOOK_FILE = "events.parquet", "book.parquet"
+
+
+def book_path_for(events: str | Path) -> Path:
+    """Where the book states of an events file go: ``book.parquet`` beside ``events.parquet``, otherwise
+    ``<stem>.book.parquet``."""
+    events = Path(events)
+    if events.name == EVENTS_FILE:
+        return events.with_name(BOOK_FILE)
+    return events.with_name(f"{events.stem}.book.parquet")
 
 
 @dataclass
 class UnifiedResult:
     path: Path
+    book_path: Path | None = None
     rows: int = 0
+    book_rows: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     input_rows: int = 0
     mismatched_snapshots: list[int] = field(default_factory=list)  # sequence numbers of the first ones
+    bucketed: list[str] = field(default_factory=list)  # staged tables that were not sorted (slower path)
 
     @property
     def self_consistency(self) -> float | None:
@@ -78,115 +106,144 @@ _STAT_NAMES = [
     "seeds",
 ]
 
+_SNAP_LEVELS = [
+    f"{side}_{i}_{what}" for what in ("price", "size") for side in ("bid", "ask") for i in range(LEVELS)
+]
+COLUMNS = {
+    "book": ["origin_time", "received_time", "sequence_number", *_SNAP_LEVELS],
+    "book_delta": ["origin_time", "received_time", "sequence_number", "side_is_bid", "price", "size"],
+    "trades": ["origin_time", "received_time", "trade_id", "side", "price", "quantity"],
+}
+KEYS = {"book": "sequence_number", "book_delta": "sequence_number", "trades": "trade_id"}
+_BATCH = 1 << 18
+
+
+@njit(cache=True)
+def _sorted_run(t, key, prev_t, prev_key):
+    """True when rows (after the previous row ``prev_t``, ``prev_key``) are in (time, key) order."""
+    for i in range(t.shape[0]):
+        if t[i] < prev_t or (t[i] == prev_t and key[i] < prev_key):
+            return False
+        prev_t, prev_key = t[i], key[i]
+    return True
+
+
+def _i64(col: pa.ChunkedArray | pa.Array, fill: int = 0) -> np.ndarray:
+    if col.null_count:
+        col = pc.fill_null(col, fill)
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    return np.ascontiguousarray(col.to_numpy())
+
+
+def is_sorted(path: Path, key: str) -> bool:
+    """The staged table is in (origin_time, key) order with no null time: it can be streamed."""
+    pf = pq.ParquetFile(path)
+    prev_t, prev_k = np.iinfo(np.int64).min, np.iinfo(np.int64).min
+    for b in pf.iter_batches(batch_size=1 << 20, columns=["origin_time", key]):
+        if b.column(0).null_count:
+            return False
+        t, k = _i64(b.column(0)), _i64(b.column(1))
+        if len(t) and not _sorted_run(t, k, prev_t, prev_k):
+            return False
+        if len(t):
+            prev_t, prev_k = t[-1], k[-1]
+    return True
+
+
+class _Stream:
+    """A sorted staged table handed out chunk by chunk in one pass: ``take(edge)`` gives the rows before it."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        pf = pq.ParquetFile(path)
+        self._schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
+        self._it = pf.iter_batches(batch_size=_BATCH, columns=columns)
+        self._buf: list[pa.RecordBatch] = []
+        self._last_t = np.iinfo(np.int64).min
+        self._done = False
+
+    def take(self, edge: int) -> pa.Table:
+        while not self._done and self._last_t < edge:
+            b = next(self._it, None)
+            if b is None:
+                self._done = True
+            elif len(b):
+                self._buf.append(b)
+                self._last_t = int(_i64(b.column(0)[-1:])[0])
+        if not self._buf:
+            return self._schema.empty_table()
+        table = pa.Table.from_batches(self._buf, schema=self._schema)
+        cut = int(np.searchsorted(_i64(table.column(0)), edge, "left"))
+        self._buf = [b for b in table.slice(cut).to_batches() if len(b)]
+        return table.slice(0, cut)
+
 
 class _Buckets:
-    """The staged tables split by time chunk in ONE streaming pass (Arrow IPC files in a temporary directory).
+    """An unsorted staged table split by time chunk in ONE streaming pass (Arrow IPC files in a temporary
+    directory); ``take(chunk)`` gives the chunk sorted by (time, key, row).
 
-    Scanning each parquet file once per chunk with a time filter re-reads the whole file every time when its row
-    groups span the day (row-group statistics cannot prune them): quadratic in the day's size. Rows keep their file
-    order inside a bucket, so the output does not depend on the chunking.
+    Scanning the parquet file once per chunk with a time filter would re-read the whole file every time when its
+    row groups span the day (row-group statistics cannot prune them): quadratic in the day's size.
     """
 
-    def __init__(self, paths: dict[str, Path], lo: int, step: int, n_chunks: int, tmp: Path) -> None:
-        self._schemas: dict[str, pa.Schema] = {}
-        self._files: dict[tuple[str, int], Path] = {}
-        for table, path in paths.items():
-            pf = pq.ParquetFile(path)
-            self._schemas[table] = pf.schema_arrow
-            writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-            opts = pa.ipc.IpcWriteOptions(compression="lz4")
-            try:
-                for batch in pf.iter_batches(batch_size=1 << 20):
-                    t = batch.column("origin_time").cast(pa.int64()).fill_null(lo - 1).to_numpy()
-                    k = (t - lo) // step
-                    k[(t < lo)] = -1
-                    k[k >= n_chunks] = -1
-                    order = np.argsort(k, kind="stable")
-                    ks = k[order]
-                    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-                    for a, b in zip(starts, np.r_[starts[1:], len(ks)], strict=True):
-                        c = int(ks[a])
-                        if c < 0:
-                            continue
-                        if c not in writers:
-                            f = tmp / f"{table}-{c:05d}.arrow"
-                            self._files[(table, c)] = f
-                            writers[c] = pa.ipc.new_file(f, batch.schema, options=opts)
-                        writers[c].write_batch(batch.take(pa.array(order[a:b])))
-            finally:
-                for w in writers.values():
-                    w.close()
+    def __init__(
+        self, path: Path, columns: list[str], key: str, lo: int, step: int, n_chunks: int, tmp: Path
+    ):
+        pf = pq.ParquetFile(path)
+        self._key = key
+        self._schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
+        self._files: dict[int, Path] = {}
+        writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        opts = pa.ipc.IpcWriteOptions(compression="lz4")
+        try:
+            for batch in pf.iter_batches(batch_size=1 << 20, columns=columns):
+                t = _i64(batch.column(0), lo - 1)
+                k = (t - lo) // step
+                k[(t < lo) | (k >= n_chunks)] = -1
+                order = np.argsort(k, kind="stable")
+                ks = k[order]
+                starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+                for a, b in zip(starts, np.r_[starts[1:], len(ks)], strict=True):
+                    c = int(ks[a])
+                    if c < 0:
+                        continue
+                    if c not in writers:
+                        self._files[c] = tmp / f"{path.parent.name}-{id(self)}-{c:05d}.arrow"
+                        writers[c] = pa.ipc.new_file(self._files[c], self._schema, options=opts)
+                    writers[c].write_batch(batch.take(pa.array(order[a:b])))
+        finally:
+            for w in writers.values():
+                w.close()
 
-    def scan(self, table: str, chunk: int) -> pl.LazyFrame:
-        f = self._files.get((table, chunk))
+    def take(self, chunk: int) -> pa.Table:
+        f = self._files.pop(chunk, None)
         if f is None:
-            return pl.from_arrow(self._schemas[table].empty_table()).lazy()
-        return pl.scan_ipc(f)
-
-    def has(self, chunk: int) -> bool:
-        return any((table, chunk) in self._files for table in self._schemas)
-
-    def drop(self, chunk: int) -> None:
-        for table in self._schemas:
-            f = self._files.pop((table, chunk), None)
-            if f is not None:
-                f.unlink()
+            return self._schema.empty_table()
+        with pa.memory_map(str(f)) as src:
+            table = pa.ipc.open_file(src).read_all()
+        f.unlink()
+        order = np.lexsort((_i64(table.column(self._key)), _i64(table.column(0))))  # stable: row order kept
+        return table.take(pa.array(order))
 
 
-def _chunk_events(buckets: _Buckets, chunk: int) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """Events of one time chunk in unified order, plus the chunk's snapshot level arrays."""
-    book = buckets.scan("book", chunk).collect()
-    snap_cols = [f"bid_{i}_price" for i in range(LEVELS)] + [f"ask_{i}_price" for i in range(LEVELS)]
-    size_cols = [c.replace("_price", "_size") for c in snap_cols]
-    snap_p = book.select(snap_cols).fill_null(0).to_numpy().astype(np.int64).reshape(len(book), 2 * LEVELS)
-    snap_s = book.select(size_cols).fill_null(0).to_numpy().astype(np.int64).reshape(len(book), 2 * LEVELS)
-    common = ["t", "r", "ev", "seq", "is_bid", "price", "size", "trade_id", "snap", "row"]
-    snaps = book.select(
-        pl.col("origin_time").cast(pl.Int64).alias("t"),
-        pl.col("received_time").cast(pl.Int64).alias("r"),
-        pl.lit(engine.SNAPSHOT, pl.Int8).alias("ev"),
-        pl.col("sequence_number").alias("seq"),
-        pl.lit(None, pl.Boolean).alias("is_bid"),
-        pl.lit(None, pl.Int64).alias("price"),
-        pl.lit(None, pl.Int64).alias("size"),
-        pl.lit(None, pl.Int64).alias("trade_id"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("snap"),
-        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
-    )
-    deltas = (
-        buckets.scan("book_delta", chunk)
-        .select(
-            pl.col("origin_time").cast(pl.Int64).alias("t"),
-            pl.col("received_time").cast(pl.Int64).alias("r"),
-            pl.lit(engine.DELTA, pl.Int8).alias("ev"),
-            pl.col("sequence_number").alias("seq"),
-            pl.col("side_is_bid").alias("is_bid"),
-            "price",
-            "size",
-            pl.lit(None, pl.Int64).alias("trade_id"),
-            pl.lit(-1, pl.Int64).alias("snap"),
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
-        )
-        .collect()
-    )
-    trades = (
-        buckets.scan("trades", chunk)
-        .select(
-            pl.col("origin_time").cast(pl.Int64).alias("t"),
-            pl.col("received_time").cast(pl.Int64).alias("r"),
-            pl.lit(engine.TRADE, pl.Int8).alias("ev"),
-            pl.col("trade_id").alias("seq"),  # sort key only; the output carries the last applied u
-            (pl.col("side") == "buy").alias("is_bid"),
-            "price",
-            pl.col("quantity").alias("size"),
-            "trade_id",
-            pl.lit(-1, pl.Int64).alias("snap"),
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
-        )
-        .collect()
-    )
-    events = pl.concat([snaps.select(common), deltas.select(common), trades.select(common)], how="vertical")
-    return events.sort(["t", "ev", "seq", "row"], maintain_order=True), snap_p, snap_s
+def _footer(path: Path) -> bytes:
+    """A parquet file's size and footer (every row group's offsets, sizes and statistics)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(size - 8)
+        n = int.from_bytes(f.read(4), "little")
+        f.seek(size - 8 - n)
+        return size.to_bytes(8, "little") + f.read(n)
+
+
+def _build_id(paths: dict[str, Path], date: str, top_n: int, tolerance_s: int, book_every: str) -> str:
+    """Pairs events.parquet with its book.parquet. Derived from the inputs and the settings, not drawn at random,
+    so that rebuilding the same day gives byte-identical files (a rebuild of the same inputs writes the same
+    content, so even a crash between the two renames cannot mix different builds)."""
+    h = hashlib.sha256(f"{date}|{top_n}|{tolerance_s}|{book_every}".encode())
+    for table in sorted(paths):
+        h.update(table.encode() + _footer(Path(paths[table])))
+    return h.hexdigest()[:32]
 
 
 def _day_ns(date: str) -> tuple[int, int]:
@@ -194,51 +251,93 @@ def _day_ns(date: str) -> tuple[int, int]:
     return start, start + 86_400 * NS
 
 
-def _output(events: pl.DataFrame, res: dict[str, np.ndarray], top_n: int, schema: pa.Schema) -> pa.Table:
-    keep = res["keep"]
-    all_kept = bool(keep.all())
-
-    def kept(a: np.ndarray) -> np.ndarray:
-        return a if all_kept else a[keep]
-
-    ev = events["ev"].to_numpy()
-    seq = events["seq"].to_numpy()
-    nxt_same = np.zeros(len(ev), dtype=bool)
-    if len(ev) > 1:
-        nxt_same[:-1] = (ev[1:] == engine.DELTA) & (ev[:-1] == engine.DELTA) & (seq[1:] == seq[:-1])
-    mask_keep = None if all_kept else pa.array(keep)
-
-    def col(name: str) -> pa.Array:
-        arr = events[name].to_arrow()
-        return arr if mask_keep is None else arr.filter(mask_keep)
-
-    invalid = ~kept(res["valid"])
-    any_invalid = bool(invalid.any())
-    cols: dict[str, pa.Array] = {
-        "origin_time": pa.array(kept(events["t"].to_numpy()), type=pa.int64()).cast(schemas.TS),
-        "received_time": pa.array(kept(events["r"].to_numpy()), type=pa.int64()).cast(schemas.TS),
-        "event_type": pa.array(kept(ev), type=pa.int8()),
-        "sequence_number": pa.array(kept(res["seq"]), type=pa.int64()),
-        "is_last_in_message": pa.array(kept(~nxt_same)),
-        "side_is_bid": col("is_bid"),
-        "price": col("price"),
-        "size": col("size"),
-        "trade_id": col("trade_id"),
+def _merge(snaps: pa.Table, deltas: pa.Table, trades: pa.Table) -> dict[str, np.ndarray]:
+    n = len(snaps) + len(deltas) + len(trades)
+    out = {
+        "t": np.empty(n, np.int64),
+        "r": np.empty(n, np.int64),
+        "ev": np.empty(n, np.int8),
+        "seq": np.empty(n, np.int64),
+        "is_bid": np.empty(n, np.bool_),
+        "price": np.empty(n, np.int64),
+        "size": np.empty(n, np.int64),
+        "trade_id": np.empty(n, np.int64),
+        "snap": np.empty(n, np.int64),
     }
-    known = res["known"]
-    for j, name in ((0, "bid_known_min_price"), (1, "ask_known_max_price")):
-        cols[name] = pa.array(kept(known[:, j]), type=pa.int64(), mask=invalid if any_invalid else None)
-    for i in range(top_n):
-        for side, off in (("bid", 0), ("ask", top_n)):
-            p = kept(res["p"][:, off + i])
-            empty = p == 0
-            mask = (invalid | empty) if any_invalid else empty
-            has_null = bool(mask.any())
-            cols[f"{side}_{i}_price"] = pa.array(p, type=pa.int64(), mask=mask if has_null else None)
-            cols[f"{side}_{i}_size"] = pa.array(
-                kept(res["s"][:, off + i]), type=pa.int64(), mask=mask if has_null else None
-            )
-    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
+    engine.merge_events(
+        _i64(snaps.column("origin_time")),
+        _i64(snaps.column("received_time")),
+        _i64(snaps.column("sequence_number")),
+        _i64(deltas.column("origin_time")),
+        _i64(deltas.column("received_time")),
+        _i64(deltas.column("sequence_number")),
+        np.ascontiguousarray(pc.fill_null(deltas.column("side_is_bid"), False).to_numpy()),
+        _i64(deltas.column("price")),
+        _i64(deltas.column("size")),
+        _i64(trades.column("origin_time")),
+        _i64(trades.column("received_time")),
+        _i64(trades.column("trade_id")),
+        np.ascontiguousarray(pc.fill_null(pc.equal(trades.column("side"), "buy"), False).to_numpy()),
+        _i64(trades.column("price")),
+        _i64(trades.column("quantity")),
+        *out.values(),
+    )
+    return out
+
+
+def _snapshot_levels(snaps: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Snapshot levels as (k, 40) arrays: 20 bids then 20 asks; 0 = no level."""
+    p = np.zeros((len(snaps), 2 * LEVELS), np.int64)
+    s = np.zeros((len(snaps), 2 * LEVELS), np.int64)
+    for j, (side, i) in enumerate((side, i) for side in ("bid", "ask") for i in range(LEVELS)):
+        p[:, j] = _i64(snaps.column(f"{side}_{i}_price"))
+        s[:, j] = _i64(snaps.column(f"{side}_{i}_size"))
+    return p, s
+
+
+def _events_table(ev: dict[str, np.ndarray], keep: np.ndarray, last: np.ndarray, seq: np.ndarray) -> pa.Table:
+    if not keep.all():
+        ev = {k: v[keep] for k, v in ev.items()}
+        last, seq = last[keep], seq[keep]
+    kind = ev["ev"]
+    not_trade = kind != engine.TRADE
+    snap = kind == engine.SNAPSHOT
+    snap_mask = snap if snap.any() else None
+    return pa.Table.from_arrays(
+        [
+            pa.array(ev["t"]).view(schemas.TS),
+            pa.array(ev["r"]).view(schemas.TS),
+            pa.array(kind),
+            pa.array(seq),
+            pa.array(last),
+            pa.array(ev["is_bid"], mask=snap_mask),
+            pa.array(ev["price"], mask=snap_mask),
+            pa.array(ev["size"], mask=snap_mask),
+            pa.array(ev["trade_id"], mask=not_trade if not_trade.any() else None),
+        ],
+        schema=schemas.unified_events_schema(),
+    )
+
+
+def _book_table(
+    index: np.ndarray, ev: dict[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, p, s, known, top_n: int
+) -> pa.Table:
+    cols = [
+        pa.array(index),
+        pa.array(ev["t"][rows]).view(schemas.TS),
+        pa.array(ev["r"][rows]).view(schemas.TS),
+        pa.array(ev["ev"][rows]),
+        pa.array(seq[rows]),
+        pa.array(np.ascontiguousarray(known[:, 0])),
+        pa.array(np.ascontiguousarray(known[:, 1])),
+    ]
+    for off in (0, top_n):  # bids, then asks (the schema's order)
+        for i in range(top_n):
+            price = p[:, off + i]
+            empty = price == 0
+            mask = empty if empty.any() else None
+            cols += [pa.array(price, mask=mask), pa.array(s[:, off + i], mask=mask)]
+    return pa.Table.from_arrays(cols, schema=schemas.unified_book_schema(top_n))
 
 
 def build_unified(
@@ -246,86 +345,102 @@ def build_unified(
     date: str,
     dest: str | Path,
     *,
+    book_dest: str | Path | None = None,
     top_n: int = 10,
     chunk_s: int = 900,
     tolerance_s: int = 60,
     progress: Callable[[str], None] | None = None,
     book_every: str = "message",
 ) -> UnifiedResult:
-    """``paths`` maps ``trades``, ``book``, ``book_delta`` to staged parquet files; writes ``dest`` atomically."""
+    """``paths`` maps ``trades``, ``book``, ``book_delta`` to staged parquet files; writes the events to ``dest``
+    and the book states to ``book_dest`` (default ``book_path_for(dest)``), both atomically."""
     if book_every not in ("message", "row"):
         raise ValueError(f"book_every={book_every!r}: expected 'message' or 'row'")
     t0 = time.perf_counter()
+    dest = Path(dest)
+    book_dest = Path(book_dest) if book_dest is not None else book_path_for(dest)
     day_lo, day_hi = _day_ns(date)
     lo_all, hi_all = day_lo - tolerance_s * NS, day_hi + tolerance_s * NS
-    schema = schemas.unified_schema(top_n)
+    build = {BUILD_KEY: _build_id(paths, date, top_n, tolerance_s, book_every).encode()}
+    events_schema = schemas.unified_events_schema().with_metadata(build)
+    book_schema = schemas.unified_book_schema(top_n).with_metadata(build)
     state_p, state_s, state, stats = engine.new_state()
     mismatch_seq = np.zeros(MAX_MISMATCHES, dtype=np.int64)
-    result = UnifiedResult(Path(dest))
+    result = UnifiedResult(dest, book_dest)
     by_type = np.zeros(3, dtype=np.int64)
     pending: Future | None = None
     step = chunk_s * NS
     edges = list(range(lo_all, hi_all, step)) + [hi_all]
+    per_message = book_every == "message"
+    written = 0  # events so far: the book's event_index base
     with (
-        # no dictionary pages: the columns are high-cardinality ints or mostly null; encoding is the bottleneck
-        # (2.6 M rows: 1.9 s instead of 2.3 s, and 33 MB instead of 40)
-        ParquetBatchWriter(dest, schema, use_dictionary=False) as writer,
+        # no dictionary pages: the columns are high-cardinality ints; encoding is the end-to-end bottleneck
+        ParquetBatchWriter(book_dest, book_schema, use_dictionary=False) as book_writer,
+        ParquetBatchWriter(dest, events_schema, use_dictionary=False) as writer,
         ThreadPoolExecutor(1, thread_name_prefix="rlx-write") as pool,
-        tempfile.TemporaryDirectory(prefix=".unified-", dir=Path(dest).parent) as tmp,
+        tempfile.TemporaryDirectory(prefix=".unified-", dir=dest.parent) as tmp,
     ):
-        buckets = _Buckets(paths, lo_all, step, len(edges) - 1, Path(tmp))
-        for chunk, b in enumerate(edges[1:]):
-            if not buckets.has(chunk):
-                continue  # nothing in this time range (a short day, a quiet market)
-            events, snap_p, snap_s = _chunk_events(buckets, chunk)
-            buckets.drop(chunk)
-            n = len(events)
+        sources: dict[str, _Stream | _Buckets] = {}
+        for table, path in paths.items():
+            cols, key = COLUMNS[table], KEYS[table]
+            if is_sorted(path, key):
+                sources[table] = _Stream(path, cols)
+                sources[table].take(lo_all)  # before the day's tolerance window: dropped
+            else:
+                sources[table] = _Buckets(path, cols, key, lo_all, step, len(edges) - 1, Path(tmp))
+                result.bucketed.append(table)
+
+        def take(table: str, chunk: int, edge: int) -> pa.Table:
+            src = sources[table]
+            return src.take(edge) if isinstance(src, _Stream) else src.take(chunk)
+
+        for chunk, edge in enumerate(edges[1:]):
+            snaps, deltas, trades = (take(t, chunk, edge) for t in ("book", "book_delta", "trades"))
+            n = len(snaps) + len(deltas) + len(trades)
             if n == 0:
-                continue
+                continue  # nothing in this time range (a short day, a quiet market)
             result.input_rows += n
-            res = {
-                # column-major: each output column is contiguous, so Arrow takes it without a strided copy
-                "p": np.zeros((n, 2 * top_n), dtype=np.int64, order="F"),
-                "s": np.zeros((n, 2 * top_n), dtype=np.int64, order="F"),
-                "seq": np.zeros(n, dtype=np.int64),
-                "keep": np.zeros(n, dtype=bool),
-                "valid": np.zeros(n, dtype=bool),
-                "known": np.zeros((n, 2), dtype=np.int64),
-            }
-            engine.replay(
-                events["ev"].to_numpy(),
-                events["seq"].to_numpy(),
-                events["is_bid"].fill_null(False).to_numpy(),
-                events["price"].fill_null(0).to_numpy(),
-                events["size"].fill_null(0).to_numpy(),
-                events["snap"].to_numpy(),
-                snap_p,
-                snap_s,
-                state_p,
-                state_s,
-                state,
-                stats,
-                top_n,
-                res["p"],
-                res["s"],
-                res["seq"],
-                res["keep"],
-                res["valid"],
-                res["known"],
-                mismatch_seq,
-                book_every == "message",
-            )
-            engine.finish(snap_p, snap_s, state_p, state_s, state, stats, mismatch_seq)
-            table = _output(events, res, top_n, schema)
+            ev = _merge(snaps, deltas, trades)
+            snap_p, snap_s = _snapshot_levels(snaps)
+            kind, key = ev["ev"], ev["seq"]
+            last = np.ones(n, dtype=bool)  # False where the next row is a delta of the same message
+            last[:-1] = ~((kind[1:] == engine.DELTA) & (kind[:-1] == engine.DELTA) & (key[1:] == key[:-1]))
+            cap = (int(np.count_nonzero(last & (kind != engine.TRADE))) + 1) if per_message else n
+            seq = np.empty(n, np.int64)
+            keep = np.empty(n, np.bool_)
+            book_row = np.empty(cap, np.int64)
+            book_p = np.empty(
+                (cap, 2 * top_n), np.int64, order="F"
+            )  # column-major: Arrow takes columns as is
+            book_s = np.empty((cap, 2 * top_n), np.int64, order="F")
+            book_known = np.empty((cap, 2), np.int64, order="F")
+            m = engine.replay(
+                kind, key, ev["is_bid"], ev["price"], ev["size"], ev["snap"], snap_p, snap_s,
+                state_p, state_s, state, stats, top_n,
+                seq, keep, book_row, book_p, book_s, book_known, mismatch_seq, per_message,
+            )  # fmt: skip
+            rows = book_row[:m]
+            if keep.all():
+                index = written + rows
+                kept = n
+            else:
+                before = np.cumsum(keep) - 1  # the kept row at or before each row
+                index = written + before[rows]
+                kept = int(before[-1]) + 1
+            events = _events_table(ev, keep, last, seq)
+            book = _book_table(index, ev, rows, seq, book_p[:m], book_s[:m], book_known[:m], top_n)
+            written += kept
             if pending is not None:
                 pending.result()  # one chunk in flight: memory stays bounded
-            pending = pool.submit(writer.write, table)  # parquet encoding releases the GIL: overlap it
-            by_type += np.bincount(table.column("event_type").to_numpy(), minlength=3)[:3]
+            # parquet encoding releases the GIL: it overlaps the next chunk's merge and replay
+            pending = pool.submit(lambda e=events, b=book: (writer.write(e), book_writer.write(b)))
+            by_type += np.bincount(kind[keep] if kept < n else kind, minlength=3)[:3]
             if progress:
-                progress(f"{dt.datetime.fromtimestamp(b / NS, dt.UTC):%H:%M} {writer.rows:,} rows")
+                progress(f"{dt.datetime.fromtimestamp(edge / NS, dt.UTC):%H:%M} {written:,} rows")
         if pending is not None:
             pending.result()
         result.rows = writer.rows
+        result.book_rows = book_writer.rows
     result.by_type = {"snapshot": int(by_type[0]), "delta": int(by_type[1]), "trade": int(by_type[2])}
     result.stats = {name: int(stats[i]) for i, name in enumerate(_STAT_NAMES)}
     result.mismatched_snapshots = mismatch_seq[
