@@ -4,7 +4,8 @@ Same staged deltas for everyone, in the same process:
 - ``rlx engine``: ``rlx_pipeline.book.engine.apply_rows`` (numba, sorted int64 arrays per side);
 - ``order_book``: the C extension cryptofeed uses (``order_book.OrderBook``), driven by a Python loop;
 - ``sortedcontainers``: a ``SortedDict`` per side, driven by a Python loop.
-Then end to end: ``build_unified`` (read staged parquet, merge with trades, replay, write top-10 per event).
+Then end to end: ``build_unified`` (read staged parquet, merge with trades, replay, write the events and the
+top-10 book after each message).
 
     python benchmarks/bench_book.py                          # 5 M delta rows
     python benchmarks/bench_book.py --delta-rows 30000000    # a BTCUSDT-scale day (synthetic)
@@ -126,24 +127,27 @@ def main() -> None:
             f"  {'rlx engine, updates near the top':34} {rate / 1e6:8.2f} M rows/s   (geometric, mean 20 ticks)"
         )
 
-        secs, rows_in, rows_out, e2e_mb = in_fresh_process(_end_to_end, paths, tmp / "unified.parquet")
+        secs, rows_in, rows_out, book_rows, e2e_mb = in_fresh_process(
+            _end_to_end, paths, tmp / "unified.parquet"
+        )
+        sizes = [(tmp / f).stat().st_size / 1e6 for f in ("unified.parquet", "unified.book.parquet")]
         print(
-            f"\nend to end (read, merge, replay, write top-10 after each message): {rows_in:,} events in {secs:.1f} s"
-            f" = {rows_in / secs / 1e6:.2f} M rows/s; output {rows_out:,} rows,"
-            f" {(tmp / 'unified.parquet').stat().st_size / 1e6:.0f} MB; peak RSS {e2e_mb:.0f} MB (own process)"
+            f"\nend to end (read, merge, replay, write events + top-10 after each message): {rows_in:,} events in"
+            f" {secs:.1f} s = {rows_in / secs / 1e6:.2f} M rows/s; output {rows_out:,} events ({sizes[0]:.0f} MB)"
+            f" + {book_rows:,} book states ({sizes[1]:.0f} MB); peak RSS {e2e_mb:.0f} MB (own process)"
         )
         print(
             f"peak RSS of the book-alone process: {peak_rss_mb():.0f} MB (includes the peers' Python lists)"
         )
 
 
-def _end_to_end(paths: dict, dest: Path) -> tuple[float, int, int, float]:
+def _end_to_end(paths: dict, dest: Path) -> tuple[float, int, int, int, float]:
     from rlx_pipeline.book import build_unified
 
     build_unified(paths, DATE, dest, top_n=10)  # compile the kernels (cached on disk) and warm the page cache
     t0 = time.perf_counter()
     res = build_unified(paths, DATE, dest, top_n=10)
-    return time.perf_counter() - t0, res.input_rows, res.rows, peak_rss_mb()
+    return time.perf_counter() - t0, res.input_rows, res.rows, res.book_rows, peak_rss_mb()
 
 
 if __name__ == "__main__":

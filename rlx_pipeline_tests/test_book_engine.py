@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
@@ -229,6 +230,32 @@ def test_output_is_byte_identical_across_runs_and_chunkings(tmp_path, chunk_s):
     build_unified(paths, DATE, tmp_path / "c.parquet")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "c.parquet").read_bytes()
     assert (tmp_path / "a.book.parquet").read_bytes() == (tmp_path / "c.book.parquet").read_bytes()
+
+
+def test_unsorted_staged_tables_give_the_same_stream(tmp_path):
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    simulate(SimConfig(duration_s=120, seed=5)).write_lake(tmp_path / "lake")
+    paths, shuffled = {}, {}
+    rng = np.random.default_rng(3)
+    for t, key in (("trades", "trade_id"), ("book", "sequence_number"), ("book_delta", "sequence_number")):
+        paths[t] = tmp_path / f"{t}.parquet"
+        stage_day(LocalLake(tmp_path / "lake"), t, "BINANCE", "BTC-USDT", DATE, paths[t])
+        df = pl.read_parquet(paths[t])
+        # rows of one (time, key) keep their order (a message's rows apply in file order); groups are shuffled
+        groups = df.select("origin_time", key).unique(maintain_order=True)
+        groups = groups.with_columns(pl.Series("r", rng.permutation(groups.height)))
+        df = df.join(groups, on=["origin_time", key], how="left", maintain_order="left")
+        shuffled[t] = tmp_path / f"shuffled-{t}.parquet"
+        df.sort("r", maintain_order=True).drop("r").write_parquet(shuffled[t])
+    a = build_unified(paths, DATE, tmp_path / "a.parquet", chunk_s=30)
+    b = build_unified(shuffled, DATE, tmp_path / "b.parquet", chunk_s=30)
+    assert a.bucketed == [] and sorted(b.bucketed) == ["book", "book_delta", "trades"]
+    assert a.rows == b.rows > 0 and a.stats == b.stats
+    for suffix in (".parquet", ".book.parquet"):
+        assert pl.read_parquet(tmp_path / f"a{suffix}").equals(pl.read_parquet(tmp_path / f"b{suffix}"))
 
 
 def test_read_api_spans_days_and_joins_the_book_in_force(tmp_path):

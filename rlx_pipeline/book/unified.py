@@ -136,30 +136,26 @@ def _i64(col: pa.ChunkedArray | pa.Array, fill: int = 0) -> np.ndarray:
     return np.ascontiguousarray(col.to_numpy())
 
 
-def is_sorted(path: Path, key: str) -> bool:
-    """The staged table is in (origin_time, key) order with no null time: it can be streamed."""
-    pf = pq.ParquetFile(path)
-    prev_t, prev_k = np.iinfo(np.int64).min, np.iinfo(np.int64).min
-    for b in pf.iter_batches(batch_size=1 << 20, columns=["origin_time", key]):
-        if b.column(0).null_count:
-            return False
-        t, k = _i64(b.column(0)), _i64(b.column(1))
-        if len(t) and not _sorted_run(t, k, prev_t, prev_k):
-            return False
-        if len(t):
-            prev_t, prev_k = t[-1], k[-1]
-    return True
+class _Unsorted(Exception):
+    """A staged table is not in (origin_time, key) order: the build restarts with it split by chunk."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(table)
+        self.table = table
 
 
 class _Stream:
-    """A sorted staged table handed out chunk by chunk in one pass: ``take(edge)`` gives the rows before it."""
+    """A staged table read in one pass and handed out chunk by chunk: ``take(edge)`` gives the rows before it.
+    Checks, batch by batch, that the table is in (origin_time, key) order with no null time; raises
+    ``_Unsorted`` when not (cheaper than a separate pass over every file when, as usual, it is)."""
 
-    def __init__(self, path: Path, columns: list[str]) -> None:
+    def __init__(self, table: str, path: Path, columns: list[str], key: str) -> None:
         pf = pq.ParquetFile(path)
+        self._table, self._key = table, key
         self._schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
         self._it = pf.iter_batches(batch_size=_BATCH, columns=columns)
         self._buf: list[pa.RecordBatch] = []
-        self._last_t = np.iinfo(np.int64).min
+        self._last_t = self._last_k = np.iinfo(np.int64).min
         self._done = False
 
     def take(self, edge: int) -> pa.Table:
@@ -168,8 +164,13 @@ class _Stream:
             if b is None:
                 self._done = True
             elif len(b):
+                if b.column(0).null_count:
+                    raise _Unsorted(self._table)
+                t, k = _i64(b.column(0)), _i64(b.column(self._key))
+                if not _sorted_run(t, k, self._last_t, self._last_k):
+                    raise _Unsorted(self._table)
                 self._buf.append(b)
-                self._last_t = int(_i64(b.column(0)[-1:])[0])
+                self._last_t, self._last_k = int(t[-1]), int(k[-1])
         if not self._buf:
             return self._schema.empty_table()
         table = pa.Table.from_batches(self._buf, schema=self._schema)
@@ -356,6 +357,29 @@ def build_unified(
     and the book states to ``book_dest`` (default ``book_path_for(dest)``), both atomically."""
     if book_every not in ("message", "row"):
         raise ValueError(f"book_every={book_every!r}: expected 'message' or 'row'")
+    bucketed: set[str] = set()
+    while True:
+        try:
+            return _build(
+                paths, date, dest, book_dest, top_n, chunk_s, tolerance_s, progress, book_every, bucketed
+            )
+        except _Unsorted as e:
+            # the partial output is discarded (atomic writers); rare: Crypto Lake tables come in time order
+            bucketed.add(e.table)
+
+
+def _build(
+    paths: dict[str, Path],
+    date: str,
+    dest: str | Path,
+    book_dest: str | Path | None,
+    top_n: int,
+    chunk_s: int,
+    tolerance_s: int,
+    progress: Callable[[str], None] | None,
+    book_every: str,
+    bucketed: set[str],
+) -> UnifiedResult:
     t0 = time.perf_counter()
     dest = Path(dest)
     book_dest = Path(book_dest) if book_dest is not None else book_path_for(dest)
@@ -383,8 +407,8 @@ def build_unified(
         sources: dict[str, _Stream | _Buckets] = {}
         for table, path in paths.items():
             cols, key = COLUMNS[table], KEYS[table]
-            if is_sorted(path, key):
-                sources[table] = _Stream(path, cols)
+            if table not in bucketed:
+                sources[table] = _Stream(table, path, cols, key)
                 sources[table].take(lo_all)  # before the day's tolerance window: dropped
             else:
                 sources[table] = _Buckets(path, cols, key, lo_all, step, len(edges) - 1, Path(tmp))
