@@ -6,7 +6,7 @@ The simulated day is prepared first (simulator -> lake files -> staged -> unifie
 then each measured step runs in a fresh spawned process so that its peak RSS (VmHWM) is its own:
   - measure():          the whole fidelity computation (trades, coverage, golden replay, book + bookTicker compare)
   - peer replay only:   the golden book replay alone (GoldenBook.states() consumed, nothing compared)
-  - peer trade join:    a bare polars join of golden trade ids against the unified stream's
+  - peer trade join:    a bare polars join of golden trade ids against the unified stream's (events.parquet)
 Figures measured on a shared 2-core machine are pessimistic.
 """
 
@@ -103,6 +103,7 @@ def main() -> None:
             {t: layout.staged(t, DATE, SYM) for t in ("trades", "book", "book_delta")},
             DATE,
             layout.unified(DATE, SYM),
+            book_dest=layout.unified_book(DATE, SYM),
         )
         print(f"prepared lake, golden and unified in {time.perf_counter() - t0:.1f} s")
 

@@ -74,9 +74,11 @@ def main() -> None:
             {t: layout.staged(t, date, sym) for t in ("trades", "book", "book_delta")},
             date,
             layout.unified(date, sym),
+            book_dest=layout.unified_book(date, sym),
         )
         print(
-            f"unified: {res.input_rows:,} events in {res.seconds:.2f} s ({res.input_rows / res.seconds / 1e6:.2f} M/s)"
+            f"unified: {res.input_rows:,} events in {res.seconds:.2f} s "
+            f"({res.input_rows / res.seconds / 1e6:.2f} M/s), {res.book_rows:,} book states"
         )
         t0 = time.perf_counter()
         f = measure(layout, date, sym, 10)

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from rlx_pipeline import schemas, storage
+from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage
 from rlx_pipeline.orchestration.assets import fidelity as fidelity_assets
@@ -105,7 +107,8 @@ def write_golden(layout, sc: Scenario, book_ticker: bool = True, early_diff: boo
 
 
 def unified_rows(sc: Scenario, bid_bound: int | None = 0, ask_bound: int | None = 10**12) -> list[dict]:
-    """A faithful reconstruction: one delta row per message (the book after it), one row per trade."""
+    """A faithful reconstruction: one delta row per message with the book after it, one row per trade (no
+    book). ``write_unified`` splits the rows into events.parquet and the delta rows' states, book.parquet."""
     rows = []
     empty = {f"{s}_{i}_{w}": None for s in ("bid", "ask") for i in range(TOP_N) for w in ("price", "size")}
     for u, (bids, asks) in sc.books.items():
@@ -118,16 +121,20 @@ def unified_rows(sc: Scenario, bid_bound: int | None = 0, ask_bound: int | None 
             row[f"ask_{i}_price"], row[f"ask_{i}_size"] = p, q
         rows.append(row)
     for i, (tid, p, q, m) in enumerate(sc.trades):
-        rows.append(dict(empty, origin_time=T0 + i * 10**8, received_time=200 + i, event_type=2,
+        rows.append(dict(origin_time=T0 + i * 10**8, received_time=200 + i, event_type=2,
                          sequence_number=SNAP_ID, is_last_in_message=True, side_is_bid=not m, price=p, size=q,
-                         trade_id=tid, bid_known_min_price=None, ask_known_max_price=None))  # fmt: skip
+                         trade_id=tid))  # fmt: skip
     return sorted(rows, key=lambda r: (r["origin_time"], r["event_type"]))
 
 
 def write_unified(layout, rows: list[dict]) -> None:
-    storage.write_table(
-        layout.unified(DATE, SYMBOL), pa.Table.from_pylist(rows, schema=schemas.unified_schema(TOP_N))
-    )
+    """The rows as the two files of a unified day: every row an event, every row with a book a book state."""
+    events, book = schemas.unified_events_schema(), schemas.unified_book_schema(TOP_N)
+    states = [dict(r, event_index=i) for i, r in enumerate(rows) if "bid_known_min_price" in r]
+    ev_table = pa.Table.from_pylist([{k: r[k] for k in events.names} for r in rows], schema=events)
+    book_table = pa.Table.from_pylist([{k: r[k] for k in book.names} for r in states], schema=book)
+    storage.write_table(layout.unified(DATE, SYMBOL), ev_table)
+    storage.write_table(layout.unified_book(DATE, SYMBOL), book_table)
 
 
 def comps(f) -> dict[str, tuple[int, int]]:
@@ -240,10 +247,10 @@ def test_levels_beyond_the_known_range_are_unknowable_not_wrong(layout, sc):
     write_golden(layout, sc)
     faithful = [dict(r) for r in unified_rows(sc)]
     for r in faithful:  # the reconstruction lacks the deep level, and says so with its known bound
-        for i in range(TOP_N):
-            if r[f"bid_{i}_price"] == deep:
-                r[f"bid_{i}_price"] = r[f"bid_{i}_size"] = None
         if r["event_type"] == 1:
+            for i in range(TOP_N):
+                if r[f"bid_{i}_price"] == deep:
+                    r[f"bid_{i}_price"] = r[f"bid_{i}_size"] = None
             r["bid_known_min_price"] = 9_500
     write_unified(layout, faithful)
     f = measure(layout, DATE, SYMBOL, TOP_N)
@@ -272,6 +279,42 @@ def test_a_dropped_message_is_a_coverage_gap_with_its_time_range(layout, sc):
         {"first_u": 113, "last_u": 114, "count": 2, "from_ns": _t(113), "to_ns": _t(114),
          "from": "2024-08-09T00:00:01.300000000Z", "to": "2024-08-09T00:00:01.400000000Z"}
     ]  # fmt: skip
+
+
+def test_a_book_after_every_row_is_compared_at_each_message_end(layout, sc):
+    # book_every="row": a state after every event; only a message's last delta state is its book
+    rows = []
+    for r in unified_rows(sc):
+        if r["event_type"] == 1:  # a first row of the message, with the (wrong) book in between
+            rows.append(dict(r, is_last_in_message=False, bid_0_size=r["bid_0_size"] + 1))
+        elif rows:  # a trade: the state in force, at the last applied update id
+            r = {**rows[-1], **r}
+        rows.append(r)
+    write_golden(layout, sc)
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f) == CLEAN and f.mismatches == []
+    assert (f.recon_update_ids, f.golden_ids_missing, f.recon_ids_not_in_golden) == (N_MSGS, 0, 0)
+
+
+@pytest.mark.parametrize("missing", ["events", "book"])
+def test_either_file_missing_is_no_unified_stream(layout, sc, missing):
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(sc))
+    gone = layout.unified(DATE, SYMBOL) if missing == "events" else layout.unified_book(DATE, SYMBOL)
+    gone.unlink()
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert not f.measurable and f.score is None and f.reason == f"no unified stream at {gone}"
+
+
+def test_files_of_different_builds_are_refused(layout, sc):
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(sc))
+    book = layout.unified_book(DATE, SYMBOL)
+    t = pq.read_table(book)
+    storage.write_table(book, t.replace_schema_metadata({**t.schema.metadata, BUILD_KEY: b"another build"}))
+    with pytest.raises(ValueError, match="different builds"):
+        measure(layout, DATE, SYMBOL, TOP_N)
 
 
 def test_lake_ids_that_are_agg_trade_ids_are_detected_and_matched(layout, sc):

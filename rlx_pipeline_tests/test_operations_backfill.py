@@ -86,6 +86,7 @@ def test_backfill_completes_good_days_and_blocks_bad_ones(tmp_path, monkeypatch)
         assert {"unified_stream", "fidelity_report"} <= set(bad.blocked), bad.blocked
         for asset, parts in (("fidelity_report", {keys[0]}), ("unified_stream", {keys[0]})):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == parts
-    assert layout.unified(GOOD, SYMBOL).is_file() and not layout.unified(BAD, SYMBOL).exists()
+    assert layout.unified(GOOD, SYMBOL).is_file() and layout.unified_book(GOOD, SYMBOL).is_file()
+    assert not layout.unified(BAD, SYMBOL).exists() and not layout.unified_book(BAD, SYMBOL).exists()
     with pytest.raises(gate.GateClosed):  # the bad day stays blocked for later runs too
         gate.require_passed(layout, BAD, SYMBOL)

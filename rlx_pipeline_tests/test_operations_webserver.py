@@ -55,6 +55,7 @@ def test_graphql_launch_of_one_partition(webserver):
     assert status == "SUCCESS"
     assert (webserver.layout.report_dir("fidelity", DATE, SYMBOL) / "report.json").is_file()
     assert webserver.layout.unified(DATE, SYMBOL).is_file()
+    assert webserver.layout.unified_book(DATE, SYMBOL).is_file()
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def test_shifted_trade_sizes_fail_ks_and_block_reconstruction(truth, settings, l
     # a power-law exponent is scale-free: multiplying every size keeps alpha, so the tail check passes
     assert checks["validation_tail"] and checks["validation_gaps"] and checks["validation_origin_time"]
     assert "unified_stream" in _skipped(result)
-    assert not (layout.unified(DATE, SYMBOL)).exists()
+    assert not layout.unified(DATE, SYMBOL).exists() and not layout.unified_book(DATE, SYMBOL).exists()
 
     # a later run of reconstruction alone is refused by the persisted verdict ...
     later = _run(settings, selection=["unified_stream"])
@@ -183,7 +183,7 @@ def test_a_day_without_golden_samples_runs_lake_only_and_says_so(truth, settings
     report = json.loads((layout.report_dir("validation", DATE, SYMBOL) / "report.json").read_text())
     ks = next(c for c in report["checks"] if c["name"] == "ks")
     assert ks["checked"] is False and "no golden samples" in ks["detail"]
-    assert layout.unified(DATE, SYMBOL).exists()
+    assert layout.unified(DATE, SYMBOL).exists() and layout.unified_book(DATE, SYMBOL).exists()
     assert checks["fidelity_ok"] is False
     assert _fidelity(layout)["measurable"] is False
 

@@ -1,5 +1,6 @@
-"""unified_stream behind the validation gate, its blocking check, idempotent re-materialization; exact books of
-hand-written days (deletes, re-adds, levels far outside the snapshot, ties) and of a simulated day."""
+"""unified_stream behind the validation gate, its blocking check, idempotent re-materialization of both
+files; exact books of hand-written days (deletes, re-adds, levels far outside the snapshot, ties) and of a
+simulated day."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import polars as pl
 import pytest
 
 from rlx_pipeline import gate
-from rlx_pipeline.book import build_unified
+from rlx_pipeline.book import book_path_for, build_unified, read_unified
+from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.orchestration.assets import reconstruction
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
 from rlx_pipeline_tests.test_book_engine import T0, S, _book_row, _write_day
@@ -73,13 +75,15 @@ def test_gate_blocks_a_missing_or_failed_verdict_and_the_override_opens_it(tmp_p
     blocked = _run(rlx)
     assert not blocked.success
     assert ("no validation verdict" if verdict is None else "trade_size_ks") in _error(blocked)
-    assert not layout.unified(DATE, SYMBOL).exists()
+    assert not layout.unified(DATE, SYMBOL).exists() and not layout.unified_book(DATE, SYMBOL).exists()
 
     forced = _run(rlx, OVERRIDE)
     assert forced.success
     md = forced.asset_materializations_for_node("unified_stream")[0].metadata
     assert md["gate_overridden"].value is True and md["dagster/row_count"].value == 5
-    assert layout.unified(DATE, SYMBOL).exists()
+    # after the seed, after message 2 (the second snapshot, at the same update id, resolved into it), after 3
+    assert md["book_rows"].value == 3
+    assert layout.unified(DATE, SYMBOL).exists() and layout.unified_book(DATE, SYMBOL).exists()
 
 
 def test_passed_verdict_materializes_with_metadata_and_is_idempotent(tmp_path, layout, rlx):
@@ -93,16 +97,28 @@ def test_passed_verdict_materializes_with_metadata_and_is_idempotent(tmp_path, l
     assert md["events"].value == {"snapshot": 2, "delta": 2, "trade": 1}
     assert md["unseeded_deltas"].value == 0 and md["crossed_messages"].value == 0
     assert md["gate_overridden"].value is False and md["mb_per_s"].value > 0
-    assert "| origin_time |" in md["preview"].value
-    out = layout.unified(DATE, SYMBOL)
-    before = out.read_bytes()
+    out, book = layout.unified(DATE, SYMBOL), layout.unified_book(DATE, SYMBOL)
+    assert md["size_mb"].value == round((out.stat().st_size + book.stat().st_size) / 1e6, 3)
+    assert md["book_path"].value == str(book)
+    # the first rows, each with the best bid/ask in force after it (from book.parquet)
+    bid, ask = 100 * S, 101 * S
+    assert md["preview"].value.splitlines() == [
+        "| origin_time | event_type | sequence_number | price | size | bid_0_price | ask_0_price |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| 2024-08-09 00:00:00+00:00 | 0 | 1 |  |  | {bid} | {ask} |",
+        f"| 2024-08-09 00:00:00.010000+00:00 | 0 | 2 |  |  | {bid} | {ask} |",
+        f"| 2024-08-09 00:00:00.010000+00:00 | 1 | 2 | {100 * S} | {2 * S} | {bid} | {ask} |",
+        f"| 2024-08-09 00:00:00.015000+00:00 | 2 | 2 | {101 * S} | {S} | {bid} | {ask} |",
+        f"| 2024-08-09 00:00:00.020000+00:00 | 1 | 3 | {101 * S} | {3 * S} | {bid} | {ask} |",
+    ]
+    before = out.read_bytes(), book.read_bytes()
     assert _run(rlx).success
-    assert out.read_bytes() == before  # re-materializing rewrites the same bytes
+    assert (out.read_bytes(), book.read_bytes()) == before  # re-materializing rewrites the same bytes
 
     # a later run refused by the gate leaves the previous good output in place
     _verdict(layout, False)
     assert not _run(rlx).success
-    assert out.read_bytes() == before
+    assert (out.read_bytes(), book.read_bytes()) == before
 
 
 def test_a_disagreeing_snapshot_fails_the_blocking_check_and_names_it(tmp_path, layout, rlx):
@@ -132,8 +148,10 @@ def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):
         ],
         [(t, 7, "sell", 100 * S, S), (t, 5, "buy", 101 * S, S)],  # same time: trade id order
     )
-    build_unified(paths, DATE, tmp_path / "u.parquet", top_n=2, book_every="row")  # every row's book
-    u = pl.read_parquet(tmp_path / "u.parquet")
+    layout = DataLayout(tmp_path / "data")
+    dest, book_dest = layout.unified(DATE, SYMBOL), layout.unified_book(DATE, SYMBOL)
+    res = build_unified(paths, DATE, dest, book_dest=book_dest, top_n=2, book_every="row")  # every row's book
+    u = pl.read_parquet(dest)
     # (origin_time, event type, sequence number / trade id, file order)
     assert u.select("event_type", "sequence_number", "trade_id").rows() == [
         (0, 10, None),
@@ -159,8 +177,10 @@ def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):
         True,
         True,
     ]
+    assert (res.rows, res.book_rows) == (10, 10)
+    assert pl.read_parquet(book_dest)["event_index"].to_list() == list(range(10))
     levels = ["bid_0_price", "bid_0_size", "bid_1_price", "bid_1_size", "ask_0_price", "ask_0_size"]
-    assert u.select(levels).rows() == [
+    after_row = [
         (100 * S, S, 99 * S, 2 * S, 101 * S, S),
         (99 * S, 2 * S, None, None, 101 * S, S),  # deleted
         (100 * S, 4 * S, 99 * S, 2 * S, 101 * S, S),  # re-added
@@ -172,6 +192,16 @@ def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):
         (50 * S, 5 * S, None, None, None, None),
         (50 * S, 5 * S, None, None, 200 * S, 7 * S),
     ]
+    assert read_unified(layout.root, SYMBOL, DATE).select(levels).collect().rows() == after_row
+
+    # per message (the default): a state after each message and snapshot; an event sees the last one at or
+    # before it, so a row inside a message sees the book before the message, a trade the book after the last one
+    res = build_unified(paths, DATE, dest, book_dest=book_dest, top_n=2)
+    assert (res.rows, res.book_rows) == (10, 5)
+    assert pl.read_parquet(book_dest)["event_index"].to_list() == [0, 2, 3, 8, 9]
+    joined = read_unified(layout.root, SYMBOL, DATE).collect()
+    assert joined["book_sequence_number"].to_list() == [10, 10, 11, 12, 12, 12, 12, 12, 13, 14]
+    assert joined.select(levels).rows() == [after_row[i] for i in (0, 0, 2, 3, 3, 3, 3, 3, 8, 9)]
 
 
 def test_simulated_day_equals_the_truth_at_every_update_id(tmp_path):
@@ -186,11 +216,14 @@ def test_simulated_day_equals_the_truth_at_every_update_id(tmp_path):
         stage_day(LocalLake(tmp_path / "lake"), table, "BINANCE", SYMBOL, DATE, path)
     res = build_unified(paths, DATE, tmp_path / "u.parquet", top_n=10)
     assert res.stats["snapshot_mismatch"] == 0 and res.stats["crossed"] == 0
-    ends = (
-        pl.read_parquet(tmp_path / "u.parquet")
-        .filter(pl.col("is_last_in_message") & (pl.col("event_type") == 1))
+    assert res.book_path == book_path_for(tmp_path / "u.parquet")
+    ends = (  # the book after each delta message
+        pl.read_parquet(res.book_path)
+        .filter(pl.col("event_type") == 1)
         .unique("sequence_number", keep="last", maintain_order=True)
     )
+    messages = pl.read_parquet(res.path).filter(pl.col("is_last_in_message") & (pl.col("event_type") == 1))
+    assert ends["sequence_number"].sort().to_list() == messages["sequence_number"].unique().sort().to_list()
     rows = {r["sequence_number"]: r for r in ends.iter_rows(named=True)}
     tick, lot = truth.market.tick, truth.market.lot
     checked = full = 0

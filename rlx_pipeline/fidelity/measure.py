@@ -6,9 +6,10 @@
   golden table is used.
 - ``book``: at every golden depth update id ``u`` that the reconstruction also ends a message at, the golden
   book (rebuilt from its REST snapshot and diffs by Binance's rules, ``golden_book``) against the reconstructed
-  top 1 / 5 / N. Levels beyond the range the reconstruction knows completely (``bid_known_min_price`` /
-  ``ask_known_max_price``: never in a lake snapshot, never touched by a delta) are *unknowable*, counted apart and
-  excluded from the blocking figure; everything inside it must be exact.
+  top 1 / 5 / N (the unified stream's ``book.parquet``: its last delta state at ``u``). Levels beyond the range
+  the reconstruction knows completely (``bid_known_min_price`` / ``ask_known_max_price``: never in a lake
+  snapshot, never touched by a delta) are *unknowable*, counted apart and excluded from the blocking figure;
+  everything inside it must be exact. Trades are compared from ``events.parquet``.
 - ``book_ticker``: golden bookTicker messages at those update ids against the reconstructed best bid/ask; and,
   not gated, the golden book's own best bid/ask against bookTicker (is the reference itself consistent?).
 - ``coverage``: golden update ids absent from the reconstruction and the reverse, inside the common window, as
@@ -20,7 +21,7 @@ The blocking figure is the minimum over the components that could be measured (e
 denominator in the report): a weak component cannot hide behind a strong one.
 
 Memory: the golden depth is replayed message by message (``golden_book``) and compared in chunks of update ids,
-each chunk reading only its own range of the unified stream and of bookTicker (parquet statistics prune the
+each chunk reading only its own range of the unified book states and of bookTicker (parquet statistics prune the
 rest), so a day's book is never held as Python objects; trades are a polars join.
 """
 
@@ -32,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from rlx_pipeline.book.read import check_pair
 from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplayStats
 from rlx_pipeline.layout import DataLayout
 
-CHUNK = 20_000  # golden book states compared per read of the unified stream
+CHUNK = 20_000  # golden book states compared per read of the unified book states
 MAX_LISTED = 20  # first mismatches listed per component
 
 
@@ -261,9 +263,15 @@ def _trades(
         f.timing_ms["lake_receive_minus_capture"] = _dist(f.timing_samples["trade_receive"])
 
 
+def _message_states(book: pl.LazyFrame) -> pl.LazyFrame:
+    """``book.parquet`` rows of deltas. One per message, unless the stream was built with ``book_every="row"``
+    (one per row): callers keep the last one per sequence number, the book after the whole message."""
+    return book.filter(pl.col("event_type") == 1)
+
+
 class _BookComparison:
-    def __init__(self, f: Fidelity, uni_path: Path, bt_path: Path, top_n: int) -> None:
-        self.f, self.uni_path, self.bt_path, self.n = f, uni_path, bt_path, top_n
+    def __init__(self, f: Fidelity, book_path: Path, bt_path: Path, top_n: int) -> None:
+        self.f, self.book_path, self.bt_path, self.n = f, book_path, bt_path, top_n
         self.cols = [f"{s}_{i}_{w}" for s in ("bid", "ask") for i in range(top_n) for w in ("price", "size")]
         self.timeline: dict[int, list[int]] = {}
         self.dt: list[int] = []
@@ -284,12 +292,9 @@ class _BookComparison:
             return
         lo, hi = min(s.u for s in states), max(s.u for s in states)
         recon = (
-            pl.scan_parquet(self.uni_path)
-            .filter(
-                (pl.col("event_type") == 1)
-                & pl.col("is_last_in_message")
-                & pl.col("sequence_number").is_between(lo, hi)
-            )
+            _message_states(pl.scan_parquet(self.book_path))
+            .filter(pl.col("sequence_number").is_between(lo, hi))
+            .unique("sequence_number", keep="last", maintain_order=True)
             .select(
                 "sequence_number",
                 pl.col("origin_time").cast(pl.Int64),
@@ -401,11 +406,13 @@ class _BookComparison:
 
 
 def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int = CHUNK) -> Fidelity:
-    uni_path = layout.unified(date, symbol)
+    uni_path, book_path = layout.unified(date, symbol), layout.unified_book(date, symbol)
     f = Fidelity(date, symbol, measurable=False, top_n=top_n)
-    if not uni_path.is_file():
-        f.reason = f"no unified stream at {uni_path}"
-        return f
+    for p in (uni_path, book_path):
+        if not p.is_file():
+            f.reason = f"no unified stream at {p}"
+            return f
+    check_pair(uni_path, book_path)  # both files from the same build
     g_times = []
     for table, col in (("trades", "trade_time"), ("agg_trades", "trade_time"), ("depth", "event_time")):
         p = layout.golden(table, date, symbol)
@@ -434,9 +441,9 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
         .collect()
     )
     r_ids = (
-        uni.filter((pl.col("event_type") == 1) & pl.col("is_last_in_message"))
+        _message_states(pl.scan_parquet(book_path))
         .select(pl.col("sequence_number").alias("u"), pl.col("origin_time").cast(pl.Int64).alias("t"))
-        .unique("u")
+        .unique("u", keep="last")
         .collect()
     )
     f.golden_update_ids, f.recon_update_ids = len(g_ids), len(r_ids)
@@ -450,7 +457,7 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
 
     # --- book and bookTicker, chunk by chunk -------------------------------------------------------------
     del r_ids, g_ids
-    cmp = _BookComparison(f, uni_path, layout.golden("book_ticker", date, symbol), top_n)
+    cmp = _BookComparison(f, book_path, layout.golden("book_ticker", date, symbol), top_n)
     book = GoldenBook(layout.golden("snapshots", date, symbol), depth_path, top_n)
     pending: list[GoldenState] = []
     for s in book.states():

@@ -1,6 +1,7 @@
 """Reconstruction: the unified stream of a day (``rlx_pipeline.book``), behind the validation gate.
 
-unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/data.parquet (top-N book per message)
+unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/events.parquet (the events) and
+                    book.parquet beside it (the top-N book after each message and snapshot)
 unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots, unseeded share
 """
 
@@ -11,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from rlx_pipeline import gate, storage
-from rlx_pipeline.book import build_unified
+from rlx_pipeline.book import build_unified, iter_batches
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -20,7 +21,8 @@ class ReconstructionConfig(dg.Config):
     override_validation_gate: bool = False
     """Reconstruct although the partition's validation verdict failed or is missing (logged, recorded)."""
     book_every: str = "message"
-    """Top-N book columns after each message (its last row) and each trade/snapshot, or after every `row`."""
+    """A top-N book state (book.parquet) after each message (its last row) and each snapshot, or after every
+    `row` (trades included)."""
 
 
 def _stats_path(rlx: RlxSettings, date: str, symbol: str):
@@ -38,9 +40,15 @@ _PREVIEW_COLS = [
 ]
 
 
-def _preview(path: Path, rows: int = 8) -> str:
-    """The first rows of the stream as a markdown table (event types: 0 snapshot, 1 delta, 2 trade)."""
-    df = pl.scan_parquet(path).select(_PREVIEW_COLS).head(rows).collect()
+def _preview(data_dir: Path, date: str, symbol: str, rows: int = 8) -> str:
+    """The first rows of the stream, each with the best bid/ask in force after it, as a markdown table (event
+    types: 0 snapshot, 1 delta, 2 trade)."""
+    first = next(iter_batches(data_dir, symbol, date, batch_rows=rows), None)  # streaming: reads ~rows rows
+    df = (
+        pl.from_arrow(first).select(_PREVIEW_COLS)
+        if first is not None
+        else pl.DataFrame(schema=_PREVIEW_COLS)
+    )
     lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in r) + " |" for r in df.iter_rows()]
     return "\n".join(lines)
@@ -56,9 +64,10 @@ def _preview(path: Path, rows: int = 8) -> str:
 def unified_stream(
     context: dg.AssetExecutionContext, config: ReconstructionConfig, rlx: RlxSettings
 ) -> dg.MaterializeResult:
-    """Every Crypto Lake event of the day in chronological order with the top-N book after it: the book seeded
-    from the first `book` snapshot and replayed through book_delta_v2, merged with trades. Refuses a partition
-    whose validation verdict failed, in this run or any later one, unless overridden."""
+    """Every Crypto Lake event of the day in chronological order (events.parquet) and the top-N book after each
+    message (book.parquet): the book seeded from the first `book` snapshot and replayed through book_delta_v2,
+    merged with trades. Refuses a partition whose validation verdict failed, in this run or any later one, unless
+    overridden."""
     date, symbol = date_symbol(context)
     layout = rlx.layout
     verdict = gate.require_passed(layout, date, symbol, override=config.override_validation_gate)
@@ -70,6 +79,7 @@ def unified_stream(
         paths,
         date,
         layout.unified(date, symbol),
+        book_dest=layout.unified_book(date, symbol),
         top_n=rlx.top_n,
         tolerance_s=int(rlx.origin_time_tolerance_s),
         progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
@@ -77,6 +87,7 @@ def unified_stream(
     )
     summary = {
         "rows": res.rows,
+        "book_rows": res.book_rows,
         "by_type": res.by_type,
         "stats": res.stats,
         "self_consistency": res.self_consistency,
@@ -88,14 +99,17 @@ def unified_stream(
     storage.write_json(_stats_path(rlx, date, symbol), summary)
     rate = res.input_rows / res.seconds if res.seconds else 0.0
     in_mb = sum(p.stat().st_size for p in paths.values()) / 1e6
-    out_path = layout.unified(date, symbol)
-    mb_per_s = (in_mb + out_path.stat().st_size / 1e6) / res.seconds if res.seconds else 0.0
+    out_path, book_path = layout.unified(date, symbol), layout.unified_book(date, symbol)
+    out_mb = (out_path.stat().st_size + book_path.stat().st_size) / 1e6
+    mb_per_s = (in_mb + out_mb) / res.seconds if res.seconds else 0.0
     context.log.info(
-        f"unified {symbol} {date}: {res.rows:,} rows in {res.seconds:.1f} s ({rate:,.0f} rows/s)"
+        f"unified {symbol} {date}: {res.rows:,} rows, {res.book_rows:,} book states in {res.seconds:.1f} s "
+        f"({rate:,.0f} rows/s)"
     )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(res.rows),
+            "book_rows": dg.MetadataValue.int(res.book_rows),
             "events": dg.MetadataValue.json(res.by_type),
             "engine": dg.MetadataValue.json(res.stats),
             "self_consistency": dg.MetadataValue.float(
@@ -106,11 +120,13 @@ def unified_stream(
             "crossed_messages": dg.MetadataValue.int(res.stats["crossed"]),
             "snapshot_mismatches": dg.MetadataValue.int(res.stats["snapshot_mismatch"]),
             "rows_per_s": dg.MetadataValue.float(round(rate, 1)),
-            "mb_per_s": dg.MetadataValue.float(round(mb_per_s, 2)),  # staged parquet read + unified written
-            "preview": dg.MetadataValue.md(_preview(out_path)),
+            "mb_per_s": dg.MetadataValue.float(round(mb_per_s, 2)),  # staged read + events and book written
+            "size_mb": dg.MetadataValue.float(round(out_mb, 3)),  # events.parquet + book.parquet
+            "preview": dg.MetadataValue.md(_preview(layout.root, date, symbol)),
             "top_n": dg.MetadataValue.int(rlx.top_n),
             "gate_overridden": dg.MetadataValue.bool(overridden),
             "path": dg.MetadataValue.path(str(out_path)),
+            "book_path": dg.MetadataValue.path(str(book_path)),
         }
     )
 
