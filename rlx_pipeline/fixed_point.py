@@ -85,8 +85,10 @@ def expr_to_float(col: str | pl.Expr) -> pl.Expr:
 
 
 def expr_to_decimal(col: str | pl.Expr) -> pl.Expr:
+    """Fixed-point int64 column -> Decimal(38, 8), exactly. (Dividing a Decimal(38, 0) by ``UNIT`` would keep
+    scale 0 and truncate: 50000000 -> 0.) Multiplying by exactly 1e-8 and casting to scale 8 loses nothing."""
     e = pl.col(col) if isinstance(col, str) else col
-    return e.cast(pl.Decimal(38, 0)) / UNIT
+    return (e.cast(pl.Decimal(38, 0)) * pl.lit(Decimal(1).scaleb(-SCALE))).cast(pl.Decimal(38, SCALE))
 
 
 def with_scale_metadata(schema: pa.Schema) -> pa.Schema:

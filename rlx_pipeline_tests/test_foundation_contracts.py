@@ -34,6 +34,22 @@ def test_float_conversion_is_exact_for_binance_values():
     assert pl.DataFrame({"s": values}).select(fp.expr_from_str("s")).to_series().to_list() == got.tolist()
 
 
+def test_decimal_conversion_is_exact():
+    from decimal import Decimal
+
+    values = [
+        "0.5",
+        "60000.12345678",
+        "-0.00000001",
+        "0.00000123",
+        "92233720368.54775807",
+    ]  # the last: int64 max
+    df = pl.DataFrame({"v": [fp.parse(v) for v in values]})
+    got = df.select(fp.expr_to_decimal("v")).to_series()
+    assert got.dtype == pl.Decimal(38, 8)
+    assert got.to_list() == [Decimal(v) for v in values]
+
+
 def test_symbol_mapping_lives_in_one_place():
     assert instruments.to_binance("BTC-USDT") == "BTCUSDT"
     assert instruments.to_binance("BTC-USDT-PERP") == "BTCUSDT"
