@@ -323,3 +323,32 @@ def test_files_of_different_builds_are_refused(tmp_path):
     (tmp_path / "b.book.parquet").replace(tmp_path / "a.book.parquet")  # as a crash between the renames would
     with pytest.raises(ValueError, match="different builds"):
         scan_day(tmp_path / "a.parquet")
+
+
+def test_cli_builds_a_day_and_prints_its_head(tmp_path):
+    from click.testing import CliRunner
+
+    from rlx_pipeline.cli import main
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.layout import DataLayout
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    layout = DataLayout(tmp_path / "data")
+    simulate(SimConfig(duration_s=30, seed=2)).write_lake(tmp_path / "lake")
+    runner = CliRunner()
+    args = ["--data-dir", str(tmp_path / "data"), "--date", DATE, "--symbol", "BTC-USDT"]
+    out = runner.invoke(main, ["unified", "build", *args])
+    assert out.exit_code == 1 and "staged tables missing" in out.output
+    for t in ("trades", "book", "book_delta"):
+        stage_day(
+            LocalLake(tmp_path / "lake"), t, "BINANCE", "BTC-USDT", DATE, layout.staged(t, DATE, "BTC-USDT")
+        )
+    out = runner.invoke(main, ["unified", "build", *args, "--top-n", "3"])
+    assert out.exit_code == 0, out.output
+    events = pl.read_parquet(layout.unified(DATE, "BTC-USDT"))
+    assert f"{events.height:,} events" in out.output
+    assert pl.read_parquet(layout.unified_book(DATE, "BTC-USDT")).width == 7 + 4 * 3
+    out = runner.invoke(main, ["unified", "head", *args, "-n", "5"])
+    assert out.exit_code == 0, out.output
+    assert "bid_0_price" in out.output and "book_sequence_number" in out.output
