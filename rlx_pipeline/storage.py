@@ -100,6 +100,7 @@ class ParquetBatchWriter:
         row_group_size: int = ROW_GROUP_SIZE,
         compression: str = "zstd",
         use_dictionary: bool = True,
+        column_encoding: dict[str, str] | None = None,
     ) -> None:
         self.dest = Path(dest)
         self.schema = fixed_point.with_scale_metadata(schema) if fixed_point_scale else schema
@@ -107,6 +108,7 @@ class ParquetBatchWriter:
         self._row_group_size = row_group_size
         self._compression = compression
         self._use_dictionary = use_dictionary
+        self._column_encoding = column_encoding
         self._ctx: contextlib.AbstractContextManager[Path] | None = None
         self._writer: pq.ParquetWriter | None = None
 
@@ -114,7 +116,11 @@ class ParquetBatchWriter:
         self._ctx = atomic_path(self.dest)
         tmp = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(
-            tmp, self.schema, compression=self._compression, use_dictionary=self._use_dictionary
+            tmp,
+            self.schema,
+            compression=self._compression,
+            use_dictionary=self._use_dictionary,
+            column_encoding=self._column_encoding,
         )
         return self
 
