@@ -10,6 +10,7 @@ top-10 book after each message).
     python benchmarks/bench_book.py                          # 5 M delta rows
     python benchmarks/bench_book.py --delta-rows 30000000    # a BTCUSDT-scale day (synthetic)
     python benchmarks/bench_book.py --simulated-hours 24      # a BTCUSDT-scale day from the market simulator
+    python benchmarks/bench_book.py --lake DIR                # a day already in a local lake (no generation)
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def main() -> None:
         default=0.0,
         help="use the market simulator for this many hours instead",
     )
+    ap.add_argument(
+        "--lake",
+        type=Path,
+        default=None,
+        help="an existing local Crypto Lake with BTC-USDT on 2024-08-09 (e.g. written by "
+        "`rlx-pipeline simulate --lake DIR --minutes 1440`): measure it instead of generating a day",
+    )
     args = ap.parse_args()
 
     from rlx_pipeline.book.engine import CAPACITY, apply_rows
@@ -47,9 +55,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rlx-bench-book-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        if args.simulated_hours:
+        lake = args.lake or tmp / "lake"
+        if args.lake:
+            print(f"measuring the day in {args.lake}")
+        elif args.simulated_hours:
             # the project's simulator: BTCUSDT-like messages (~34 rows), prices near the top, consistent snapshots
-            write_lake_stream(SimConfig(duration_s=args.simulated_hours * 3600, seed=7), tmp / "lake")
+            write_lake_stream(SimConfig(duration_s=args.simulated_hours * 3600, seed=7), lake)
         else:
             # synthetic: ~34 rows per message as real BTCUSDT, prices uniform over 500 ticks (the engine's worst)
             spec = RawDaySpec(
@@ -58,11 +69,11 @@ def main() -> None:
                 trades=args.delta_rows // 10,
                 snapshot_every=60,
             )
-            write_raw_day(tmp / "lake", spec)
+            write_raw_day(lake, spec)
         paths = {}
         for table in ("trades", "book", "book_delta"):
             paths[table] = tmp / f"{table}.parquet"
-            stage_day(LocalLake(tmp / "lake"), table, "BINANCE", SYMBOL, DATE, paths[table])
+            stage_day(LocalLake(lake), table, "BINANCE", SYMBOL, DATE, paths[table])
         print(f"staged the day in {time.perf_counter() - t0:.1f} s")
         d = pq.read_table(paths["book_delta"], columns=["side_is_bid", "price", "size"])
         is_bid = d["side_is_bid"].to_numpy()
