@@ -4,8 +4,9 @@ Bids are kept ascending and asks descending, so the best level is the LAST eleme
 is a binary search plus a shift of the levels better than it, O(log n + distance from the top), which for market
 data (almost every update near the top of a book of a few thousand levels) is a handful of cache lines.
 
-Plain-Python wrappers (``Book``) keep the kernels usable from a notebook; ``replay`` is the whole-day kernel used
-by ``rlx_pipeline.book.unified``.
+Plain-Python wrappers (``Book``) keep the kernels usable from a notebook; ``merge_events`` (three sorted sources
+into unified order) and ``replay`` (the book through them, publishing top-N states) are the kernels
+``rlx_pipeline.book.unified`` runs per time chunk.
 """
 
 from __future__ import annotations
@@ -319,39 +320,14 @@ def replay(
         # it leaves is published at the row before (the snapshot's own row, or its sequence number's last delta).
         if pending >= 0 and (t != DELTA or seq[r] > pending_seq):
             nb, na, bid_boundary, ask_boundary = _resolve(
-                snap_p,
-                snap_s,
-                pending,
-                pending_seq,
-                bp,
-                bs,
-                nb,
-                ap,
-                as_,
-                na,
-                bid_boundary,
-                ask_boundary,
-                stats,
-                mismatch_seq,
-            )
+                snap_p, snap_s, pending, pending_seq, bp, bs, nb, ap, as_, na, bid_boundary, ask_boundary,
+                stats, mismatch_seq,
+            )  # fmt: skip
             pending = -1
             m = _publish(
-                book_row,
-                book_p,
-                book_s,
-                book_known,
-                m,
-                r - 1,
-                bp,
-                bs,
-                nb,
-                ap,
-                as_,
-                na,
-                top_n,
-                bid_boundary,
-                ask_boundary,
-            )
+                book_row, book_p, book_s, book_known, m, r - 1, bp, bs, nb, ap, as_, na, top_n,
+                bid_boundary, ask_boundary,
+            )  # fmt: skip
         if t == SNAPSHOT:
             k = snap_idx[r]
             if not seeded:
@@ -404,57 +380,19 @@ def replay(
         if not seeded or (per_message and not end_of_message):
             continue  # mid-message: the book after the message is written at its last row
         m = _publish(
-            book_row,
-            book_p,
-            book_s,
-            book_known,
-            m,
-            r,
-            bp,
-            bs,
-            nb,
-            ap,
-            as_,
-            na,
-            top_n,
-            bid_boundary,
-            ask_boundary,
-        )
+            book_row, book_p, book_s, book_known, m, r, bp, bs, nb, ap, as_, na, top_n,
+            bid_boundary, ask_boundary,
+        )  # fmt: skip
     if pending >= 0 and n > 0:  # the chunk ends: every delta of the snapshot's sequence number is in it
         nb, na, bid_boundary, ask_boundary = _resolve(
-            snap_p,
-            snap_s,
-            pending,
-            pending_seq,
-            bp,
-            bs,
-            nb,
-            ap,
-            as_,
-            na,
-            bid_boundary,
-            ask_boundary,
-            stats,
-            mismatch_seq,
-        )
+            snap_p, snap_s, pending, pending_seq, bp, bs, nb, ap, as_, na, bid_boundary, ask_boundary,
+            stats, mismatch_seq,
+        )  # fmt: skip
         pending = -1
         m = _publish(
-            book_row,
-            book_p,
-            book_s,
-            book_known,
-            m,
-            n - 1,
-            bp,
-            bs,
-            nb,
-            ap,
-            as_,
-            na,
-            top_n,
-            bid_boundary,
-            ask_boundary,
-        )
+            book_row, book_p, book_s, book_known, m, n - 1, bp, bs, nb, ap, as_, na, top_n,
+            bid_boundary, ask_boundary,
+        )  # fmt: skip
     state[0], state[1], state[2], state[3] = nb, na, 1 if seeded else 0, last_seq
     state[4], state[5], state[6], state[7] = pending, pending_seq, 1 if last_was_bid else 0, seed_seq
     state[8], state[9] = bid_boundary, ask_boundary

@@ -3,7 +3,7 @@
 A day is two parquet files written together (same build id in their metadata, checked by the readers):
 
 - ``events.parquet``, one row per event (``schemas.unified_events_schema``);
-- ``book.parquet``, the top-N book state after each message and snapshot (``schemas.unified_book_schema``), each
+- ``book.parquet``, the top-N book state after each delta message (``schemas.unified_book_schema``), each
   row pointing at its event by ``event_index`` (the row number in ``events.parquet``). The book in force at an
   event is the last state at or before its index (``rlx_pipeline.book.read`` joins them).
 
@@ -19,12 +19,13 @@ Rules (``rlx_pipeline.book.engine`` implements them):
   emitted); deltas at or before its sequence number are already in it (``stale``, not emitted);
 - every later snapshot is compared with the reconstructed top 20 once all deltas of its sequence number are
   applied (``snapshot_match`` / ``snapshot_mismatch``); either way it is then applied (on a mismatch this
-  resyncs the book: its price range is replaced, deeper levels kept) and the resulting state is published;
+  resyncs the book: its price range is replaced, deeper levels kept) and the resulting state is published at
+  the row before the event that resolved it (the last delta of that sequence number, or the snapshot's row);
 - a book crossed at the end of a message is resolved by removing the crossing levels of the side that was not
   updated last (``crossed`` counts the messages);
 - trades do not change the book (the exchange's deltas carry their effect);
-- ``book_every="message"`` (default) publishes the book after each message and snapshot; ``"row"`` after every
-  event, trades included.
+- ``book_every="message"`` (default) publishes the book after each message, after the seeding snapshot and where
+  a later snapshot was applied; ``"row"`` after every event, trades included.
 
 Memory: the staged tables are read in one streaming pass and cut into time chunks (15 minutes by default); each
 chunk is merged (a three-way merge, no sort) and replayed with the book carried between chunks, and written while
