@@ -1,7 +1,7 @@
 """Book engine and unified stream: this project's numba engine against the peers a user would otherwise pick.
 
 Same staged deltas for everyone, in the same process:
-- ``rlx engine``: ``rlx_pipeline.book.engine.apply_rows`` (numba, sorted int64 arrays per side);
+- ``rlx engine``: ``rlx_pipeline.book.engine.apply_rows`` (numba, a price-indexed ladder per side);
 - ``order_book``: the C extension cryptofeed uses (``order_book.OrderBook``), driven by a Python loop;
 - ``sortedcontainers``: a ``SortedDict`` per side, driven by a Python loop.
 Then end to end: ``build_unified`` (read staged parquet, merge with trades, replay, write the events and the
@@ -46,7 +46,7 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from rlx_pipeline.book.engine import CAPACITY, apply_rows
+    from rlx_pipeline.book.engine import apply_rows, new_book
     from rlx_pipeline.lake.source import LocalLake
     from rlx_pipeline.lake.staging import stage_day
     from rlx_pipeline.lake.synthetic import RawDaySpec, write_raw_day
@@ -82,14 +82,10 @@ def main() -> None:
         n = len(price)
         rows = {}
 
-        state_p = np.zeros((2, CAPACITY), np.int64)
-        state_s = np.zeros((2, CAPACITY), np.int64)
-        counts = np.zeros(3, np.int64)
-        apply_rows(is_bid[:1000], price[:1000], size[:1000], state_p, state_s, counts)  # compile
-        state_p[:] = 0
-        counts[:] = 0
+        apply_rows(is_bid[:1000], price[:1000], size[:1000], *new_book())  # compile
+        book = new_book()
         t0 = time.perf_counter()
-        apply_rows(is_bid, price, size, state_p, state_s, counts)
+        apply_rows(is_bid, price, size, *book)
         rows["rlx engine (numba)"] = n / (time.perf_counter() - t0)
 
         m = min(args.peer_rows, n)
@@ -124,15 +120,14 @@ def main() -> None:
         print(f"\nbook alone: {n:,} delta rows (peers: first {m:,})")
         for name, rate in rows.items():
             print(f"  {name:34} {rate / 1e6:8.2f} M rows/s   engine is {ours / rate:6.1f}x")
-        # The engine's cost grows with an update's distance from the best price (a shift of the better levels).
-        # The synthetic day above draws prices uniformly over 500 ticks; real updates crowd near the top:
+        # A sorted-array book's cost grows with an update's distance from the best price; the ladder's does not.
+        # The synthetic day draws prices uniformly over 500 ticks; the same rows with prices crowding the top:
         rng = np.random.default_rng(1)
         ticks = np.minimum(rng.geometric(1 / 20, n), 5000)
         near = np.where(is_bid, 6_000_000 - ticks, 6_000_000 + ticks).astype(np.int64) * 1_000_000
-        state_p[:] = 0
-        counts[:] = 0
+        book = new_book()
         t0 = time.perf_counter()
-        apply_rows(is_bid, near, size, state_p, state_s, counts)
+        apply_rows(is_bid, near, size, *book)
         rate = n / (time.perf_counter() - t0)
         print(
             f"  {'rlx engine, updates near the top':34} {rate / 1e6:8.2f} M rows/s   (geometric, mean 20 ticks)"

@@ -38,6 +38,54 @@ def test_book_matches_a_dict_reference_under_random_updates():
     assert asks == sorted(ref[False].items())[:3]
 
 
+def test_ladder_window_overflow_tick_learning_and_drift_match_a_reference():
+    """The engine's ladder covers LADDER ticks around the market: levels far away go to a sorted overflow, the
+    window re-centres when the market leaves it, and the tick is learned (coarse first, then finer prices)."""
+    from rlx_pipeline.book.engine import LADDER, M_BASE, M_COUNT, M_OVN, M_TICK
+
+    bases = set()
+
+    def recentred(b: Book) -> int:
+        return len(bases)
+
+    rng = random.Random(11)
+    book, ref = Book(), {True: {}, False: {}}
+    tick, mid = 100 * 10**6, 60_000 * S  # prices first multiples of 1.00, later of 0.01
+    for step in range(30_000):
+        if step == 10_000:
+            tick = 10**6
+        if step % 3_000 == 2_999:
+            mid += (
+                rng.choice([-1, 1]) * rng.randrange(LADDER // 2, 2 * LADDER) * 10**6
+            )  # the market jumps away
+        is_bid = rng.random() < 0.5
+        r = rng.random()
+        if r < 0.05:  # far away: a bid at a tenth of the price, an ask at ten times it
+            price = (mid // 10 // tick * tick if is_bid else mid * 10) + rng.randrange(0, 50) * tick
+        else:
+            depth = rng.randrange(0, 200) * tick
+            price = mid - tick - depth if is_bid else mid + tick + depth
+        size = 0 if rng.random() < 0.35 else rng.randrange(1, 10**6)
+        if rng.random() < 0.05 and ref[is_bid]:  # delete an existing level, wherever it is
+            price, size = rng.choice(list(ref[is_bid])), 0
+        book.set(is_bid, price, size)
+        bases.add(int(book._book[2][0, M_BASE]))
+        if size:
+            ref[is_bid][price] = size
+        else:
+            ref[is_bid].pop(price, None)
+        if step % 997 == 0 or step == 29_999:
+            assert book.bids() == ref[True] and book.asks() == ref[False], step
+            bids, asks = book.top(5)
+            assert bids == sorted(ref[True].items(), reverse=True)[:5]
+            assert asks == sorted(ref[False].items())[:5]
+    assert book.evicted == 0
+    # the paths were taken: the finer tick was learned, far levels sit in the overflow, the window moved
+    bid_meta = book._book[2][0]
+    assert bid_meta[M_TICK] == 10**6 and bid_meta[M_OVN] > 0 and bid_meta[M_COUNT] > 0
+    assert recentred(book) > 1
+
+
 def test_levels_beyond_capacity_evict_the_farthest():
     book = Book(capacity=4)
     for p in (10, 20, 30, 40, 50):

@@ -399,7 +399,7 @@ def _build(
     build = {BUILD_KEY: _build_id(paths, date, top_n, tolerance_s, book_every).encode()}
     events_schema = schemas.unified_events_schema().with_metadata(build)
     book_schema = schemas.unified_book_schema(top_n).with_metadata(build)
-    state_p, state_s, state, stats = engine.new_state()
+    book_state, state, stats = engine.new_state()
     mismatch_seq = np.zeros(MAX_MISMATCHES, dtype=np.int64)
     result = UnifiedResult(dest, book_dest)
     by_type = np.zeros(3, dtype=np.int64)
@@ -459,7 +459,7 @@ def _build(
             book_known = np.empty((cap, 2), np.int64, order="F")
             m = engine.replay(
                 kind, key, ev["is_bid"], ev["price"], ev["size"], ev["snap"], snap_p, snap_s,
-                state_p, state_s, state, stats, top_n,
+                *book_state, state, stats, top_n,
                 seq, keep, book_row, book_p, book_s, book_known, mismatch_seq, per_message,
             )  # fmt: skip
             rows = book_row[:m]
