@@ -80,6 +80,8 @@ def test_ladder_window_overflow_tick_learning_and_drift_match_a_reference():
             assert bids == sorted(ref[True].items(), reverse=True)[:5]
             assert asks == sorted(ref[False].items())[:5]
     assert book.evicted == 0
+    book.set(True, 0, 5)  # a price of 0 is not a level (and not a division by zero)
+    assert 0 not in book.bids()
     # the paths were taken: the finer tick was learned, far levels sit in the overflow, the window moved
     bid_meta = book._book[2][0]
     assert bid_meta[M_TICK] == 10**6 and bid_meta[M_OVN] > 0 and bid_meta[M_COUNT] > 0

@@ -236,6 +236,8 @@ def _make_room(qty, bits, meta, ovp, ovs, s, x):
 @njit(cache=True)
 def _slow_set(qty, bits, meta, ovp, ovs, s, x, size):
     """``side_set`` off the hot path: first level, a finer tick, outside the window, a full side."""
+    if x == 0:
+        return 0  # price 0 is never a level (the staged tables' `prices_positive` check rejects such rows)
     if meta[s, M_TICK] == 0:
         if size <= 0:
             return 0
