@@ -1,7 +1,7 @@
 """Reconstruction: the unified stream of a day (``rlx_pipeline.book``), behind the validation gate.
 
 unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/events.parquet (the events) and
-                    book.parquet beside it (the top-N book after each message and snapshot)
+                    book.parquet beside it (the top-N book after each message)
 unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots, unseeded share
 """
 
@@ -21,8 +21,8 @@ class ReconstructionConfig(dg.Config):
     override_validation_gate: bool = False
     """Reconstruct although the partition's validation verdict failed or is missing (logged, recorded)."""
     book_every: str = "message"
-    """A top-N book state (book.parquet) after each message (its last row) and each snapshot, or after every
-    `row` (trades included)."""
+    """A top-N book state (book.parquet) after each message (its last row) and where a snapshot seeded or
+    resynced the book, or after every `row` (trades included)."""
 
 
 def _stats_path(rlx: RlxSettings, date: str, symbol: str):
