@@ -549,6 +549,22 @@ def _publish(
 
 
 @njit(cache=True)
+def _resolve_and_publish(
+    snap_p, snap_s, k, k_seq, qty, bits, meta, ovp, ovs, bid_b, ask_b, stats, mismatch_seq,
+    book_row, book_p, book_s, book_known, m, row, top_n, tmp_x, tmp_s,
+):  # fmt: skip
+    """A pending snapshot resolved (``_resolve``) and the state it leaves published after event ``row``.
+    Returns (m, bid boundary, ask boundary)."""
+    bid_b, ask_b = _resolve(
+        snap_p, snap_s, k, k_seq, qty, bits, meta, ovp, ovs, bid_b, ask_b, stats, mismatch_seq, tmp_x, tmp_s
+    )
+    m = _publish(
+        book_row, book_p, book_s, book_known, m, row, qty, bits, meta, ovp, ovs, top_n, bid_b, ask_b, tmp_x, tmp_s
+    )  # fmt: skip
+    return m, bid_b, ask_b
+
+
+@njit(cache=True)
 def replay(
     ev_type,  # int8[n]: SNAPSHOT, DELTA, TRADE, in unified order
     seq,  # int64[n]: sequence number (deltas, snapshots)
@@ -593,15 +609,11 @@ def replay(
         # A pending snapshot is compared once every delta of its sequence number has been applied; the state
         # it leaves is published at the row before (the snapshot's own row, or its sequence number's last delta).
         if pending >= 0 and (t != DELTA or seq[r] > pending_seq):
-            bid_boundary, ask_boundary = _resolve(
-                snap_p, snap_s, pending, pending_seq, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary, stats, mismatch_seq,
-                tmp_x, tmp_s,
+            m, bid_boundary, ask_boundary = _resolve_and_publish(
+                snap_p, snap_s, pending, pending_seq, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary,
+                stats, mismatch_seq, book_row, book_p, book_s, book_known, m, r - 1, top_n, tmp_x, tmp_s,
             )  # fmt: skip
             pending = -1
-            m = _publish(
-                book_row, book_p, book_s, book_known, m, r - 1, qty, bits, meta, ovp, ovs, top_n, bid_boundary, ask_boundary,
-                tmp_x, tmp_s,
-            )  # fmt: skip
         if t == SNAPSHOT:
             k = snap_idx[r]
             if not seeded:
@@ -671,15 +683,11 @@ def replay(
             tmp_s,
         )
     if pending >= 0 and n > 0:  # the chunk ends: every delta of the snapshot's sequence number is in it
-        bid_boundary, ask_boundary = _resolve(
-            snap_p, snap_s, pending, pending_seq, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary, stats, mismatch_seq,
-            tmp_x, tmp_s,
+        m, bid_boundary, ask_boundary = _resolve_and_publish(
+            snap_p, snap_s, pending, pending_seq, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary,
+            stats, mismatch_seq, book_row, book_p, book_s, book_known, m, n - 1, top_n, tmp_x, tmp_s,
         )  # fmt: skip
         pending = -1
-        m = _publish(
-            book_row, book_p, book_s, book_known, m, n - 1, qty, bits, meta, ovp, ovs, top_n, bid_boundary, ask_boundary,
-            tmp_x, tmp_s,
-        )  # fmt: skip
     state[2], state[3] = 1 if seeded else 0, last_seq
     state[4], state[5], state[6], state[7] = pending, pending_seq, 1 if last_was_bid else 0, seed_seq
     state[8], state[9] = bid_boundary, ask_boundary
