@@ -88,6 +88,10 @@ def scan_day(events: str | os.PathLike[str], book: str | os.PathLike[str] | None
     events = Path(events)
     book = Path(book) if book is not None else book_path_for(events)
     check_pair(events, book)
+    return _joined(events, book)
+
+
+def _joined(events: Path, book: Path) -> pl.LazyFrame:
     bk = pl.scan_parquet(book).drop(*_BOOK_DROPPED).rename(_BOOK_RENAMES)
     return (
         pl.scan_parquet(events)
@@ -102,8 +106,8 @@ def read_unified(
     data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None, *, book: bool = True
 ) -> pl.LazyFrame:
     """Events of the days in unified order, lazily; with ``book``, each with the book state in force after it."""
-    paths = _paths(data_dir, symbol, start, end)
-    days = [scan_day(e, b) if book else pl.scan_parquet(e) for e, b in paths]
+    paths = _paths(data_dir, symbol, start, end)  # pairs already checked
+    days = [_joined(e, b) if book else pl.scan_parquet(e) for e, b in paths]
     return pl.concat(days, how="vertical")
 
 
