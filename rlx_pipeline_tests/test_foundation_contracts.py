@@ -4,7 +4,14 @@ import pytest
 
 from rlx_pipeline import fixed_point as fp
 from rlx_pipeline import instruments
-from rlx_pipeline.gate import GateClosed, Verdict, read_verdict, require_passed, write_verdict
+from rlx_pipeline.gate import (
+    GateClosed,
+    Verdict,
+    input_fingerprints,
+    read_verdict,
+    require_passed,
+    write_verdict,
+)
 from rlx_pipeline.layout import lake_key
 
 
@@ -76,6 +83,10 @@ def test_gate_refuses_failed_and_missing_verdicts(layout):
     with pytest.raises(GateClosed, match="ks_d"):
         require_passed(layout, "2024-08-09", "BTC-USDT")
     assert require_passed(layout, "2024-08-09", "BTC-USDT", override=True).passed is False
-    write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True))
+    with pytest.raises(GateClosed, match="does not record what it judged"):  # a verdict binds its inputs
+        write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True))
+        require_passed(layout, "2024-08-09", "BTC-USDT")
+    inputs = input_fingerprints(layout, "2024-08-09", "BTC-USDT")
+    write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True, inputs=inputs))
     assert require_passed(layout, "2024-08-09", "BTC-USDT").passed
     assert read_verdict(layout, "2024-08-09", "ETH-USDT") is None
