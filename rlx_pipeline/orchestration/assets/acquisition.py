@@ -5,7 +5,10 @@
     lake_book_delta  book_delta_v2 -> staged/book_delta/dt=/symbol=/data.parquet  STAGED_BOOK_DELTA
                                       (after lake_book: its check needs the day's first usable snapshot)
 
-The work is in ``rlx_pipeline.lake`` (staging, quality); this module only wires it to Dagster.
+Each table is staged to a candidate file, judged by its check in the same step, and served (promoted) only when
+the check passes; a failed build is kept under rejected/ and the previous staged table stays
+(``rlx_pipeline.promotion``). The work is in ``rlx_pipeline.lake`` (staging, quality); this module only wires it to
+Dagster.
 """
 
 import json

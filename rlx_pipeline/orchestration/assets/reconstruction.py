@@ -1,8 +1,9 @@
 """Reconstruction: the unified stream of a day (``rlx_pipeline.book``), behind the validation gate.
 
 unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/events.parquet (the events) and
-                    book.parquet beside it (the top-N book after each message)
-unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots, unseeded share
+                    book.parquet beside it (the top-N book after each message), built in .candidate/ and promoted
+                    only when unified_stream_ok passes (else kept under rejected/); served.json records the build
+unified_stream_ok   blocking, in the step: self-consistency with Crypto Lake's own snapshots, unseeded share
 """
 
 from collections.abc import Iterator

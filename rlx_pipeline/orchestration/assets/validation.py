@@ -1,8 +1,9 @@
 """Validation: the day's lake data against its golden samples (``rlx_pipeline.validation``).
 
 validation_report   reports/validation/dt=/symbol=/ report.json, report.md, ecdf.png, tail.png, gaps.png, verdict.json
-checks (blocking)   validation_ks, validation_tail, validation_gaps, validation_origin_time
-                    a failure stops unified_stream in this run; verdict.json stops it in later runs
+checks (blocking)   validation_ks, validation_tail, validation_gaps, validation_origin_time, in the step
+                    a failure stops unified_stream in this run; verdict.json (bound to the fingerprints of the
+                    tables judged and the thresholds; pending while validation runs) stops it in later runs
 config              require_golden (default false): a day without golden samples fails ks/tail instead of
                     letting the lake-only checks decide
 """
