@@ -14,6 +14,9 @@ it: after a message's last row, the book after that message; inside a message, t
 applies atomically); at a trade, the book after the last message. ``book_sequence_number`` says which update id
 that state is at. Prices and sizes are int64 fixed point at 1e-8 (``rlx_pipeline.fixed_point.expr_to_decimal``
 converts exactly).
+
+Days are read through the gate (``rlx_pipeline.gate.read_problems``): a day its checks do not vouch for raises
+``UnverifiedDay`` unless the caller asks to skip or include it (``on_unverified``).
 """
 
 from __future__ import annotations

@@ -68,6 +68,26 @@ def record(
     return out
 
 
+def record_unjudged(context: dg.AssetExecutionContext, rlx: RlxSettings, exc: BaseException) -> None:
+    """The build failed before its checks could judge it (e.g. an unreadable source day): record each of the
+    asset's checks as failed, so the gate does not go on trusting the previous outcome."""
+    date, symbol = date_symbol(context)
+    for s in context.assets_def.check_specs:
+        gate.record_check(
+            rlx.layout,
+            date,
+            symbol,
+            gate.CheckRecord(
+                check=s.name,
+                asset=s.asset_key.to_user_string(),
+                passed=False,
+                blocking=s.blocking,
+                description=f"the build failed before it could be judged: {type(exc).__name__}: {exc}",
+                run_id=context.run_id,
+            ),
+        )
+
+
 def failed(results: Iterable[dg.AssetCheckResult], specs: Iterable[dg.AssetCheckSpec]) -> bool:
     """Any blocking check failed with severity ERROR (what keeps a build from being served)."""
     blocking = {s.name for s in specs if s.blocking}

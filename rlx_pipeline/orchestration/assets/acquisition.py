@@ -87,7 +87,8 @@ def _stage(
     served staged table is one that passed its check, unless a person accepted the failure."""
     date, symbol = date_symbol(context)
     served = rlx.layout.staged(table, date, symbol)
-    candidate = promotion.candidate_path(served)
+    label = promotion.build_label(context.run_id)
+    candidate = promotion.candidate_path(served, label)
     source = lake.open(rlx.layout)
     context.log.info(
         f"staging {table} {lake.exchange} {symbol} {date} from {source.describe()} -> {candidate}"
@@ -99,14 +100,22 @@ def _stage(
             logged[0] = rows
             context.log.info(f"{table}: {rows:,} rows staged")
 
-    result = stage_day(
-        source, table, lake.exchange, symbol, date, candidate, batch_rows=lake.batch_rows, progress=progress
-    )
-    context.log.info(f"{table}: {result.rows:,} rows, {result.mb_per_s:.1f} MB/s, {result.seconds:.1f} s")
     try:
+        result = stage_day(
+            source,
+            table,
+            lake.exchange,
+            symbol,
+            date,
+            candidate,
+            batch_rows=lake.batch_rows,
+            progress=progress,
+        )
+        context.log.info(f"{table}: {result.rows:,} rows, {result.mb_per_s:.1f} MB/s, {result.seconds:.1f} s")
         results = [assess(candidate)]
-    except BaseException:
-        promotion.discard([served])
+    except Exception as exc:  # an unreadable or empty day: nothing to judge, and the gate must know
+        promotion.discard([served], label)
+        checking.record_unjudged(context, rlx, exc)
         raise
     checked = {str(served): gate.fingerprint(candidate)}
     failed = checking.failed(results, context.assets_def.check_specs)
@@ -115,10 +124,10 @@ def _stage(
             f"{table} {date}|{symbol} failed its check and is served anyway (accept_failed_check)"
         )
     if failed and not config.accept_failed_check:
-        rejected = promotion.set_aside([served], promotion.build_label(context.run_id)) / served.name
+        rejected = promotion.set_aside([served], label) / served.name
         context.log.error(f"{table} {date}|{symbol} rejected, kept at {rejected}; {served} still serves")
     else:
-        promotion.promote([served])
+        promotion.promote([served], label)
         rejected = None
     result.path = rejected or served
     meta = _metadata(result)

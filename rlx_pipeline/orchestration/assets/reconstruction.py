@@ -95,7 +95,8 @@ def unified_stream(
     paths = {t: layout.staged(t, date, symbol) for t in gate.STAGED_TABLES}
     inputs = {f"staged/{t}": gate.fingerprint(p) for t, p in paths.items()}  # what this build is made from
     served = [layout.unified_book(date, symbol), layout.unified(date, symbol)]  # promoted in this order
-    cand_book, cand_events = (promotion.candidate_path(p) for p in served)
+    label = promotion.build_label(context.run_id)
+    cand_book, cand_events = (promotion.candidate_path(p, label) for p in served)
     try:
         res = build_unified(
             paths,
@@ -108,7 +109,7 @@ def unified_stream(
             book_every=config.book_every,
         )
     except BaseException:
-        promotion.discard(served)
+        promotion.discard(served, label)
         raise
     summary = {
         "rows": res.rows,
@@ -124,13 +125,13 @@ def unified_stream(
     results = [assess_unified(summary, rlx.thresholds)]
     build_id = (pq.read_schema(cand_events).metadata or {}).get(BUILD_KEY, b"").decode()
     if checking.failed(results, context.assets_def.check_specs):
-        rejected = promotion.set_aside(served, promotion.build_label(context.run_id))
+        rejected = promotion.set_aside(served, label)
         out_path, book_path = rejected / served[1].name, rejected / served[0].name
         context.log.error(
             f"unified {date}|{symbol} rejected, kept at {rejected}; the previous build stays served"
         )
     else:
-        promotion.promote(served)
+        promotion.promote(served, label)
         gate.record_served(
             layout,
             date,
