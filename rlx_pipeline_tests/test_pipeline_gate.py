@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -117,6 +118,19 @@ def test_inputs_changed_since_validation_close_the_gate_until_validation_runs_ag
         _run(looser, selection=["unified_stream"])
     )
     assert _run(settings, selection=["unified_stream"]).success
+
+    # validation judges new tables (every check passes) while the stream served was built from the previous ones:
+    # the read API does not pass it off as verified until it is rebuilt
+    tables = truth.lake_tables()
+    received = pc.add(tables["trades"].column("receipt_timestamp"), 1_000_000)  # 1 ms later: other content
+    i = tables["trades"].schema.get_field_index("receipt_timestamp")
+    tables["trades"] = tables["trades"].set_column(i, "receipt_timestamp", received)
+    _publish(truth, layout, tables)
+    assert _run(settings, selection=["lake_trades", "validation_report"]).success
+    with pytest.raises(UnverifiedDay, match="built from other staged tables than the latest verdict judged"):
+        read_unified(layout.root, SYMBOL, DATE)
+    assert _run(settings, selection=["unified_stream"]).success
+    assert read_unified(layout.root, SYMBOL, DATE).collect().height > 0
 
 
 def _alter_late_snapshot(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
