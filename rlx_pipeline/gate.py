@@ -5,7 +5,7 @@ so the facts the gate needs are persisted next to the reports, Dagster-free, and
 backfill, automation and reader:
 
 - the **verdict** (``reports/validation/dt=/symbol=/verdict.json``): what validation decided, and exactly what it
-  judged: a fingerprint of each input table (staged lake tables, golden tables) and the thresholds in force.
+  judged: a content fingerprint of each input table (staged lake tables, golden tables) and the thresholds in force.
   Validation writes a *pending* verdict before it starts, so a validation that crashes leaves the gate closed,
   not the previous pass.
 - the **check ledger** (``reports/checks/dt=/symbol=/<check>.json``): the latest outcome of every check of the
@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from rlx_pipeline import storage
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.settings import Thresholds
 
+_CHUNK = 8 << 20  # fingerprint read size
 VERDICT_FILE = "verdict.json"
 SERVED_FILE = "served.json"
 PENDING, FINAL = "pending", "final"
@@ -59,23 +61,29 @@ class GateClosed(RuntimeError):
 
 
 def fingerprint(path: str | os.PathLike[str]) -> str | None:
-    """A parquet file's identity, cheap at any size: its byte size and the sha256 of its footer (row count, every
-    column chunk's offsets, compressed sizes and min/max statistics). Any rewrite with other rows or values
-    changes it; a rewrite of the same content (the pipeline's writes are deterministic) keeps it. ``None`` when
-    the file does not exist (a day without golden samples)."""
-    path = Path(path)
+    """A file's content identity: its byte size, the CRC-32 of every byte, and (for parquet) the sha256 of its
+    footer (row count, every column chunk's offsets, sizes and statistics). Any other content changes it; a
+    rewrite of the same content (the pipeline's writes are deterministic) keeps it. The footer alone is not
+    enough: a one-value edit kept it in 120 of 200 trials (same compressed sizes, same min/max). Cost: one read of
+    the file at CRC-32 speed (0.9-1.1 GB/s in memory on the 2-core machine; a 500 MB file took 2.6 s there under
+    a load of 11). ``None`` when the file does not exist (a day without golden samples)."""
+    crc, size = 0, 0
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
     try:
         with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size < 12:
-                return f"{size}:not-parquet"
-            f.seek(size - 8)
-            n = int.from_bytes(f.read(4), "little")
-            f.seek(max(size - 8 - n, 0))
-            footer = f.read(n)
+            while n := f.readinto(buf):
+                crc = zlib.crc32(view[:n], crc)
+                size += n
+            footer = b""
+            if size >= 12:
+                f.seek(size - 8)
+                n = int.from_bytes(f.read(4), "little")
+                f.seek(max(size - 8 - n, 0))
+                footer = f.read(n)
     except FileNotFoundError:
         return None
-    return f"{size}:{hashlib.sha256(footer).hexdigest()[:32]}"
+    return f"{size}:{crc:08x}:{hashlib.sha256(footer).hexdigest()[:24]}"
 
 
 def judged_files(layout: DataLayout, date: str, symbol: str) -> dict[str, Path]:
