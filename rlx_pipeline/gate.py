@@ -214,7 +214,12 @@ def failed_checks(
 
 
 def _verdict_problems(
-    layout: DataLayout, date: str, symbol: str, verdict: Verdict | None, thresholds: Thresholds | None
+    layout: DataLayout,
+    date: str,
+    symbol: str,
+    verdict: Verdict | None,
+    thresholds: Thresholds | None,
+    current: dict[str, str | None] | None,
 ) -> list[str]:
     key = f"{date}|{symbol}"
     if verdict is None:
@@ -235,8 +240,9 @@ def _verdict_problems(
         ]
     problems = []
     files = judged_files(layout, date, symbol)
+    current = current if current is not None else input_fingerprints(layout, date, symbol)
     for name, judged in sorted(verdict.inputs.items()):
-        now = fingerprint(files[name]) if name in files else None
+        now = current.get(name)
         if now != judged:
             problems.append(
                 f"{name} changed since validation judged it at {verdict.created_at} "
@@ -254,11 +260,17 @@ def _verdict_problems(
 
 
 def closed_reasons(
-    layout: DataLayout, date: str, symbol: str, thresholds: Thresholds | None = None
+    layout: DataLayout,
+    date: str,
+    symbol: str,
+    thresholds: Thresholds | None = None,
+    current: dict[str, str | None] | None = None,
 ) -> list[str]:
     """Why reconstruction of the partition is refused now; empty when the gate is open. ``thresholds``: the ones
-    in force (compared with those the verdict judged with; ``None`` skips that comparison)."""
-    problems = _verdict_problems(layout, date, symbol, read_verdict(layout, date, symbol), thresholds)
+    in force (compared with those the verdict judged with; ``None`` skips that comparison). ``current``: the
+    ``input_fingerprints`` of the files on disk (taken now when ``None``)."""
+    verdict = read_verdict(layout, date, symbol)
+    problems = _verdict_problems(layout, date, symbol, verdict, thresholds, current)
     problems += [r.summary() for r in failed_checks(layout, date, symbol, UPSTREAM_ASSETS)]
     return problems
 
@@ -318,7 +330,7 @@ def read_problems(layout: DataLayout, date: str, symbol: str, build_id: str | No
     in the served files' metadata. Cheap: small JSON files, no hashing (the verdict's fingerprints were checked by
     the gate when the build was made, and the build is tied to them by the served record)."""
     verdict = read_verdict(layout, date, symbol)
-    problems = _verdict_problems(layout, date, symbol, verdict, None) if _unfinished(verdict) else []
+    problems = _verdict_problems(layout, date, symbol, verdict, None, {}) if _unfinished(verdict) else []
     problems += [r.summary() for r in failed_checks(layout, date, symbol)]
     path = served_path(layout, date, symbol)
     if not path.is_file():

@@ -86,14 +86,14 @@ def unified_stream(
     aside under rejected/ and the previous build stays served."""
     date, symbol = date_symbol(context)
     layout = rlx.layout
-    reasons = gate.closed_reasons(layout, date, symbol, rlx.thresholds)
+    current = gate.input_fingerprints(layout, date, symbol)  # one read of each input
+    reasons = gate.closed_reasons(layout, date, symbol, rlx.thresholds, current)
     if reasons and not config.override_validation_gate:
         raise gate.GateClosed("; ".join(reasons) + ". " + gate.OVERRIDE_HINT)
     overridden = bool(reasons)
     if overridden:
         context.log.warning(f"validation gate OVERRIDDEN for {date}|{symbol}: {'; '.join(reasons)}")
     paths = {t: layout.staged(t, date, symbol) for t in gate.STAGED_TABLES}
-    inputs = {f"staged/{t}": gate.fingerprint(p) for t, p in paths.items()}  # what this build is made from
     served = [layout.unified_book(date, symbol), layout.unified(date, symbol)]  # promoted in this order
     label = promotion.build_label(context.run_id)
     cand_book, cand_events = (promotion.candidate_path(p, label) for p in served)
@@ -137,7 +137,7 @@ def unified_stream(
             date,
             symbol,
             build_id=build_id,
-            inputs=inputs,
+            inputs=current,  # what this build is made from (its staged part is recorded)
             overridden_reasons=reasons,
             run_id=context.run_id,
         )
