@@ -249,8 +249,7 @@ def _verdict_problems(
                 f"({files.get(name)}: {judged or 'absent'} -> {now or 'absent'}); re-run validation_report"
             )
     if thresholds is not None:
-        current = gated_thresholds(thresholds)
-        for k, v in current.items():
+        for k, v in gated_thresholds(thresholds).items():
             if verdict.thresholds.get(k) != v:
                 problems.append(
                     f"RLX_{k.upper()} is {v} now but validation judged {key} with {verdict.thresholds.get(k)}; "
@@ -290,8 +289,13 @@ def require_passed(
     """
     reasons = closed_reasons(layout, date, symbol, thresholds)
     if reasons and not override:
-        raise GateClosed("; ".join(reasons) + ". " + OVERRIDE_HINT)
+        raise closed(reasons)
     return read_verdict(layout, date, symbol)
+
+
+def closed(reasons: list[str]) -> GateClosed:
+    """The error refusing reconstruction: every reason, and how to go on anyway."""
+    return GateClosed("; ".join(reasons) + ". " + OVERRIDE_HINT)
 
 
 # --- what is served -------------------------------------------------------------------------------------------

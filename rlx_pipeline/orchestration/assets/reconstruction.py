@@ -89,7 +89,7 @@ def unified_stream(
     current = gate.input_fingerprints(layout, date, symbol)  # one read of each input
     reasons = gate.closed_reasons(layout, date, symbol, rlx.thresholds, current)
     if reasons and not config.override_validation_gate:
-        raise gate.GateClosed("; ".join(reasons) + ". " + gate.OVERRIDE_HINT)
+        raise gate.closed(reasons)
     overridden = bool(reasons)
     if overridden:
         context.log.warning(f"validation gate OVERRIDDEN for {date}|{symbol}: {'; '.join(reasons)}")
