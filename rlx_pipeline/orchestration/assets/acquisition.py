@@ -3,7 +3,8 @@
     lake_trades      trades        -> staged/trades/dt=/symbol=/data.parquet      STAGED_TRADES
     lake_book        book          -> staged/book/dt=/symbol=/data.parquet        STAGED_BOOK
     lake_book_delta  book_delta_v2 -> staged/book_delta/dt=/symbol=/data.parquet  STAGED_BOOK_DELTA
-                                      (after lake_book: its check needs the day's first usable snapshot)
+                                      (after lake_book and lake_trades: its check needs the day's first usable
+                                      snapshot, and compares its extent with both tables of this run)
 
 The work is in ``rlx_pipeline.lake`` (staging, quality); this module only wires it to Dagster.
 """
@@ -20,6 +21,9 @@ from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import CryptoLakeResource, RlxSettings
 
 LOG_EVERY_ROWS = 5_000_000
+# The downloads share one Crypto Lake endpoint: an op concurrency pool bounds them across runs
+# (`concurrency.pools` in the instance's dagster.yaml; deploy/production/dagster.yaml sets 4).
+LAKE_POOL = "lake"
 _PREVIEW_COLUMNS = 9  # the book has 83 columns: preview its times, sequence and best levels
 
 
@@ -99,13 +103,20 @@ def _check_result(report: quality.QualityReport) -> dg.AssetCheckResult:
     )
 
 
+def _others(rlx: RlxSettings, table: str, date: str, symbol: str) -> dict[str, tuple[int, int] | None]:
+    """Extents of the day's other staged tables (for the truncation finding)."""
+    paths = {t: rlx.layout.staged(t, date, symbol) for t in quality.KEYS if t != table}
+    tol = rlx.thresholds.origin_time_tolerance_s
+    return {t: quality.staged_extent(p, date, tol) for t, p in paths.items() if p.is_file()}
+
+
 def _missing(path) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=False, description=f"no staged file at {path}: materialize the asset first"
     )
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"})
+@dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"}, pool=LAKE_POOL)
 def lake_trades(
     context: dg.AssetExecutionContext, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> dg.MaterializeResult:
@@ -113,7 +124,7 @@ def lake_trades(
     return _stage(context, rlx, lake, "trades")
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"})
+@dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"}, pool=LAKE_POOL)
 def lake_book(
     context: dg.AssetExecutionContext, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> dg.MaterializeResult:
@@ -121,7 +132,13 @@ def lake_book(
     return _stage(context, rlx, lake, "book")
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"}, deps=[lake_book])
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name="acquisition",
+    kinds={"parquet"},
+    deps=[lake_book, lake_trades],
+    pool=LAKE_POOL,
+)
 def lake_book_delta(
     context: dg.AssetExecutionContext, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> dg.MaterializeResult:
@@ -144,6 +161,7 @@ def lake_trades_ok(
         rlx.thresholds,
         min_rows=lake.min_rows,
         min_hours=lake.min_hours_covered,
+        others=_others(rlx, "trades", date, symbol),
     )
     return _check_result(report)
 
@@ -163,6 +181,7 @@ def lake_book_ok(
         rlx.thresholds,
         min_rows=lake.min_rows,
         min_hours=lake.min_hours_covered,
+        others=_others(rlx, "book", date, symbol),
     )
     return _check_result(report)
 
@@ -191,6 +210,7 @@ def lake_book_delta_ok(
         first_snapshot_sequence=snapshot[0] if snapshot else None,
         min_rows=lake.min_rows,
         min_hours=lake.min_hours_covered,
+        others=_others(rlx, "book_delta", date, symbol),
     )
     return _check_result(report)
 
