@@ -30,6 +30,7 @@ class Verdict:
     failed_checks: list[str] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
     created_at: str = ""
+    not_checked: list[str] = field(default_factory=list)  # could not measure: recorded apart, never "passed"
 
 
 def verdict_path(layout: DataLayout, date: str, symbol: str) -> Path:

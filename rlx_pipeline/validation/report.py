@@ -117,16 +117,15 @@ def gap_plot(v: DayValidation) -> bytes:
 
 def to_markdown(v: DayValidation, images: dict[str, str] | None = None) -> str:
     lines = [
-        f"# Validation {v.symbol} {v.date}: {'PASSED' if v.passed else 'FAILED ' + ', '.join(v.failed)}",
+        f"# Validation {v.symbol} {v.date}: {'PASSED' if v.passed else 'FAILED ' + ', '.join(v.failed)}"
+        + (f" (not checked: {', '.join(v.not_checked)})" if v.not_checked else ""),
         "",
-        "| check | checked | passed | value | threshold | n | detail |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| check | status | value | threshold | n | detail |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in v.checks:
         val = "-" if c.value is None else f"{c.value:.4g}"
-        lines.append(
-            f"| {c.name} | {c.checked} | {c.passed} | {val} | {c.threshold:g} | {c.n:,} | {c.detail} |"
-        )
+        lines.append(f"| {c.name} | {c.status} | {val} | {c.threshold:g} | {c.n:,} | {c.detail} |")
     if v.ks:
         lines += [
             "",
@@ -209,6 +208,7 @@ def write_report(layout: DataLayout, v: DayValidation) -> dict[str, Path]:
             v.passed,
             [f"validation_{name}" for name in v.failed],  # the Dagster check names
             {c.name: c.value for c in v.checks if c.checked},
+            not_checked=[f"validation_{name}" for name in v.not_checked],
         ),
     )
     return paths

@@ -72,11 +72,13 @@ def fidelity_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.
     meta["checked"] = dg.MetadataValue.bool(bool(r["measurable"]))
     if not r["measurable"]:
         # Policy: "not checked" is neither a pass (dishonest) nor a blocking failure (the day may simply have no
-        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why.
+        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why; RLX_REQUIRE_GOLDEN
+        # makes it a failure.
         return dg.AssetCheckResult(
             passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"not checked: {r['reason']}",
+            severity=dg.AssetCheckSeverity.ERROR if rlx.require_golden else dg.AssetCheckSeverity.WARN,
+            description=f"not checked: {r['reason']}"
+            + ("; fails: RLX_REQUIRE_GOLDEN" if rlx.require_golden else ""),
             metadata=meta,
         )
     score = r["score"]

@@ -153,17 +153,32 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
     if s["stats"]["seeds"] == 0:
         problems.append("no book snapshot seeded the day")
     checked = s["stats"]["snapshot_match"] + s["stats"]["snapshot_mismatch"]
+    crossed = s["stats"]["crossed"]
+    # Could not measure (no later snapshot to compare with) or a book crossed after a message (resolved by the
+    # documented rule, but a sign of a lost update): never green; a warning unless RLX_REQUIRE_GOLDEN asks proof.
+    doubts = (
+        [f"not checked: no later `book` snapshot to compare with ({checked} compared)"] if sc is None else []
+    )
+    if crossed:
+        doubts.append(
+            f"{crossed} messages left the book crossed (resolved: the side not updated last removed)"
+        )
+    if rlx.require_golden and sc is None:
+        problems.append(doubts.pop(0) + "; fails: RLX_REQUIRE_GOLDEN")
+    summary = f"{checked} later snapshots all matched" if sc == 1.0 else f"self-consistency {sc}"
+    status = "failed" if problems else "not_checked" if sc is None else "warning" if doubts else "passed"
     return dg.AssetCheckResult(
-        passed=not problems,
-        description="; ".join(problems)
-        or (f"{checked} later snapshots all matched" if sc == 1.0 else f"self-consistency {sc}"),
+        passed=not problems and not doubts,
+        severity=dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN,
+        description="; ".join(problems + doubts) or summary,
         metadata={
             "self_consistency": dg.MetadataValue.float(sc if sc is not None else -1.0),
             "threshold": dg.MetadataValue.float(th.self_consistency_min),
             "snapshots_compared": dg.MetadataValue.int(checked),
             "snapshot_mismatches": dg.MetadataValue.int(s["stats"]["snapshot_mismatch"]),
             "unseeded_share": dg.MetadataValue.float(s["unseeded_share"]),
-            "crossed_messages": dg.MetadataValue.int(s["stats"]["crossed"]),
+            "crossed_messages": dg.MetadataValue.int(crossed),
+            "status": dg.MetadataValue.text(status),
             "first_mismatched_snapshots": dg.MetadataValue.json(
                 s.get("mismatched_snapshot_sequence_numbers", [])
             ),
