@@ -2,8 +2,9 @@
 
 golden_samples  capture/**/*.jsonl.zst -> golden/{trades,agg_trades,depth,snapshots,book_ticker}/dt=/symbol=/
                 + reports/golden/dt=/symbol=/coverage.json
-checks          golden_integrity (silent gaps, unbridged runs, trade ids, malformed lines: blocks)
-                golden_coverage  (share of the day covered: warns, never blocks; 0 = no capture that day)
+checks          golden_integrity (silent gaps, unbridged runs, trade ids, malformed lines and unreadable capture
+                                  bytes: blocks)
+                golden_coverage  (share of the day covered, unfinished .partial files: warns, never blocks)
 """
 
 import json
@@ -11,7 +12,7 @@ import json
 import dagster as dg
 
 from rlx_pipeline import storage
-from rlx_pipeline.golden import TABLES, build_golden, capture_files_for
+from rlx_pipeline.golden import TABLES, build_golden, capture_files_for, partial_files_for
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -36,7 +37,12 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.Ma
         lambda table: layout.golden(table, date, symbol),
         progress=lambda n: context.log.info(f"{n:,} lines read"),
     )
-    summary = result.summary()
+    partials = [str(p) for p in partial_files_for(layout.capture_dir, date)]
+    for p in partials:
+        context.log.warning(
+            f"unfinished capture file not read: {p} (restart the capture service to finalise it)"
+        )
+    summary = result.summary() | {"partial_files": partials}
     storage.write_json(_coverage_path(rlx, date, symbol), summary)
     for f, n, e in result.malformed[:20]:
         context.log.warning(f"malformed line {f}:{n}: {e}")
@@ -52,6 +58,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.Ma
             "coverage": dg.MetadataValue.float(round(result.coverage, 6)),
             "silent_gaps": dg.MetadataValue.int(len(result.silent_gaps)),
             "malformed_lines": dg.MetadataValue.int(len(result.malformed)),
+            "partial_files": dg.MetadataValue.json(partials),
             "path": dg.MetadataValue.path(str(layout.golden("trades", date, symbol).parents[2])),
         }
     )
@@ -65,7 +72,7 @@ def _summary(rlx: RlxSettings, date: str, symbol: str) -> dict | None:
 @dg.asset_check(asset=golden_samples, blocking=True, partitions_def=PARTITIONS)
 def golden_integrity(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
     """Depth gaps outside declared resyncs, depth runs without a bridging snapshot, trade-id gaps and
-    duplicates, malformed lines: all must be zero."""
+    duplicates, malformed lines (unreadable capture bytes included): all must be zero."""
     date, symbol = date_symbol(context)
     s = _summary(rlx, date, symbol)
     if s is None:
@@ -78,6 +85,7 @@ def golden_integrity(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -
         "trade_id_gaps": s["trade_id_gaps"],
         "trade_id_duplicates": s["trade_id_duplicates"],
         "malformed_lines": s["malformed_lines"],
+        "unreadable_bytes": s.get("unreadable_bytes", 0),
     }
     bad = {k: v for k, v in counts.items() if v}
     return dg.AssetCheckResult(
@@ -103,18 +111,28 @@ def golden_coverage(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) ->
     s = _summary(rlx, date, symbol) or {"coverage": 0.0, "minutes_covered": 0, "files": []}
     minimum = rlx.thresholds.golden_coverage_min
     has_any = s["minutes_covered"] > 0
-    passed = has_any and s["coverage"] >= minimum
+    partials = s.get("partial_files", [])
+    passed = has_any and s["coverage"] >= minimum and not partials
+    description = (
+        f"{s['minutes_covered']} of 1440 minutes covered"
+        if has_any
+        else "no golden samples for this day: comparisons with golden data are not checked"
+    )
+    if partials:
+        description += (
+            f"; {len(partials)} unfinished capture file(s) (.partial) not read: restart the capture service "
+            "(it finalises a killed run's files), then re-materialize"
+        )
     return dg.AssetCheckResult(
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"{s['minutes_covered']} of 1440 minutes covered"
-        if has_any
-        else "no golden samples for this day: comparisons with golden data are not checked",
+        description=description,
         metadata={
             "coverage": dg.MetadataValue.float(float(s["coverage"])),
             "threshold": dg.MetadataValue.float(minimum),
             "minutes_covered": dg.MetadataValue.int(s["minutes_covered"]),
             "files": dg.MetadataValue.int(len(s["files"])),
+            "partial_files": dg.MetadataValue.json(partials),
         },
     )
 
