@@ -114,3 +114,18 @@ def test_a_table_ending_early_fails_even_when_every_hour_has_rows(tmp_path, tabl
     desc = _findings(checks["lake_trades_ok"])
     assert "hours_covered" not in desc
     assert "not_truncated=" in desc and "s early (02:39:" in desc and "missing 02:39:" in desc
+
+
+def test_the_tolerance_follows_a_sparse_tables_own_spacing():
+    from rlx_pipeline.lake.quality import extent_findings
+
+    others = {"trades": (T0, T0 + 24 * H - 1)}
+    # 25 book rows an hour apart ending 40 min early: within 3 spacings, not truncated
+    (f,) = extent_findings("book", {**others, "book": (T0, T0 + 24 * H - 40 * 60 * 10**9)}, rows=25)
+    assert f.passed and f.limit.startswith("<= 10500 s")  # 3 x (23 h 20 min / 24)
+    # dense rows (every second) ending 40 min early: truncated, the span named
+    (f,) = extent_findings("book", {**others, "book": (T0, T0 + 24 * H - 40 * 60 * 10**9)}, rows=86_400)
+    assert not f.passed and f.limit.startswith("<= 300 s") and "missing 23:20:00-23:59:59" in f.detail
+    # nothing to compare with: reported, not a pass by default of a measurement
+    (f,) = extent_findings("book", {"book": (T0, T0 + H)}, rows=10)
+    assert f.passed and f.detail.startswith("not compared")

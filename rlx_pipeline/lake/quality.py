@@ -11,11 +11,13 @@ be an error and is gated. Trade ids are consecutive on Binance, so missing ids a
 
 A day cut short: Crypto Lake publishes whole UTC days, so each table must have rows in ``min_hours`` of the day's
 24 hours (``RLX_LAKE_MIN_HOURS``, default 23: one quiet hour of a listed pair is allowed); the finding names the
-hours without a row. And the three tables record the same market: a table whose first row comes more than
-``TRUNCATION_TOLERANCE_S`` after the other tables' first row, or whose last row comes that long before theirs,
-is truncated whatever the day's length (``extent_findings``). The tolerance is far above the tables' cadence: depth
-messages every 100 ms while the book moves, ``book`` rows every few seconds, trades of a listed pair seconds apart
-(the real ETHUSDT capture: longest pause between trades 3.8 s, between depth messages 0.3 s).
+hours without a row. And the three tables record the same market: a table whose first row comes more than a
+tolerance after the other tables' first row, or whose last row comes that long before theirs, is truncated
+whatever the day's length (``extent_findings``). The tolerance is ``TRUNCATION_TOLERANCE_S`` (5 minutes), far above
+the tables' cadence (depth messages every 100 ms while the book moves, trades of a listed pair seconds apart: the
+real ETHUSDT capture's longest pause between trades is 3.8 s, between depth messages 0.3 s), or 3 times the
+table's own mean spacing when its rows are sparser (a ``book`` with a snapshot every few minutes is not cut short
+because its last one comes minutes before the end).
 """
 
 from __future__ import annotations
@@ -131,11 +133,15 @@ def staged_extent(path: str | Path, date: str, tolerance_s: float) -> tuple[int,
 def extent_findings(
     table: str,
     extents: dict[str, tuple[int, int] | None],
+    rows: int = 0,
     tolerance_s: float = TRUNCATION_TOLERANCE_S,
 ) -> list[Finding]:
     """Whether ``table`` starts late or ends early against the day's other tables (``extents``: table -> first and
-    last origin_time ns, the table itself included). Not measurable without another table: reported, passes."""
+    last origin_time ns, the table itself included; ``rows``: its row count, for its own spacing). Not measurable
+    without another table: reported, passes."""
     own = extents.get(table)
+    if own is not None and rows > 1:
+        tolerance_s = max(tolerance_s, 3 * (own[1] - own[0]) / (rows - 1) / NS_PER_S)
     others = {k: v for k, v in extents.items() if k != table and v is not None}
     if own is None or not others:
         why = "no rows" if own is None else "no other staged table of the day to compare with"
@@ -146,7 +152,7 @@ def extent_findings(
     worst = max(late, early, 0.0)
 
     def ts(ns: int) -> str:
-        return dt.datetime.fromtimestamp(ns / NS_PER_S, tz=dt.UTC).strftime("%H:%M:%S")
+        return dt.datetime.fromtimestamp(ns // NS_PER_S, tz=dt.UTC).strftime("%H:%M:%S")
 
     parts = []
     if late > tolerance_s:
@@ -161,7 +167,7 @@ def extent_findings(
         Finding(
             "not_truncated",
             worst,
-            f"<= {tolerance_s:g} s later start / earlier end than {', '.join(sorted(others))}",
+            f"<= {tolerance_s:.0f} s later start / earlier end than {', '.join(sorted(others))}",
             not parts,
             "; ".join(parts) or f"{table} spans {ts(own[0])}-{ts(own[1])}, the others {ts(first)}-{ts(last)}",
         )
@@ -259,7 +265,7 @@ class _Common:
         min_hours: int,
         others: dict[str, tuple[int, int] | None] | None,
     ) -> list[Finding]:
-        extent = extent_findings(self.table, {**(others or {}), self.table: self.extent})
+        extent = extent_findings(self.table, {**(others or {}), self.table: self.extent}, self.rows)
         nulls = sum(self.null_keys.values())
         share = self.origin_invalid / self.rows if self.rows else 1.0
         return [
