@@ -81,8 +81,8 @@ def test_a_whole_three_hour_day_passes_with_three_hours_required(tmp_path, table
 @pytest.mark.parametrize(
     ("lo", "hi", "missing_hours", "truncation"),
     [
-        (None, int(1.5 * H), "02-23", "s early (01:29:"),  # cut at the end
-        (int(1.5 * H), None, "00, 03-23", "s late (01:30:"),  # cut at the start
+        (None, int(1.5 * H), "02-23", "ends {} s early (01:29:"),  # cut at the end
+        (int(1.5 * H), None, "00, 03-23", "starts {} s late (01:30:"),  # cut at the start
     ],
 )
 @pytest.mark.parametrize(
@@ -103,29 +103,34 @@ def test_book_tables_cut_short_fail_with_the_missing_hours_named(
         f"hours_covered=2 (limit >= 3 of 24 UTC hours (RLX_LAKE_MIN_HOURS)) hours (UTC) without a row: {missing_hours}"
         in desc
     )
-    assert "not_truncated=" in desc and truncation in desc and "missing " in desc, desc
+    if failing == "lake_book_delta_ok":  # staged after book and trades: compared with both
+        seconds = int(checks[failing].metadata["not_truncated"].value + 0.5)
+        assert "book_delta " + truncation.format(seconds) in desc and "missing " in desc, desc
 
 
-def test_a_table_ending_early_fails_even_when_every_hour_has_rows(tmp_path, tables):
-    """20 minutes missing at the end of trades: every hour still has rows, the other tables go on."""
-    checks = _run(tmp_path, dict(tables, trades=_cut(tables["trades"], None, int(2 * H + 40 * 60e9))))
-    # lake_book_delta runs after lake_trades (its check compares all three): the failure blocks it
-    assert {k: v.passed for k, v in checks.items()} == {"lake_trades_ok": False, "lake_book_ok": True}
-    desc = _findings(checks["lake_trades_ok"])
+@pytest.mark.parametrize("table", ["trades", "book"])
+def test_a_table_ending_early_fails_even_when_every_hour_has_rows(tmp_path, tables, table):
+    """20 minutes missing at the end of one table: every hour still has rows, the other tables go on. Whichever
+    check sees it first fails (its own, if a peer was staged before it; else lake_book_delta_ok, staged last,
+    which judges every table of the day), naming the table and the span."""
+    checks = _run(tmp_path, dict(tables, **{table: _cut(tables[table], None, int(2 * H + 40 * 60e9))}))
+    failed = [k for k, v in checks.items() if not v.passed]
+    assert len(failed) == 1 and failed[0] in (f"lake_{table}_ok", "lake_book_delta_ok"), checks
+    desc = _findings(checks[failed[0]])
     assert "hours_covered" not in desc
-    assert "not_truncated=" in desc and "s early (02:39:" in desc and "missing 02:39:" in desc
+    assert f"{table} ends " in desc and "s early (02:39:" in desc and "missing 02:39:" in desc, desc
 
 
 def test_the_tolerance_follows_a_sparse_tables_own_spacing():
     from rlx_pipeline.lake.quality import extent_findings
 
-    others = {"trades": (T0, T0 + 24 * H - 1)}
+    others = {"trades": (T0, T0 + 24 * H - 1, 10**6)}
     # 25 book rows an hour apart ending 40 min early: within 3 spacings, not truncated
-    (f,) = extent_findings("book", {**others, "book": (T0, T0 + 24 * H - 40 * 60 * 10**9)}, rows=25)
+    (f,) = extent_findings("book", {**others, "book": (T0, T0 + 24 * H - 40 * 60 * 10**9, 25)})
     assert f.passed and f.limit.startswith("<= 10500 s")  # 3 x (23 h 20 min / 24)
     # dense rows (every second) ending 40 min early: truncated, the span named
-    (f,) = extent_findings("book", {**others, "book": (T0, T0 + 24 * H - 40 * 60 * 10**9)}, rows=86_400)
+    (f,) = extent_findings("book", {**others, "book": (T0, T0 + 24 * H - 40 * 60 * 10**9, 86_400)})
     assert not f.passed and f.limit.startswith("<= 300 s") and "missing 23:20:00-23:59:59" in f.detail
     # nothing to compare with: reported, not a pass by default of a measurement
-    (f,) = extent_findings("book", {"book": (T0, T0 + H)}, rows=10)
-    assert f.passed and f.detail.startswith("not compared")
+    (f,) = extent_findings("book", {"book": (T0, T0 + H, 10)})
+    assert f.passed and f.detail.startswith("book not compared")

@@ -114,38 +114,38 @@ def hour_ranges(hours: Iterable[int]) -> str:
     return ", ".join(f"{a:02d}" if a == b else f"{a:02d}-{b:02d}" for a, b in out)
 
 
-def staged_extent(path: str | Path, date: str, tolerance_s: float) -> tuple[int, int] | None:
-    """(first, last) origin_time ns of a staged table inside the day (+- tolerance); ``None`` without such rows."""
+Extent = tuple[int, int, int]  # first and last origin_time ns inside the day (+- tolerance), rows
+
+
+def staged_extent(path: str | Path, date: str, tolerance_s: float) -> Extent | None:
+    """The ``Extent`` of a staged table; ``None`` without rows inside the day."""
     _, lo, hi = day_window_ns(date, tolerance_s)
     ot = pl.col("origin_time").cast(pl.Int64)
-    a, b = (
+    inside = ot.filter(ot.is_between(lo, hi))
+    a, b, n = (
         pl.scan_parquet(path)
-        .select(
-            ot.filter(ot.is_between(lo, hi)).min().alias("a"),
-            ot.filter(ot.is_between(lo, hi)).max().alias("b"),
-        )
+        .select(inside.min().alias("a"), inside.max().alias("b"), inside.len().alias("n"))
         .collect()
         .row(0)
     )
-    return None if a is None else (int(a), int(b))
+    return None if a is None else (int(a), int(b), int(n))
 
 
 def extent_findings(
     table: str,
-    extents: dict[str, tuple[int, int] | None],
-    rows: int = 0,
+    extents: dict[str, Extent | None],
     tolerance_s: float = TRUNCATION_TOLERANCE_S,
+    name: str = "not_truncated",
 ) -> list[Finding]:
-    """Whether ``table`` starts late or ends early against the day's other tables (``extents``: table -> first and
-    last origin_time ns, the table itself included; ``rows``: its row count, for its own spacing). Not measurable
-    without another table: reported, passes."""
+    """Whether ``table`` starts late or ends early against the day's other tables (``extents``: table -> its
+    ``Extent``, the table itself included). Not measurable without another table: reported, passes."""
     own = extents.get(table)
-    if own is not None and rows > 1:
-        tolerance_s = max(tolerance_s, 3 * (own[1] - own[0]) / (rows - 1) / NS_PER_S)
+    if own is not None and own[2] > 1:  # a sparse table's own spacing widens its tolerance
+        tolerance_s = max(tolerance_s, 3 * (own[1] - own[0]) / (own[2] - 1) / NS_PER_S)
     others = {k: v for k, v in extents.items() if k != table and v is not None}
     if own is None or not others:
         why = "no rows" if own is None else "no other staged table of the day to compare with"
-        return [Finding("not_truncated", 0.0, "reported", True, f"not compared ({why})")]
+        return [Finding(name, 0.0, "reported", True, f"{table} not compared ({why})")]
     first = min(v[0] for v in others.values())
     last = max(v[1] for v in others.values())
     late, early = (own[0] - first) / NS_PER_S, (last - own[1]) / NS_PER_S
@@ -157,15 +157,15 @@ def extent_findings(
     parts = []
     if late > tolerance_s:
         parts.append(
-            f"starts {late:.0f} s late ({ts(own[0])} vs {ts(first)}): missing {ts(first)}-{ts(own[0])}"
+            f"{table} starts {late:.0f} s late ({ts(own[0])} vs {ts(first)}): missing {ts(first)}-{ts(own[0])}"
         )
     if early > tolerance_s:
         parts.append(
-            f"ends {early:.0f} s early ({ts(own[1])} vs {ts(last)}): missing {ts(own[1])}-{ts(last)}"
+            f"{table} ends {early:.0f} s early ({ts(own[1])} vs {ts(last)}): missing {ts(own[1])}-{ts(last)}"
         )
     return [
         Finding(
-            "not_truncated",
+            name,
             worst,
             f"<= {tolerance_s:.0f} s later start / earlier end than {', '.join(sorted(others))}",
             not parts,
@@ -233,8 +233,8 @@ class _Common:
             self.schema_examples.append(str(exc).splitlines()[0])
 
     @property
-    def extent(self) -> tuple[int, int] | None:
-        return None if self.first_ns is None else (self.first_ns, self.last_ns)
+    def extent(self) -> Extent | None:
+        return None if self.first_ns is None else (self.first_ns, self.last_ns, self.rows)
 
     @property
     def origin_invalid(self) -> int:
@@ -263,9 +263,9 @@ class _Common:
         th: Thresholds,
         min_rows: int,
         min_hours: int,
-        others: dict[str, tuple[int, int] | None] | None,
+        others: dict[str, Extent | None] | None,
     ) -> list[Finding]:
-        extent = extent_findings(self.table, {**(others or {}), self.table: self.extent}, self.rows)
+        extent = extent_findings(self.table, {**(others or {}), self.table: self.extent})
         nulls = sum(self.null_keys.values())
         share = self.origin_invalid / self.rows if self.rows else 1.0
         return [
@@ -315,7 +315,7 @@ def assess_trades(
     *,
     min_rows: int = 1,
     min_hours: int = 1,
-    others: dict[str, tuple[int, int] | None] | None = None,
+    others: dict[str, Extent | None] | None = None,
 ) -> QualityReport:
     """``others``: the day's other staged tables' extents (``staged_extent``), for the truncation finding."""
     common = _Common("trades", date, th.origin_time_tolerance_s)
@@ -386,7 +386,7 @@ def assess_book(
     *,
     min_rows: int = 1,
     min_hours: int = 1,
-    others: dict[str, tuple[int, int] | None] | None = None,
+    others: dict[str, Extent | None] | None = None,
 ) -> QualityReport:
     """``others``: the day's other staged tables' extents (``staged_extent``), for the truncation finding."""
     common = _Common("book", date, th.origin_time_tolerance_s)
@@ -427,10 +427,12 @@ def assess_book_delta(
     first_snapshot_sequence: int | None,
     min_rows: int = 1,
     min_hours: int = 1,
-    others: dict[str, tuple[int, int] | None] | None = None,
+    others: dict[str, Extent | None] | None = None,
 ) -> QualityReport:
     """``first_snapshot_sequence``: the staged book's first usable snapshot (``None``: there is none);
-    ``others``: the day's other staged tables' extents (``staged_extent``), for the truncation finding."""
+    ``others``: the day's other staged tables' extents (``staged_extent``). book_delta is staged last (after book
+    and trades): its check also judges each of the others against the rest (``not_truncated_<table>``), so a
+    table checked before its peers were staged is still compared."""
     common = _Common("book_delta", date, th.origin_time_tolerance_s)
     decreases = messages = repeats = unseeded_rows = unseeded_msgs = steps_gt1 = 0
     max_step = 0
@@ -498,4 +500,7 @@ def assess_book_delta(
             f"{unseeded_rows} rows / {unseeded_msgs} messages precede snapshot seq {first_snapshot_sequence}",
         ),
     ]
+    extents = {**(others or {}), "book_delta": common.extent}
+    for table in sorted(others or {}):
+        findings += extent_findings(table, extents, name=f"not_truncated_{table}")
     return QualityReport("book_delta", date, stats, findings)
