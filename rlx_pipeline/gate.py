@@ -125,6 +125,7 @@ class Verdict:
     inputs: dict[str, str | None] = field(default_factory=dict)  # judged_files name -> fingerprint
     thresholds: dict[str, float] = field(default_factory=dict)  # VALIDATION_THRESHOLDS in force
     run_id: str = ""
+    not_checked: list[str] = field(default_factory=list)  # could not measure: recorded apart, never "passed"
 
 
 def verdict_path(layout: DataLayout, date: str, symbol: str) -> Path:

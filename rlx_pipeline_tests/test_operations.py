@@ -90,7 +90,7 @@ def webhook():
 
 def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):
     url, received = webhook
-    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path), "RLX_LAKE_MIN_HOURS": "1"})
     monkeypatch.setattr(jobs, "SETTINGS", settings)
     monkeypatch.setenv("RLX_ALERT_WEBHOOK_URL", url)
     from rlx_pipeline.orchestration.resources import RlxSettings
@@ -190,7 +190,7 @@ def test_new_capture_files_request_their_golden_partitions(tmp_path, monkeypatch
     from rlx_pipeline.definitions import defs
     from rlx_pipeline.simulator import SimConfig, simulate
 
-    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path), "RLX_LAKE_MIN_HOURS": "1"})
     monkeypatch.setattr(jobs, "SETTINGS", settings)
     simulate(SimConfig(duration_s=5)).write_capture(settings.layout.capture_dir / "imported" / "a.jsonl.zst")
     with dg.instance_for_test() as instance:

@@ -119,6 +119,8 @@ def demo(
     # Settings (and the partitions) are read from the environment when the definitions are imported.
     os.environ["RLX_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("RLX_SYMBOLS", ",".join(syms))
+    # The demo day lasts minutes: it needs 1 UTC hour per lake table, not a published day's 23.
+    os.environ.setdefault("RLX_LAKE_MIN_HOURS", "1")
     if capture == "auto":
         capture = "live" if _live_capture_available() else "perfect"
     click.echo(f"rlx-pipeline demo: {date} {', '.join(syms)} under {data_dir}")
@@ -127,7 +129,8 @@ def demo(
     if prepare_only:
         click.echo(
             "prepared. Run the pipeline with:\n"
-            f"  RLX_DATA_DIR={data_dir} dagster asset materialize -m rlx_pipeline.definitions "
+            f"  RLX_DATA_DIR={data_dir} RLX_LAKE_MIN_HOURS={os.environ['RLX_LAKE_MIN_HOURS']} "
+            "dagster asset materialize -m rlx_pipeline.definitions "
             f"--select '*' --partition '{date}|{syms[0]}'"
         )
         return
@@ -139,7 +142,8 @@ def demo(
     ok = run_partitions([f"{date}|{s}" for s in syms], echo=click.echo)
     click.echo(f"\ndone in {time.perf_counter() - t_start:.0f} s. Reports: {data_dir / 'reports'}")
     click.echo(
-        f"Open the web UI on this instance:\n  DAGSTER_HOME={home} RLX_DATA_DIR={data_dir} dagster dev"
+        f"Open the web UI on this instance:\n  DAGSTER_HOME={home} RLX_DATA_DIR={data_dir} "
+        f"RLX_LAKE_MIN_HOURS={os.environ['RLX_LAKE_MIN_HOURS']} dagster dev"
     )
     if not ok:
         sys.exit(1)
