@@ -118,7 +118,9 @@ def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):
 
 
 def _alert(i: int) -> Alert:
-    return Alert("a", "2024-08-09|BTC-USDT", "c", "ERROR", "d", 0.5, 0.1, "run", "http://ui/runs/run", i)
+    return Alert(
+        "a", "2024-08-09|BTC-USDT", "c", "ERROR", "d", 0.5, 0.1, f"run{i}", f"http://ui/runs/run{i}", i
+    )
 
 
 def test_webhook_down_is_retried_with_backoff(tmp_path, webhook):
