@@ -188,18 +188,53 @@ def test_emit_returns_while_the_webhook_hangs(tmp_path):
         server.shutdown()
 
 
-def test_new_capture_files_request_their_golden_partitions(tmp_path, monkeypatch):
+def test_new_captures_once_per_inputs_and_never_alongside_another_run(tmp_path, monkeypatch):
+    from rlx_pipeline.capture.identity import inputs_version
     from rlx_pipeline.definitions import defs
+    from rlx_pipeline.orchestration.resources import RlxSettings
     from rlx_pipeline.simulator import SimConfig, simulate
 
+    key = "2024-08-09|BTC-USDT"
     settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
     monkeypatch.setattr(jobs, "SETTINGS", settings)
-    simulate(SimConfig(duration_s=5)).write_capture(settings.layout.capture_dir / "imported" / "a.jsonl.zst")
+    captures = settings.layout.capture_dir / "imported"
+    a = simulate(SimConfig(duration_s=5)).write_capture(captures / "a.jsonl.zst")
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
-        first = jobs.new_captures.evaluate_tick(ctx)
-        assert [r.partition_key for r in first.run_requests] == ["2024-08-09|BTC-USDT"]
-        again = dg.build_sensor_context(
-            instance=instance, cursor=first.cursor, repository_def=defs.get_repository_def()
+
+        def tick(cursor=None):
+            ctx = dg.build_sensor_context(
+                instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
+            )
+            return jobs.new_captures.evaluate_tick(ctx)
+
+        first = tick()
+        version_a = inputs_version([a], settings.layout.capture_dir)
+        assert [(r.partition_key, r.run_key) for r in first.run_requests] == [(key, f"{key}@{version_a}")]
+        assert tick().run_requests[0].run_key == f"{key}@{version_a}"  # same inputs, same key: launched once
+        assert tick(first.cursor).run_requests == []  # nothing new since the cursor
+
+        # golden_samples already built from these captures (the demo does it): a fresh sensor launches nothing
+        dg.materialize(
+            golden.assets + golden.checks,
+            partition_key=key,
+            resources={"rlx": RlxSettings.from_settings(settings)},
+            instance=instance,
         )
-        assert jobs.new_captures.evaluate_tick(again).run_requests == []
+        assert jobs.golden_version(instance, key) == version_a
+        assert tick().run_requests == []
+
+        # a new capture of the day while another run materializes the partition: deferred, then requested
+        other = instance.add_run(
+            dg.DagsterRun(
+                job_name="daily_pipeline", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": key}
+            )
+        )
+        b = simulate(SimConfig(duration_s=5, seed=9)).write_capture(captures / "b.jsonl.zst")
+        busy = tick(first.cursor)
+        assert busy.run_requests == [] and json.loads(busy.cursor)["deferred"] == [key]
+        instance.report_run_canceled(other)
+        done = tick(busy.cursor)
+        version_ab = inputs_version([a, b], settings.layout.capture_dir)
+        assert version_ab != version_a
+        assert [(r.partition_key, r.run_key) for r in done.run_requests] == [(key, f"{key}@{version_ab}")]
+        assert json.loads(done.cursor)["deferred"] == []

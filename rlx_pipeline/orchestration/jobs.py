@@ -5,6 +5,7 @@ import json
 import os
 import re
 import urllib.parse
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import (
@@ -120,29 +121,79 @@ def capture_partitions(index: dict, symbols: list[str]) -> list[str]:
     return keys
 
 
+GOLDEN = dg.AssetKey("golden_samples")
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def partitions_in_progress(instance: dg.DagsterInstance) -> set[str]:
+    """Partition keys of the runs queued or running now (any job, launched from anywhere)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=_IN_PROGRESS))
+    return {r.tags["dagster/partition"] for r in runs if "dagster/partition" in r.tags}
+
+
+def golden_version(instance: dg.DagsterInstance, partition: str) -> str | None:
+    """The capture-inputs identity (data version) the partition's latest golden_samples was built from."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=GOLDEN, asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization.tags.get("dagster/data_version") if records else None
+
+
+def capture_requests(
+    instance: dg.DagsterInstance, capture_dir: Path, symbols: list[str], cursor: str | None
+) -> tuple[list[dg.RunRequest], list[str], str]:
+    """golden_job run requests for the partitions that finished capture files touched since ``cursor`` (plus those
+    deferred before), the partitions deferred now (another run is materializing them), and the next cursor.
+
+    A partition whose golden_samples was built from the same capture files (its data version) is not run again;
+    the run key is the partition and that identity, so the daemon launches one run per set of inputs.
+    """
+    from rlx_pipeline.capture.format import read_index
+    from rlx_pipeline.capture.identity import inputs_version
+    from rlx_pipeline.golden import capture_files_for
+
+    state = json.loads(cursor) if cursor else {}
+    since, keys = int(state.get("mtime_ns", 0)), set(state.get("deferred", []))
+    newest = since
+    for index_file in capture_dir.rglob("*.jsonl.zst.index.json"):
+        mtime = index_file.stat().st_mtime_ns
+        if mtime > since:
+            newest = max(newest, mtime)
+            keys.update(capture_partitions(read_index(str(index_file)[: -len(".index.json")]) or {}, symbols))
+    busy = partitions_in_progress(instance) if keys else set()
+    requests, deferred = [], []
+    for key in sorted(keys):
+        date, symbol = key.split("|")
+        version = inputs_version(capture_files_for(capture_dir, symbol, date), capture_dir)
+        if golden_version(instance, key) == version:
+            continue  # already built from exactly these captures
+        if key in busy:
+            deferred.append(key)  # never alongside another run of the partition: asked again next tick
+            continue
+        requests.append(dg.RunRequest(run_key=f"{key}@{version}", partition_key=key))
+    return requests, deferred, json.dumps({"mtime_ns": newest, "deferred": deferred})
+
+
 @dg.sensor(
     job=golden_job,
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="New finished capture files (their .index.json) -> golden_samples of the days they cover.",
+    description="New finished capture files -> golden_samples of the days they cover (once per set of inputs).",
 )
 def new_captures(context: dg.SensorEvaluationContext):
-    from rlx_pipeline.capture.format import read_index
-
-    since = float(context.cursor) if context.cursor else 0.0
-    newest = since
-    requests = []
-    for index_path in sorted(SETTINGS.layout.capture_dir.rglob("*.jsonl.zst.index.json")):
-        mtime = index_path.stat().st_mtime
-        if mtime <= since:
-            continue
-        newest = max(newest, mtime)
-        capture = str(index_path)[: -len(".index.json")]
-        for key in capture_partitions(read_index(capture) or {}, list(SETTINGS.symbols)):
-            requests.append(dg.RunRequest(run_key=f"{capture}@{mtime}|{key}", partition_key=key))
-    if newest > since:
-        context.update_cursor(str(newest))
-    return requests or dg.SkipReason("no new capture file")
+    requests, deferred, cursor = capture_requests(
+        context.instance, SETTINGS.layout.capture_dir, list(SETTINGS.symbols), context.cursor
+    )
+    context.update_cursor(cursor)
+    if deferred:
+        context.log.info(f"deferred while another run materializes them: {', '.join(deferred)}")
+    return requests or dg.SkipReason("no capture file to build")
 
 
 def _alert(record: AssetCheckExecutionRecord, ui_url: str) -> Alert | None:

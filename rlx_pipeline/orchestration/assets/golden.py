@@ -11,6 +11,7 @@ import json
 import dagster as dg
 
 from rlx_pipeline import storage
+from rlx_pipeline.capture.identity import inputs_version
 from rlx_pipeline.golden import TABLES, build_golden, capture_files_for
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
@@ -44,6 +45,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.Ma
         f"| {t} | {result.rows[t]:,} |" for t in TABLES
     )
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(inputs_version(files, layout.capture_dir)),  # what new_captures compares
         metadata={
             "dagster/row_count": dg.MetadataValue.int(sum(result.rows.values())),
             "files": dg.MetadataValue.json([str(f) for f in files]),
@@ -53,7 +55,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.Ma
             "silent_gaps": dg.MetadataValue.int(len(result.silent_gaps)),
             "malformed_lines": dg.MetadataValue.int(len(result.malformed)),
             "path": dg.MetadataValue.path(str(layout.golden("trades", date, symbol).parents[2])),
-        }
+        },
     )
 
 
