@@ -45,7 +45,6 @@ daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
     selection=dg.AssetSelection.all(),
     partitions_def=PARTITIONS,
-    executor_def=executor_from_env(),
     tags={
         "rlx/lake-endpoint": lake_endpoint(
             SETTINGS.lake_source, SETTINGS.lake_bucket, os.environ.get("AWS_ENDPOINT_URL")
