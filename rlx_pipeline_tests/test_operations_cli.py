@@ -51,3 +51,72 @@ def test_asset_materialize_runs_every_step_in_one_process_with_in_process(tmp_pa
         run_start = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_START)[0].dagster_event
     assert {s.step_key for s in steps} >= {"lake_trades", "lake_book", "golden_samples"}
     assert {s.pid for s in steps} == {run_start.pid}  # every step in the run's own process
+
+
+def test_a_missing_lake_day_fails_with_what_to_do(tmp_path):
+    proc, home = _materialize(tmp_path, "lake_trades", RLX_EXECUTOR="in_process")
+    assert proc.returncode == 1
+    missing = (
+        tmp_path
+        / "data/lake/market-data/cryptofeed/trades/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-09/1.snappy.parquet"
+    )
+    expected = (
+        f"Crypto Lake day missing (trades) for partition {PARTITION_KEY}: no file at {missing}. What to do: "
+        "Crypto Lake publishes a day after it ends: for a recent day, wait and re-run the partition; otherwise "
+        "check RLX_LAKE_SOURCE, RLX_LAKE_DIR, RLX_EXCHANGE and the symbol (a local lake: `rlx-pipeline lake "
+        "publish` or `rlx-pipeline simulate --lake`)."
+    )
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        (failure,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    data = failure.dagster_event.step_failure_data.user_failure_data
+    assert data.description == expected  # what the UI shows on the failed step
+    assert {k: data.metadata[k].value for k in ("error", "table", "symbol", "date")} == {
+        "error": "LakeMissingDay",
+        "table": "trades",
+        "symbol": SYMBOL,
+        "date": DATE,
+    }
+    assert f"Failure: {expected}" in proc.stderr + proc.stdout  # what the CLI prints
+
+
+def test_a_day_without_capture_is_a_golden_warning_with_what_to_do(tmp_path):
+    from rlx_pipeline.orchestration.assets import golden
+    from rlx_pipeline.orchestration.resources import RlxSettings
+
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    result = dg.materialize(
+        golden.assets + golden.checks,
+        partition_key=PARTITION_KEY,
+        resources={"rlx": RlxSettings.from_settings(settings)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    expected = (
+        f"no capture for {SYMBOL} on {DATE} under {settings.layout.capture_dir}: the comparisons with golden data "
+        "are not checked. What to do: capture the symbol live (`rlx-pipeline capture run`) or import a capture of "
+        "the day (`rlx-pipeline capture import`), then re-materialize golden_samples."
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"golden_coverage", "golden_integrity"}
+    for e in evaluations.values():  # nothing measured: never a pass, a warning (it does not block)
+        assert (e.passed, e.severity, e.description) == (False, dg.AssetCheckSeverity.WARN, expected)
+
+
+def test_failure_for_a_truncated_and_a_wrong_schema_file():
+    from rlx_pipeline.lake.source import LakeCorruptFile, LakeSchemaError
+    from rlx_pipeline.orchestration.failures import failure_for
+
+    where = {"table": "book", "exchange": "BINANCE", "symbol": SYMBOL, "date": DATE}
+    truncated = failure_for(
+        LakeCorruptFile("/lake/x.parquet: truncated or corrupt parquet", **where), PARTITION_KEY
+    )
+    assert truncated.description == (
+        f"Crypto Lake file truncated or corrupt (book) for partition {PARTITION_KEY}: /lake/x.parquet: truncated "
+        "or corrupt parquet. What to do: delete the file, download or publish it again, then re-run the partition."
+    )
+    schema = failure_for(LakeSchemaError("missing column price", **where), PARTITION_KEY)
+    assert schema.description.startswith(
+        f"Crypto Lake file with the wrong schema (book) for partition {PARTITION_KEY}: missing column price. "
+        "What to do: the file's columns or types are not Crypto Lake's"
+    )
+    assert failure_for(ValueError("not a domain error"), PARTITION_KEY) is None

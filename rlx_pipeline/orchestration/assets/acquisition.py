@@ -16,6 +16,7 @@ import pyarrow as pa
 from rlx_pipeline import fixed_point
 from rlx_pipeline.lake import quality
 from rlx_pipeline.lake.staging import StageResult, stage_day
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import CryptoLakeResource, RlxSettings
 
@@ -106,6 +107,7 @@ def _missing(path) -> dg.AssetCheckResult:
 
 
 @dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"})
+@explain_failures
 def lake_trades(
     context: dg.AssetExecutionContext, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> dg.MaterializeResult:
@@ -114,6 +116,7 @@ def lake_trades(
 
 
 @dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"})
+@explain_failures
 def lake_book(
     context: dg.AssetExecutionContext, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> dg.MaterializeResult:
@@ -122,6 +125,7 @@ def lake_book(
 
 
 @dg.asset(partitions_def=PARTITIONS, group_name="acquisition", kinds={"parquet"}, deps=[lake_book])
+@explain_failures
 def lake_book_delta(
     context: dg.AssetExecutionContext, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> dg.MaterializeResult:

@@ -12,6 +12,7 @@ import dagster as dg
 
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.report import to_markdown
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -23,6 +24,7 @@ from rlx_pipeline.orchestration.resources import RlxSettings
     kinds={"polars"},
     owners=["team:market-data"],
 )
+@explain_failures
 def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
     """Trade ids, top-1/5/N levels and bookTicker of the reconstruction against what Binance sent, on the minutes
     the golden samples cover; levels the lake data cannot know are counted apart."""

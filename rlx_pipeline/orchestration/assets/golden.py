@@ -13,6 +13,7 @@ import dagster as dg
 from rlx_pipeline import storage
 from rlx_pipeline.capture.identity import inputs_version
 from rlx_pipeline.golden import TABLES, build_golden, capture_files_for
+from rlx_pipeline.orchestration.failures import explain_failures, no_capture
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -22,6 +23,7 @@ def _coverage_path(rlx: RlxSettings, date: str, symbol: str):
 
 
 @dg.asset(partitions_def=PARTITIONS, group_name="golden", kinds={"parquet"}, owners=["team:market-data"])
+@explain_failures
 def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
     """Raw Binance WebSocket captures of the day (trade, aggTrade, depth@100ms, bookTicker, REST snapshots),
     parsed into typed tables with exact decimals, with depth continuity and coverage. A day without captures
@@ -74,6 +76,8 @@ def golden_integrity(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -
         return dg.AssetCheckResult(
             passed=False, description="no coverage.json: materialize golden_samples first"
         )
+    if not s["files"]:
+        return no_capture(str(rlx.layout.capture_dir), date, symbol)
     counts = {
         "silent_gaps": s["silent_gaps"],
         "unbridged_runs": s["unbridged_runs"],
@@ -103,6 +107,8 @@ def golden_coverage(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) ->
     warns: a short capture still validates the minutes it covers, and a lake-only day still runs."""
     date, symbol = date_symbol(context)
     s = _summary(rlx, date, symbol) or {"coverage": 0.0, "minutes_covered": 0, "files": []}
+    if not s["files"]:
+        return no_capture(str(rlx.layout.capture_dir), date, symbol)
     minimum = rlx.thresholds.golden_coverage_min
     has_any = s["minutes_covered"] > 0
     passed = has_any and s["coverage"] >= minimum

@@ -13,6 +13,7 @@ import polars as pl
 
 from rlx_pipeline import gate, storage
 from rlx_pipeline.book import build_unified, iter_batches
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -61,6 +62,7 @@ def _preview(data_dir: Path, date: str, symbol: str, rows: int = 8) -> str:
     kinds={"numba", "parquet"},
     owners=["team:market-data"],
 )
+@explain_failures
 def unified_stream(
     context: dg.AssetExecutionContext, config: ReconstructionConfig, rlx: RlxSettings
 ) -> dg.MaterializeResult:

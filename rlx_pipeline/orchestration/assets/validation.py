@@ -12,6 +12,7 @@ import json
 
 import dagster as dg
 
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 from rlx_pipeline.validation.day import validate_day
@@ -33,6 +34,7 @@ class ValidationConfig(dg.Config):
     kinds={"polars", "scipy"},
     owners=["team:market-data"],
 )
+@explain_failures
 def validation_report(
     context: dg.AssetExecutionContext, rlx: RlxSettings, config: ValidationConfig
 ) -> dg.MaterializeResult:
