@@ -91,9 +91,9 @@ def test_shifted_trade_sizes_fail_ks_and_block_reconstruction(truth, settings, l
     later = _run(settings, selection=["unified_stream"])
     assert not later.success
     failure = next(e for e in later.all_events if e.is_step_failure)
-    err = failure.step_failure_data.error
-    text = err.message + "".join(err.stack) + (err.cause.message if err.cause else "")
-    assert err.cls_name == "GateClosed" or "GateClosed" in text
+    user = failure.step_failure_data.user_failure_data  # a dagster.Failure saying what to do
+    assert user.metadata["error"].value == "GateClosed"
+    text = user.description
     assert "validation failed" in text and "validation_ks" in text
     # ... unless a person overrides it, which is recorded
     forced = _run(settings, selection=["unified_stream"], run_config=OVERRIDE)
