@@ -1,6 +1,6 @@
 """The validation verdict of a partition, and the gate that keeps reconstruction from running past it.
 
-Dagster's blocking checks stop downstream steps only inside the run that failed them (FIELD_NOTES section 3),
+Dagster's blocking checks stop downstream steps only inside the run that failed them (docs/dagster.md),
 so the verdict is also persisted next to the validation report and every later run, backfill or automation
 reads it before reconstructing. A person can override it; the override is logged and recorded in the output.
 """
