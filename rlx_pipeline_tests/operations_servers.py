@@ -75,10 +75,12 @@ class Webserver:
 
 
 @contextlib.contextmanager
-def dagster_webserver(home: Path, data: Path, log: Path) -> Iterator[Webserver]:
-    """`dagster-webserver -m rlx_pipeline.definitions` with DAGSTER_HOME=home (SQLite, runs launched at once)."""
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
+def dagster_webserver(home: Path, data: Path, log: Path, *, existing: bool = False) -> Iterator[Webserver]:
+    """`dagster-webserver -m rlx_pipeline.definitions` with DAGSTER_HOME=home (SQLite, runs launched at once), or
+    on the instance already at ``home`` (``existing``)."""
+    if not existing:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
     port = free_port()
     # in_process: one process per run (RLX_EXECUTOR), so a run on a loaded 2-core machine takes seconds, not minutes
     env = {**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), "RLX_EXECUTOR": "in_process"}

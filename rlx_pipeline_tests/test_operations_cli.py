@@ -120,3 +120,44 @@ def test_failure_for_a_truncated_and_a_wrong_schema_file():
         "What to do: the file's columns or types are not Crypto Lake's"
     )
     assert failure_for(ValueError("not a domain error"), PARTITION_KEY) is None
+
+
+def test_the_demo_prints_a_summary_and_its_runs_are_in_the_ui_it_names(tmp_path):
+    """`rlx-pipeline demo` as a new user runs it (no DAGSTER_HOME): a summary on stdout, no Dagster log lines,
+    and the instance it tells you to open in the UI holds its run."""
+    import json
+    import re
+    import urllib.request
+
+    from rlx_pipeline_tests.operations_servers import dagster_webserver
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "RLX_DATA_DIR", "RLX_SYMBOLS")}
+    cli = Path(sys.executable).parent / "rlx-pipeline"  # the console script the README runs
+    cmd = [str(cli), "demo", "--capture", "perfect", "--minutes", "0.5"]
+    proc = subprocess.run(
+        [*cmd, "--symbols", SYMBOL],
+        cwd=tmp_path,
+        env={**env, "RLX_EXECUTOR": "in_process"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " - dagster - " not in proc.stderr + proc.stdout  # Dagster's own log lines: only with --verbose
+    assert "check lake_trades.lake_trades_ok" in proc.stdout and "materialized fidelity_report" in proc.stdout
+    (run_id,) = re.findall(r"^run ([0-9a-f-]{36}): SUCCESS$", proc.stdout, re.M)
+    home, data = tmp_path / "data" / "dagster", tmp_path / "data"
+    assert f"export DAGSTER_HOME={home} RLX_DATA_DIR={data}" in proc.stdout
+    assert "key: dagster/partition" in (home / "dagster.yaml").read_text()  # the repo's instance, installed
+
+    with dagster_webserver(home, data, tmp_path / "webserver.log", existing=True) as server:
+        query = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
+        req = urllib.request.Request(
+            f"{server.url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            runs = json.loads(resp.read())["data"]["runsOrError"]["results"]
+    assert [(r["runId"], r["status"]) for r in runs] == [(run_id, "SUCCESS")]
+    assert {"key": "dagster/partition", "value": PARTITION_KEY} in runs[0]["tags"]
