@@ -278,3 +278,12 @@ def test_an_alert_is_recorded_once_whatever_the_caller_repeats(tmp_path, webhook
     assert sink.deliver_due(now=0.0) == {"delivered": 3, "owed": 0}
     assert sink.deliver_due(now=100.0) == {"delivered": 0, "owed": 0}
     assert sorted(r["rlx"]["event_id"] for r in received) == [1, 2, 3]
+
+
+def test_sensor_interval_setting():
+    from rlx_pipeline.settings import SettingsError
+
+    assert (jobs.sensor_interval_s(None), jobs.sensor_interval_s("5")) == (60, 5)
+    for bad in ("0", "-1", "1.5", "soon"):
+        with pytest.raises(SettingsError, match=f"RLX_SENSOR_INTERVAL_S='{bad}'"):
+            jobs.sensor_interval_s(bad)

@@ -15,6 +15,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from rlx_pipeline.alerting import Alert, AlertSink
 from rlx_pipeline.orchestration.partitions import PARTITIONS, SETTINGS
+from rlx_pipeline.settings import SettingsError
 
 
 def executor_from_env(kind: str | None = None) -> dg.ExecutorDefinition:
@@ -61,8 +62,18 @@ golden_job = dg.define_asset_job(
 )
 
 CATCHUP_DAYS = 7
-# How often the daemon evaluates the sensors (RLX_SENSOR_INTERVAL_S; the daemon's loop runs every 5 s at most).
-SENSOR_INTERVAL_S = int(os.environ.get("RLX_SENSOR_INTERVAL_S") or 60)
+
+
+def sensor_interval_s(value: str | None) -> int:
+    """``RLX_SENSOR_INTERVAL_S``: seconds between sensor evaluations (default 60; the daemon loops every 5 s)."""
+    if not value:
+        return 60
+    if not value.isdigit() or int(value) < 1:
+        raise SettingsError(f"RLX_SENSOR_INTERVAL_S={value!r}: expected a whole number of seconds >= 1")
+    return int(value)
+
+
+SENSOR_INTERVAL_S = sensor_interval_s(os.environ.get("RLX_SENSOR_INTERVAL_S"))
 LAST_ASSET = dg.AssetKey("fidelity_report")
 
 
