@@ -96,6 +96,8 @@ def test_a_day_without_capture_is_a_golden_warning_with_what_to_do(tmp_path):
         "are not checked. What to do: capture the symbol live (`rlx-pipeline capture run`) or import a capture of "
         "the day (`rlx-pipeline capture import`), then re-materialize golden_samples."
     )
+    (mat,) = result.asset_materializations_for_node("golden_samples")
+    assert mat.metadata["capture"].value == "none: golden checks not measured"  # the materialization says so too
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == {"golden_coverage", "golden_integrity"}
     for e in evaluations.values():  # nothing measured: never a pass, a warning (it does not block)
