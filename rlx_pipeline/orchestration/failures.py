@@ -9,6 +9,7 @@ an arbitrary exception would show a stack trace starting in Dagster's internals.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -119,15 +120,33 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def explain_failures(fn: F) -> F:
-    """Decorate an asset's function (under ``@dg.asset``): known domain errors become ``failure_for``'s Failure."""
+    """Decorate an asset's function (under ``@dg.asset``): known domain errors become ``failure_for``'s Failure.
+    Works for generator functions (assets that yield their check results) too."""
+
+    def convert(context, exc: Exception) -> dg.Failure | None:
+        partition = context.partition_key if context.has_partition_key else None
+        return failure_for(exc, str(partition) if partition is not None else None)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(context, *args, **kwargs):
+            try:
+                yield from fn(context, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - re-raised, as a Failure when it is a known domain error
+                failure = convert(context, exc)
+                if failure is None:
+                    raise
+                raise failure from None  # the description says it all; the cause is in the metadata
+
+        return generator  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(context, *args, **kwargs):
         try:
             return fn(context, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - re-raised, as a Failure when it is a known domain error
-            partition = context.partition_key if context.has_partition_key else None
-            failure = failure_for(exc, str(partition) if partition is not None else None)
+            failure = convert(context, exc)
             if failure is None:
                 raise
             raise failure from None  # the description says it all; the cause is in the metadata
@@ -135,24 +154,28 @@ def explain_failures(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def no_capture(capture_dir: str, date: str, symbol: str) -> dg.AssetCheckResult:
-    """The golden checks of a day without any capture file: a non-passing warning that says so and what to do
+def no_capture(capture_dir: str, date: str, symbol: str, checks: list[str]) -> list[dg.AssetCheckResult]:
+    """The golden ``checks`` of a day without any capture file: non-passing warnings that say so and what to do
     (nothing was measured: never a pass; a lake-only day still validates and reconstructs)."""
     advice = (
         "capture the symbol live (`rlx-pipeline capture run`) or import a capture of the day "
         "(`rlx-pipeline capture import`), then re-materialize golden_samples"
     )
-    return dg.AssetCheckResult(
-        passed=False,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"no capture for {symbol} on {date} under {capture_dir}: the comparisons with golden data are not "
-            f"checked. What to do: {advice}."
-        ),
-        metadata={
-            "coverage": dg.MetadataValue.float(0.0),
-            "files": dg.MetadataValue.int(0),
-            "capture_dir": dg.MetadataValue.path(capture_dir),
-            "what_to_do": dg.MetadataValue.text(advice),
-        },
-    )
+    return [
+        dg.AssetCheckResult(
+            check_name=name,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"no capture for {symbol} on {date} under {capture_dir}: the comparisons with golden data are "
+                f"not checked. What to do: {advice}."
+            ),
+            metadata={
+                "coverage": dg.MetadataValue.float(0.0),
+                "files": dg.MetadataValue.int(0),
+                "capture_dir": dg.MetadataValue.path(capture_dir),
+                "what_to_do": dg.MetadataValue.text(advice),
+            },
+        )
+        for name in checks
+    ]
