@@ -100,12 +100,10 @@ def failure_for(exc: Exception, partition: str | None) -> dg.Failure | None:
             },
         )
     if isinstance(exc, GateClosed):
-        advice = (
-            "fix the failed checks' cause and re-materialize validation_report, or override on purpose with "
-            "`ops: {unified_stream: {config: {override_validation_gate: true}}}`"
-        )
+        # the gate's message already says how to go on anyway (gate.OVERRIDE_HINT)
+        advice = "fix the cause of the failed checks above, then re-run the partition"
         return dg.Failure(
-            description=f"Reconstruction refused for {where}: {exc}. What to do: {advice}.",
+            description=f"Reconstruction refused for {where}: {exc} What to do: {advice}.",
             metadata={
                 "error": "GateClosed",
                 "partition": partition or "",
