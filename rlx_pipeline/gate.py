@@ -1,6 +1,6 @@
 """The gate of a partition: what must hold before its unified stream is built, and before it is read.
 
-Dagster's blocking checks stop downstream steps only inside the run that failed them (FIELD_NOTES section 3),
+Dagster's blocking checks stop downstream steps only inside the run that failed them (docs/dagster.md),
 so the facts the gate needs are persisted next to the reports, Dagster-free, and read by every later run,
 backfill, automation and reader:
 

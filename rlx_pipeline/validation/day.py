@@ -6,7 +6,7 @@ Checks (thresholds from ``Thresholds``; the Dagster checks are ``validation_<nam
   every D (the value shown is the largest): trade size (lake ``trades`` vs golden ``@trade``, both raw trades),
   inter-arrival time of those trades in whole ms (Binance's resolution), 1 s log returns of their prices (last
   price of consecutive seconds), levels per depth message (lake rows per ``sequence_number`` vs golden levels
-  per ``@depth`` message). p-value, Wasserstein distance and n are reported, not gated (FIELD_NOTES 4).
+  per ``@depth`` message). p-value, Wasserstein distance and n are reported, not gated (docs/statistics.md).
   Quoted spread and top-level depth (best bid + best ask size): lake ``book`` rows against the golden bookTicker
   in force at the same update id (like with like: the same book state seen by two recorders).
 - ``tail``: |alpha_lake - alpha_golden| of trade sizes (CSN power-law fits of the same samples).

@@ -23,6 +23,7 @@ from rlx_pipeline import fixed_point, gate, promotion
 from rlx_pipeline.lake import quality
 from rlx_pipeline.lake.staging import StageResult, stage_day
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import CryptoLakeResource, RlxSettings
 
@@ -181,6 +182,7 @@ def _others(rlx: RlxSettings, table: str, date: str, symbol: str) -> Extents:
         )
     ],
 )
+@explain_failures
 def lake_trades(
     context: dg.AssetExecutionContext, config: StagingConfig, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -205,6 +207,7 @@ def lake_trades(
         )
     ],
 )
+@explain_failures
 def lake_book(
     context: dg.AssetExecutionContext, config: StagingConfig, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -230,6 +233,7 @@ def lake_book(
         )
     ],
 )
+@explain_failures
 def lake_book_delta(
     context: dg.AssetExecutionContext, config: StagingConfig, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:

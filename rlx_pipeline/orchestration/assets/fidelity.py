@@ -16,6 +16,7 @@ from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.report import to_markdown
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -36,6 +37,7 @@ from rlx_pipeline.orchestration.resources import RlxSettings
         )
     ],
 )
+@explain_failures
 def fidelity_report(
     context: dg.AssetExecutionContext, rlx: RlxSettings
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 import dagster as dg
 
 from rlx_pipeline import gate, storage
+from rlx_pipeline.capture.identity import inputs_version
 from rlx_pipeline.golden import TABLES, build_golden, capture_files_for, partial_files_for
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures, no_capture
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -42,6 +44,7 @@ def _coverage_path(rlx: RlxSettings, date: str, symbol: str):
         ),
     ],
 )
+@explain_failures
 def golden_samples(
     context: dg.AssetExecutionContext, rlx: RlxSettings
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -72,9 +75,13 @@ def golden_samples(
         f"| {t} | {result.rows[t]:,} |" for t in TABLES
     )
     yield dg.MaterializeResult(
+        data_version=dg.DataVersion(inputs_version(files, layout.capture_dir)),  # what new_captures compares
         metadata={
             "dagster/row_count": dg.MetadataValue.int(sum(result.rows.values())),
             "files": dg.MetadataValue.json([str(f) for f in files]),
+            "capture": dg.MetadataValue.text(
+                f"{len(files)} file(s)" if files else "none: golden checks not measured"
+            ),
             "rows": dg.MetadataValue.md(table_md),
             "messages": dg.MetadataValue.json(dict(result.messages)),
             "coverage": dg.MetadataValue.float(round(result.coverage, 6)),
@@ -82,12 +89,14 @@ def golden_samples(
             "malformed_lines": dg.MetadataValue.int(len(result.malformed)),
             "partial_files": dg.MetadataValue.json(partials),
             "path": dg.MetadataValue.path(str(layout.golden("trades", date, symbol).parents[2])),
-        }
+        },
     )
     checked = {
         str(layout.golden(t, date, symbol)): gate.fingerprint(layout.golden(t, date, symbol)) for t in TABLES
     }
     results = [golden_integrity(summary), golden_coverage(summary, rlx.thresholds.golden_coverage_min)]
+    if not files:  # nothing measured: warnings that say so, never a pass
+        results = no_capture(str(layout.capture_dir), date, symbol, [r.check_name for r in results])
     yield from checking.record(context, rlx, results, checked=checked)
 
 

@@ -18,6 +18,7 @@ from rlx_pipeline.book import build_unified
 from rlx_pipeline.book.read import iter_day
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 from rlx_pipeline.settings import Thresholds
@@ -76,6 +77,7 @@ def _preview(events: Path, book: Path, rows: int = 8) -> str:
         )
     ],
 )
+@explain_failures
 def unified_stream(
     context: dg.AssetExecutionContext, config: ReconstructionConfig, rlx: RlxSettings
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:

@@ -15,6 +15,7 @@ import dagster as dg
 
 from rlx_pipeline import gate
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 from rlx_pipeline.validation.day import validate_day
@@ -48,6 +49,7 @@ _CHECKS = {
         checking.spec(f"validation_{name}", "validation_report", doc) for name, doc in _CHECKS.items()
     ],
 )
+@explain_failures
 def validation_report(
     context: dg.AssetExecutionContext, rlx: RlxSettings, config: ValidationConfig
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
