@@ -31,6 +31,14 @@ def lake_key(table: str, exchange: str, symbol: str, date: str) -> str:
     return f"{LAKE_PREFIX}/{table}/exchange={exchange.upper()}/symbol={symbol.upper()}/dt={date}/1.snappy.parquet"
 
 
+def symbol_lake_key(table: str, symbol: str, date: str) -> str:
+    """``lake_key`` on the exchange the symbol names (``BTC-USDT``: ``BINANCE``, ``BTC-USDT-PERP``:
+    ``BINANCE_FUTURES``)."""
+    from rlx_pipeline import venues
+
+    return lake_key(table, venues.for_symbol(symbol).lake_exchange, symbol, date)
+
+
 @dataclass(frozen=True)
 class DataLayout:
     root: Path

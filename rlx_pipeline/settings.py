@@ -25,6 +25,10 @@ class SettingsError(ValueError):
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-PERP)?$")
 
 
+def _url(value: str | None) -> str | None:
+    return None if value is None else value.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Gates of the blocking checks. Defaults and their justification: README, section Settings."""
@@ -53,10 +57,11 @@ class Settings:
     lake_bucket: str = "qnt.data"  # RLX_LAKE_BUCKET
     symbols: tuple[str, ...] = ("BTC-USDT", "ETH-USDT")  # RLX_SYMBOLS
     partition_start: str = "2024-01-01"  # RLX_PARTITION_START
-    exchange: str = "BINANCE"  # RLX_EXCHANGE
     top_n: int = 10  # RLX_TOP_N: book levels carried in the unified stream
-    capture_ws_url: str = "wss://stream.binance.com:9443"  # RLX_CAPTURE_WS_URL
-    capture_rest_url: str = "https://api.binance.com"  # RLX_CAPTURE_REST_URL
+    # RLX_CAPTURE_WS_URL / RLX_CAPTURE_REST_URL: a peer serving every venue (a local exchange); unset: each
+    # symbol's venue's own endpoints (``rlx_pipeline.venues``)
+    capture_ws_url: str | None = None
+    capture_rest_url: str | None = None
     schedule_utc: str = "03:00"  # RLX_SCHEDULE_UTC: daily run, after Crypto Lake publishes the day
     ui_url: str = "http://127.0.0.1:3000"  # RLX_UI_URL: base of the links in alerts
     # RLX_LAKE_MIN_HOURS: UTC hours of the day each lake table must cover (Crypto Lake publishes whole days)
@@ -128,9 +133,12 @@ class Settings:
         except ValueError:
             raise SettingsError(f"RLX_PARTITION_START={start!r}: expected a date YYYY-MM-DD") from None
 
-        exchange = (get("RLX_EXCHANGE") or d.exchange).upper()
-        if exchange not in ("BINANCE", "BINANCE_FUTURES"):
-            raise SettingsError(f"RLX_EXCHANGE={exchange!r}: expected BINANCE or BINANCE_FUTURES")
+        if (raw := get("RLX_EXCHANGE")) is not None:
+            # One deployment serves spot and perp side by side: each symbol names its own venue.
+            raise SettingsError(
+                f"RLX_EXCHANGE={raw!r} is no longer read: each symbol of RLX_SYMBOLS names its venue "
+                "(BTC-USDT -> BINANCE spot, BTC-USDT-PERP -> BINANCE_FUTURES USD-M); unset RLX_EXCHANGE"
+            )
 
         schedule = get("RLX_SCHEDULE_UTC") or d.schedule_utc
         if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", schedule):
@@ -160,10 +168,9 @@ class Settings:
             lake_bucket=get("RLX_LAKE_BUCKET") or d.lake_bucket,
             symbols=symbols,
             partition_start=start,
-            exchange=exchange,
             top_n=num("RLX_TOP_N", d.top_n, int, 1, 1000),
-            capture_ws_url=(get("RLX_CAPTURE_WS_URL") or d.capture_ws_url).rstrip("/"),
-            capture_rest_url=(get("RLX_CAPTURE_REST_URL") or d.capture_rest_url).rstrip("/"),
+            capture_ws_url=_url(get("RLX_CAPTURE_WS_URL")),
+            capture_rest_url=_url(get("RLX_CAPTURE_REST_URL")),
             schedule_utc=schedule,
             ui_url=(get("RLX_UI_URL") or d.ui_url).rstrip("/"),
             lake_min_hours=num("RLX_LAKE_MIN_HOURS", d.lake_min_hours, int, 0, 24),

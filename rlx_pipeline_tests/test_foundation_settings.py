@@ -11,7 +11,7 @@ def test_defaults_match_the_documented_interface():
     assert s.lake_source == "local"
     assert s.symbols == ("BTC-USDT", "ETH-USDT")
     assert s.partition_start == "2024-01-01"
-    assert s.exchange == "BINANCE"
+    assert s.capture_ws_url is None  # each venue's own endpoints
     assert s.lake_root == Path("data").absolute() / "lake"
     assert s.thresholds.fidelity_min == 0.999
 
@@ -44,7 +44,7 @@ def test_values_are_read_and_normalized():
         ("RLX_SYMBOLS", "BTCUSDT"),
         ("RLX_SYMBOLS", "BTC-USDT,BTC-USDT"),
         ("RLX_PARTITION_START", "2024-13-01"),
-        ("RLX_EXCHANGE", "KRAKEN"),
+        ("RLX_EXCHANGE", "BINANCE"),  # no longer read: the symbols name their venues
         ("RLX_KS_D_MAX", "abc"),
         ("RLX_FIDELITY_MIN", "1.5"),
         ("RLX_TOP_N", "0"),

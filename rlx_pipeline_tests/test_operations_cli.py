@@ -63,8 +63,8 @@ def test_a_missing_lake_day_fails_with_what_to_do(tmp_path):
     expected = (
         f"Crypto Lake day missing (trades) for partition {PARTITION_KEY}: no file at {missing}. What to do: "
         "Crypto Lake publishes a day after it ends: for a recent day, wait and re-run the partition; otherwise "
-        "check RLX_LAKE_SOURCE, RLX_LAKE_DIR, RLX_EXCHANGE and the symbol (a local lake: `rlx-pipeline lake "
-        "publish` or `rlx-pipeline simulate --lake`)."
+        "check RLX_LAKE_SOURCE, RLX_LAKE_DIR and the symbol, which names the exchange (BTC-USDT: BINANCE, "
+        "BTC-USDT-PERP: BINANCE_FUTURES; a local lake: `rlx-pipeline lake publish` or `rlx-pipeline simulate --lake`)."
     )
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
@@ -97,7 +97,9 @@ def test_a_day_without_capture_is_a_golden_warning_with_what_to_do(tmp_path):
         "the day (`rlx-pipeline capture import`), then re-materialize golden_samples."
     )
     (mat,) = result.asset_materializations_for_node("golden_samples")
-    assert mat.metadata["capture"].value == "none: golden checks not measured"  # the materialization says so too
+    assert (
+        mat.metadata["capture"].value == "none: golden checks not measured"
+    )  # the materialization says so too
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == {"golden_coverage", "golden_integrity"}
     for e in evaluations.values():  # nothing measured: never a pass, a warning (it does not block)

@@ -58,15 +58,14 @@ def inject(
     *,
     lake_root: Path,
     capture_dir: Path,
-    exchange: str = "BINANCE",
     table: str = "trades",
     **params: object,
 ) -> tuple[list[Path], object]:
     """Apply fault ``kind`` to the day ``date`` of ``symbol``; returns the files changed and what changed."""
-    from rlx_pipeline.layout import lake_key
+    from rlx_pipeline.layout import symbol_lake_key
 
     def lake_file(t: str) -> Path:
-        path = lake_root / lake_key(t, exchange, symbol, date)
+        path = lake_root / symbol_lake_key(t, symbol, date)
         if not path.is_file():
             raise click.ClickException(
                 f"no lake file {path}: publish the day first (rlx-pipeline simulate --lake)"
@@ -74,7 +73,7 @@ def inject(
         return path
 
     if kind == "remove_day":
-        gone = faults.remove_day(lake_root, symbol, date, exchange)
+        gone = faults.remove_day(lake_root, symbol, date)
         if not gone:
             raise click.ClickException(f"no lake file of {symbol} on {date} under {lake_root}")
         return gone, None
@@ -161,7 +160,6 @@ def inject_cmd(
         symbol.upper(),
         lake_root=Path(settings.lake_root),
         capture_dir=settings.layout.capture_dir,
-        exchange=settings.exchange,
         table=table,
         n=n,
         factor=factor,

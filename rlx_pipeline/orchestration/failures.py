@@ -33,8 +33,8 @@ _LAKE: list[tuple[type[LakeError], str, str]] = [
         LakeMissingDay,
         "Crypto Lake day missing",
         "Crypto Lake publishes a day after it ends: for a recent day, wait and re-run the partition; otherwise "
-        "check RLX_LAKE_SOURCE, RLX_LAKE_DIR, RLX_EXCHANGE and the symbol (a local lake: `rlx-pipeline lake "
-        "publish` or `rlx-pipeline simulate --lake`)",
+        "check RLX_LAKE_SOURCE, RLX_LAKE_DIR and the symbol, which names the exchange (BTC-USDT: BINANCE, "
+        "BTC-USDT-PERP: BINANCE_FUTURES; a local lake: `rlx-pipeline lake publish` or `rlx-pipeline simulate --lake`)",
     ),
     (
         LakeCorruptFile,
@@ -44,7 +44,7 @@ _LAKE: list[tuple[type[LakeError], str, str]] = [
     (
         LakeSchemaError,
         "Crypto Lake file with the wrong schema",
-        "the file's columns or types are not Crypto Lake's for this table: check RLX_EXCHANGE and that the file "
+        "the file's columns or types are not Crypto Lake's for this table: check the symbol's market (spot or -PERP) and that the file "
         "sits under the right table in the lake layout",
     ),
     (

@@ -15,7 +15,6 @@ class RlxSettings(dg.ConfigurableResource):
     lake_source: str
     lake_dir: str
     lake_bucket: str
-    exchange: str
     top_n: int
     ui_url: str
     require_golden: bool = False  # RLX_REQUIRE_GOLDEN: an unmeasurable check fails instead of warning
@@ -36,7 +35,6 @@ class RlxSettings(dg.ConfigurableResource):
             lake_source=s.lake_source,
             lake_dir=str(s.lake_root),
             lake_bucket=s.lake_bucket,
-            exchange=s.exchange,
             top_n=s.top_n,
             ui_url=s.ui_url,
             require_golden=s.require_golden,
@@ -62,7 +60,6 @@ class CryptoLakeResource(dg.ConfigurableResource):
     source: str = "local"
     lake_dir: str = "data/lake"
     bucket: str = "qnt.data"
-    exchange: str = "BINANCE"
     cache_dir: str = ""  # lakeapi's cache; default <RLX_DATA_DIR>/cache/lakeapi (never ./.lake_cache)
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
@@ -92,7 +89,6 @@ class CryptoLakeResource(dg.ConfigurableResource):
             source=s.lake_source,
             lake_dir=str(s.lake_root),
             bucket=s.lake_bucket,
-            exchange=s.exchange,
             cache_dir=str(s.layout.lakeapi_cache_dir),
             min_hours_covered=s.lake_min_hours,
             **creds,

@@ -82,11 +82,9 @@ class MarketTruth:
     def lake_tables(self) -> dict[str, pa.Table]:
         return render.lake_tables(self.market)
 
-    def write_lake(
-        self, lake_root: str | Path, exchange: str = "BINANCE", tables: dict[str, pa.Table] | None = None
-    ) -> dict[str, Path]:
+    def write_lake(self, lake_root: str | Path, tables: dict[str, pa.Table] | None = None) -> dict[str, Path]:
         """Crypto Lake files of the window; ``tables`` (from ``lake_tables()``, maybe with faults) overrides."""
-        return render.write_lake(self.market, lake_root, exchange, tables)
+        return render.write_lake(self.market, lake_root, tables)
 
     def capture_lines(self) -> Iterator[tuple[int, str, bytes]]:
         return render.capture_lines(self.market)

@@ -158,13 +158,13 @@ def reorder_frames(lines: Lines, n: int, seed: int = 0) -> tuple[Lines, list[int
     return out, [idx[j] for j in picked.tolist()]
 
 
-def remove_day(lake_root: str | Path, symbol: str, date: str, exchange: str = "BINANCE") -> list[Path]:
+def remove_day(lake_root: str | Path, symbol: str, date: str) -> list[Path]:
     """Delete the day's files of every table for ``symbol`` (what a lake with a missing day looks like)."""
-    from rlx_pipeline.layout import lake_key
+    from rlx_pipeline.layout import symbol_lake_key
 
     gone = []
     for table in ("trades", "book", "book_delta_v2"):
-        path = Path(lake_root) / lake_key(table, exchange, symbol, date)
+        path = Path(lake_root) / symbol_lake_key(table, symbol, date)
         if path.exists():
             path.unlink()
             gone.append(path)

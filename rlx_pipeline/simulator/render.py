@@ -18,7 +18,7 @@ import pyarrow as pa
 from rlx_pipeline import fixed_point
 from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data, index_path
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
-from rlx_pipeline.layout import lake_key
+from rlx_pipeline.layout import symbol_lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
 from rlx_pipeline.simulator.market import NS_PER_MS, Market, SimConfig, iter_market
 from rlx_pipeline.storage import ParquetBatchWriter, write_table
@@ -258,7 +258,6 @@ def write_stream(
     lake_root: str | Path | None = None,
     capture_path: str | Path | None = None,
     chunk_s: float = 3600.0,
-    exchange: str = "BINANCE",
     progress: Callable[[Market], None] | None = None,
 ) -> dict[str, Path]:
     """Simulate ``c`` window by window and append each window's renderings to the files: the lake tables of the
@@ -277,7 +276,7 @@ def write_stream(
             date = _date(c.start_ns)
             schemas = {"trades": RAW_TRADES, "book_delta_v2": RAW_BOOK_DELTA, "book": RAW_BOOK}
             for t, schema in schemas.items():
-                out[t] = Path(lake_root) / lake_key(t, exchange, c.symbol, date)
+                out[t] = Path(lake_root) / symbol_lake_key(t, c.symbol, date)
                 writers[t] = stack.enter_context(ParquetBatchWriter(out[t], schema))
         capture = CaptureWriter(capture_path, fsync=False) if capture_path is not None else None
         try:
@@ -307,13 +306,14 @@ def write_lake_stream(c: SimConfig, lake_root: str | Path, **kw: object) -> dict
 
 
 def write_lake(
-    m: Market, lake_root: str | Path, exchange: str = "BINANCE", tables: dict[str, pa.Table] | None = None
+    m: Market, lake_root: str | Path, tables: dict[str, pa.Table] | None = None
 ) -> dict[str, Path]:
-    """Write the lake rendering (or ``tables``, e.g. with faults) under ``lake_root`` in Crypto Lake's layout."""
+    """Write the lake rendering (or ``tables``, e.g. with faults) under ``lake_root`` in Crypto Lake's layout, on
+    the exchange the symbol names."""
     out: dict[str, Path] = {}
     date = _date(m.config.start_ns)
     for table, data in (tables if tables is not None else lake_tables(m)).items():
-        path = Path(lake_root) / lake_key(table, exchange, m.config.symbol, date)
+        path = Path(lake_root) / symbol_lake_key(table, m.config.symbol, date)
         write_table(path, data)
         out[table] = path
     return out

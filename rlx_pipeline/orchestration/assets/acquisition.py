@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
-from rlx_pipeline import fixed_point, gate, promotion
+from rlx_pipeline import fixed_point, gate, promotion, venues
 from rlx_pipeline.lake import quality
 from rlx_pipeline.lake.staging import StageResult, stage_day
 from rlx_pipeline.orchestration import checking
@@ -95,9 +95,9 @@ def _stage(
     label = promotion.build_label(context.run_id)
     candidate = promotion.candidate_path(served, label)
     source = lake.open(rlx.layout)
-    context.log.info(
-        f"staging {table} {lake.exchange} {symbol} {date} from {source.describe()} -> {candidate}"
-    )
+    # the partition's own market (spot and perp side by side in one deployment)
+    exchange = venues.for_symbol(symbol).lake_exchange
+    context.log.info(f"staging {table} {exchange} {symbol} {date} from {source.describe()} -> {candidate}")
     logged = [0]
 
     def progress(rows: int) -> None:
@@ -109,7 +109,7 @@ def _stage(
         result = stage_day(
             source,
             table,
-            lake.exchange,
+            exchange,
             symbol,
             date,
             candidate,
