@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 
-from rlx_pipeline.capture.format import iter_capture_lines, write_capture
+from rlx_pipeline.capture.format import iter_capture_lines, read_index, write_capture
 from rlx_pipeline.capture.importers import import_files
 from rlx_pipeline.golden import lake_render
 from rlx_pipeline.golden.lake_render import render_lake_from_capture
@@ -44,6 +44,7 @@ def test_a_diff_written_before_its_snapshot_is_replayed_not_lost(tmp_path, monke
 def test_usdm_captures_bridge_on_u_equal_to_last_update_id(tmp_path, real_samples):
     cf = real_samples / "cryptofeed"
     [path] = import_files([cf / "BINANCE_FUTURES.ws.1.0", cf / "BINANCE_FUTURES.http.0.0"], tmp_path / "cap")
+    assert read_index(path)["venue"] == "binance_usdm"  # the importer read it from the recording's URL
     last: dict[str, int] = {}
     expected: dict[str, set[int]] = {}
     for _, _, stream, data in iter_capture_lines(path):
@@ -55,7 +56,8 @@ def test_usdm_captures_bridge_on_u_equal_to_last_update_id(tmp_path, real_sample
             expected.setdefault(sym, set()).add(msg["u"])  # every diff with levels from the bridging one on
     out = render_lake_from_capture([path], tmp_path / "lake")
     for (symbol, _), tables in out.items():
-        sym = symbol.replace("-", "").lower()
+        assert "/exchange=BINANCE_FUTURES/" in str(tables["book_delta_v2"])
+        sym = symbol.removesuffix("-PERP").replace("-", "").lower()
         seqs = set(pq.read_table(tables["book_delta_v2"]).column("sequence_number").to_pylist())
         assert seqs == expected[sym], symbol
-    assert {s for (s, _) in out} >= {"AKRO-USDT", "CTK-USDT", "KEEP-USDT", "SUSHI-USDT"}
+    assert {s for (s, _) in out} >= {"AKRO-USDT-PERP", "CTK-USDT-PERP", "KEEP-USDT-PERP", "SUSHI-USDT-PERP"}

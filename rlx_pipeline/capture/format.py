@@ -4,6 +4,9 @@
 
 - REST depth snapshots: stream ``<symbol>@depthSnapshot``, data = the REST body verbatim.
 - Capture events (session_start, reconnect, gap, resync, rotate, session_end): stream ``rlx@event``.
+- A file holds one venue (``rlx_pipeline.venues``): its index says which (``"venue": "binance_usdm"``), and the
+  capture service starts the file name with it (``<venue>-<HH>-<session>.jsonl.zst``), so a file finalised from
+  a killed run's ``.partial`` knows it too. A file with neither (written before venues existed) holds Binance spot.
 - A file is a sequence of independent zstd frames (one per flush, at most ~1 s of data, each with zstd's content
   checksum), so a file cut by ``kill -9`` decodes up to its last complete frame, and a corrupt frame loses only
   itself: the reader skips to the next frame's magic number and reports the unreadable bytes (``FrameLoss``).
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import orjson
 import zstandard
+
+from rlx_pipeline import venues
 
 EVENT_STREAM = "rlx@event"
 ZSTD_MAGIC = (0xFD2FB528).to_bytes(4, "little")  # every zstd frame starts with it
@@ -58,6 +63,7 @@ def event_data(kind: str, **fields: object) -> bytes:
 
 @dataclass
 class CaptureIndex:
+    venue: str | None = None  # ``Venue.name`` of the streams held (None: not said, read as spot)
     symbols: set[str] = field(default_factory=set)
     streams: Counter = field(default_factory=Counter)
     lines: int = 0
@@ -82,6 +88,7 @@ class CaptureIndex:
 
     def to_json(self) -> dict:
         return {
+            "venue": self.venue,
             "symbols": sorted(self.symbols),
             "streams": dict(sorted(self.streams.items())),
             "lines": self.lines,
@@ -106,6 +113,21 @@ def _event_ms(data: bytes) -> int | None:
     return None
 
 
+def venue_in_name(name: str) -> venues.Venue | None:
+    """The venue a capture file's name starts with (``binance_usdm-00-<session>.jsonl.zst``), else None."""
+    head = name.split("-", 1)[0]
+    return venues.VENUES.get(head)
+
+
+def capture_venue(path: str | os.PathLike[str], index: dict | None = None) -> venues.Venue:
+    """The venue a capture file holds: its index's ``venue``, else its name's, else Binance spot (files written
+    before capture files named their venue were all spot captures)."""
+    name = (index or {}).get("venue")
+    if name is not None:
+        return venues.by_name(name)
+    return venue_in_name(Path(path).name) or venues.LEGACY_CAPTURE_VENUE
+
+
 def index_path(path: str | os.PathLike[str]) -> Path:
     return Path(f"{path}.index.json")
 
@@ -117,7 +139,14 @@ class CaptureWriter:
     touches a file a live writer owns, only those of a killed one (the kernel drops the lock with the process).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, level: int = 3, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        venue: str | None = None,
+        level: int = 3,
+        fsync: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.partial = Path(f"{self.path}.partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +160,7 @@ class CaptureWriter:
         self._buf: list[bytes] = []
         self._buf_first_ns: int | None = None
         self._fsync = fsync
-        self.index = CaptureIndex()
+        self.index = CaptureIndex(venue=venue)
 
     def write(self, capture_ns: int, stream: str, data: bytes) -> None:
         self._buf.append(encode_line(capture_ns, stream, data))
@@ -190,7 +219,8 @@ def finalize_partial(partial: str | os.PathLike[str]) -> tuple[Path, dict] | Non
             return None  # a live writer
         if not partial.exists() or os.stat(partial).st_ino != os.fstat(f.fileno()).st_ino:
             return None  # renamed by its writer meanwhile
-        index, losses, bad_lines = CaptureIndex(), [], [0]
+        found = venue_in_name(partial.name)
+        index, losses, bad_lines = CaptureIndex(venue=found.name if found else None), [], [0]
         for _, capture_ns, stream, data in iter_capture_lines(
             partial,
             on_loss=losses.append,
@@ -333,9 +363,11 @@ def read_index(path: str | os.PathLike[str]) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def write_capture(path: str | os.PathLike[str], lines: Iterable[tuple[int, str, bytes]]) -> Path:
+def write_capture(
+    path: str | os.PathLike[str], lines: Iterable[tuple[int, str, bytes]], *, venue: str | None = None
+) -> Path:
     """Write a finished capture file from ``(capture_ns, stream, data)`` tuples (atomic: .partial then rename)."""
-    with CaptureWriter(path, fsync=False) as w:
+    with CaptureWriter(path, venue=venue, fsync=False) as w:
         for capture_ns, stream, data in lines:
             w.write(capture_ns, stream, data)
     return Path(path)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from rlx_pipeline import venues
 from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
 
 _STREAM_RE = re.compile(rb'^\{"stream":"([^"]+)","data":')
@@ -43,6 +44,23 @@ def split_frame(frame: bytes, where: str) -> tuple[str, bytes]:
 def _symbol_from_name(path: Path) -> str | None:
     m = re.search(r"binance_(?:spot|futures|usdm)_([a-z0-9]+)_\d{8}", path.name.lower())
     return m.group(1) if m else None
+
+
+def hftbacktest_venue(path: str | Path) -> venues.Venue:
+    """hftbacktest names its files ``binance_<market>_<symbol>_<YYYYMMDD>``: ``futures``/``usdm`` is USD-M."""
+    m = re.search(r"binance_(spot|futures|usdm)_", Path(path).name.lower())
+    return venues.USDM if m and m.group(1) != "spot" else venues.SPOT
+
+
+def cryptofeed_venue(ws_path: str | Path) -> venues.Venue:
+    """The venue of a cryptofeed ws recording, by the URL on its first line (``<url> <-> <connect ts>``)."""
+    with open(ws_path, "rb") as f:
+        first = f.readline().decode("utf-8", "replace")
+    url = first.partition(" <-> ")[0].strip()
+    for v in venues.VENUES.values():
+        if url.startswith(v.ws_url):
+            return v
+    raise ImportError_(f"{ws_path}: line 1: no known venue's WebSocket URL ({url[:80]!r})")
 
 
 def read_hftbacktest(path: str | Path) -> Iterator[tuple[int, str, bytes]]:
@@ -116,18 +134,24 @@ def import_files(paths: list[str | Path], out_dir: str | Path) -> list[Path]:
             cryptofeed.setdefault((p.parent, m.group(1)), {})[m.group(2)] = p
             continue
         written.append(
-            _write(out_dir / f"{p.name.removesuffix('.gz')}.jsonl.zst", read_hftbacktest(p), str(p))
+            _write(
+                out_dir / f"{p.name.removesuffix('.gz')}.jsonl.zst",
+                read_hftbacktest(p),
+                str(p),
+                hftbacktest_venue(p),
+            )
         )
     for (_, prefix), parts in sorted(cryptofeed.items()):
         if "ws" not in parts:
             raise ImportError_(f"{parts['http']}: a cryptofeed http file without its ws file")
         lines = read_cryptofeed(parts["ws"], parts.get("http"))
-        written.append(_write(out_dir / f"cryptofeed-{prefix}.jsonl.zst", lines, str(parts["ws"])))
+        venue = cryptofeed_venue(parts["ws"])
+        written.append(_write(out_dir / f"cryptofeed-{prefix}.jsonl.zst", lines, str(parts["ws"]), venue))
     return written
 
 
-def _write(path: Path, lines: Iterator[tuple[int, str, bytes]], source: str) -> Path:
-    with CaptureWriter(path, fsync=False) as w:
+def _write(path: Path, lines: Iterator[tuple[int, str, bytes]], source: str, venue: venues.Venue) -> Path:
+    with CaptureWriter(path, venue=venue.name, fsync=False) as w:
         first = True
         last_ns = 0
         for capture_ns, stream, data in lines:

@@ -93,7 +93,7 @@ def inject(
                 write_table(paths[t], new[t])
         return touched, changed
     if kind in CAPTURE_FAULTS:
-        from rlx_pipeline.capture.format import iter_capture_lines, write_capture
+        from rlx_pipeline.capture.format import capture_venue, iter_capture_lines, read_index, write_capture
         from rlx_pipeline.golden import capture_files_for
 
         files = capture_files_for(capture_dir, symbol, date)
@@ -103,7 +103,7 @@ def inject(
         for path in files:
             lines = [(ns, stream, data) for _, ns, stream, data in iter_capture_lines(path)]
             new, changed = _call(kind, lines, params)
-            write_capture(path, new)
+            write_capture(path, new, venue=capture_venue(path, read_index(path)).name)
             changes[str(path)] = changed
         return files, changes
     raise click.ClickException(f"unknown fault kind {kind!r}: one of {', '.join(KINDS)}")

@@ -93,19 +93,17 @@ def _upload(paths: list[Path], root: Path, endpoint: str, bucket: str) -> None:
 @click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="RLX_DATA_DIR."
 )
-@click.option("--exchange", default="BINANCE", show_default=True)
 @click.option(
     "--book-every-s", type=float, default=10.0, show_default=True, help="20-level `book` row period."
 )
-def from_capture(files: tuple[Path, ...], data_dir: Path | None, exchange: str, book_every_s: float) -> None:
-    """Render native capture files (see `capture import` for other formats) as Crypto Lake tables."""
+def from_capture(files: tuple[Path, ...], data_dir: Path | None, book_every_s: float) -> None:
+    """Render native capture files (see `capture import` for other formats) as Crypto Lake tables, each under
+    the exchange and symbol of the venue the file holds (spot: BINANCE/BTC-USDT, USD-M: BINANCE_FUTURES/BTC-USDT-PERP)."""
     from rlx_pipeline.capture.format import read_index
     from rlx_pipeline.golden.lake_render import render_lake_from_capture
 
     ordered = sorted(files, key=lambda f: ((read_index(f) or {}).get("first_capture_ns") or 0, str(f)))
-    out = render_lake_from_capture(
-        ordered, _lake_root(data_dir), exchange=exchange, book_every_s=book_every_s
-    )
+    out = render_lake_from_capture(ordered, _lake_root(data_dir), book_every_s=book_every_s)
     for (sym, date), paths in out.items():
         click.echo(f"{sym} {date}: {', '.join(sorted(paths))}")
     if not out:

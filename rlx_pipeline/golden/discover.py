@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from rlx_pipeline import instruments
-from rlx_pipeline.capture.format import read_index
+from rlx_pipeline import instruments, venues
+from rlx_pipeline.capture.format import capture_venue, read_index
 from rlx_pipeline.golden.parse import day_bounds_ms
 
 # A day may be seeded from the end of the previous day's session (an import split at midnight): files that end
@@ -17,12 +17,17 @@ LOOKBACK_MS = 3_600_000
 
 def capture_files_for(capture_dir: str | Path, symbol: str, date: str) -> list[Path]:
     """Finished native capture files (``*.jsonl.zst``, never ``.partial``) for ``symbol`` around ``date``,
-    in capture order. Files without an index are included (they are read and filtered line by line)."""
+    in capture order. A file counts only if it holds the symbol's venue (``BTC-USDT`` spot and ``BTC-USDT-PERP``
+    USD-M are both ``btcusdt`` streams). Files without an index are included when their venue matches (they are
+    read and filtered line by line)."""
+    venue = venues.for_symbol(symbol)
     sym = instruments.to_binance(symbol).lower()
     lo, hi = day_bounds_ms(date)
     found: list[tuple[int, str, Path]] = []
     for path in sorted(Path(capture_dir).rglob("*.jsonl.zst")):
         index = read_index(path)
+        if capture_venue(path, index) != venue:
+            continue
         if index is None:
             found.append((0, str(path), path))
             continue

@@ -11,6 +11,9 @@ So a user's own captures, or the real samples, run through the whole pipeline as
 - ``book``: the 20 best levels of the book rebuilt from the REST snapshot and diffs: at each snapshot, every
   ``book_every_s`` seconds, and at the first message of each UTC day (so every day can be seeded on its own).
 
+Each file's venue (``capture.format.capture_venue``) names the Crypto Lake exchange and symbol: a spot ``btcusdt``
+capture renders ``BINANCE``/``BTC-USDT``, a USD-M one ``BINANCE_FUTURES``/``BTC-USDT-PERP``.
+
 Rows go to ``<lake_root>/market-data/cryptofeed/{table}/exchange=/symbol=/dt=/1.snappy.parquet``, written in
 batches of ``FLUSH_ROWS``: memory follows the books and one batch per open day, not the capture's length. Files
 appear atomically when the whole input is rendered.
@@ -29,10 +32,10 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from rlx_pipeline import depth_rules, fixed_point, instruments
-from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines
+from rlx_pipeline import depth_rules, fixed_point
+from rlx_pipeline.capture.format import EVENT_STREAM, capture_venue, iter_capture_lines, read_index
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
-from rlx_pipeline.layout import lake_key
+from rlx_pipeline.layout import symbol_lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
 from rlx_pipeline.storage import ParquetBatchWriter
 
@@ -82,10 +85,10 @@ def _book_row(s: _State, t_ns: int, r_ns: int, seq: int) -> list:
 
 
 class _Renderer:
-    def __init__(
-        self, lake_root: Path, exchange: str, book_every_s: float, stack: contextlib.ExitStack
-    ) -> None:
-        self.lake_root, self.exchange, self.stack = lake_root, exchange, stack
+    """Books, days and writers keyed by Crypto Lake symbol (``BTC-USDT-PERP``): spot and perp never mix."""
+
+    def __init__(self, lake_root: Path, book_every_s: float, stack: contextlib.ExitStack) -> None:
+        self.lake_root, self.stack = lake_root, stack
         self.every = int(book_every_s * 1e9)
         self.days: dict[tuple[str, str], _Day] = {}
         self.writers: dict[tuple[str, str, str], ParquetBatchWriter] = {}
@@ -105,7 +108,7 @@ class _Renderer:
             schema = _SCHEMAS[table]
             key = (sym, date, table)
             if key not in self.writers:
-                path = self.lake_root / lake_key(table, self.exchange, instruments.to_lake(sym), date)
+                path = self.lake_root / symbol_lake_key(table, sym, date)
                 self.writers[key] = self.stack.enter_context(ParquetBatchWriter(path, schema))
             cols = list(zip(*rows, strict=True))
             self.writers[key].write(
@@ -175,17 +178,19 @@ def render_lake_from_capture(
     files: Iterable[str | Path],
     lake_root: str | Path,
     *,
-    exchange: str = "BINANCE",
     book_every_s: float = 10.0,
 ) -> dict[tuple[str, str], dict[str, Path]]:
-    """Write the lake tables of every symbol and day found in ``files`` (in capture order)."""
+    """Write the lake tables of every symbol and day found in ``files`` (in capture order), keyed by
+    ``(Crypto Lake symbol, day)``."""
     with contextlib.ExitStack() as stack:
-        r = _Renderer(Path(lake_root), exchange, book_every_s, stack)
+        r = _Renderer(Path(lake_root), book_every_s, stack)
         for path in files:
+            venue = capture_venue(path, read_index(path))
             for _, capture_ns, stream, data in iter_capture_lines(path):
                 if stream == EVENT_STREAM:
                     continue
-                sym, _, kind = stream.partition("@")
+                stream_sym, _, kind = stream.partition("@")
+                sym = venue.lake_symbol(stream_sym)
                 if kind == "depthSnapshot":
                     r.snapshot(sym, orjson.loads(data))
                     continue
@@ -209,11 +214,11 @@ def render_lake_from_capture(
             r.flush(sym, date, force=True)
             for table in _SCHEMAS:  # every table of a day exists, empty or not
                 if (sym, date, table) not in r.writers:
-                    path = r.lake_root / lake_key(table, exchange, instruments.to_lake(sym), date)
+                    path = r.lake_root / symbol_lake_key(table, sym, date)
                     r.writers[(sym, date, table)] = stack.enter_context(
                         ParquetBatchWriter(path, _SCHEMAS[table])
                     )
         out: dict[tuple[str, str], dict[str, Path]] = {}
         for (sym, date, table), w in sorted(r.writers.items()):
-            out.setdefault((instruments.to_lake(sym), date), {})[table] = w.dest
+            out.setdefault((sym, date), {})[table] = w.dest
     return out

@@ -114,16 +114,17 @@ def daily_pipeline_schedule(context: dg.ScheduleEvaluationContext):
     return [dg.RunRequest(run_key=f"{key}@{now:%Y-%m-%d}", partition_key=key) for key in keys]
 
 
-def capture_partitions(index: dict, symbols: list[str]) -> list[str]:
-    """Partition keys a finished capture file covers (by its index: exchange-time range and symbols)."""
-    from rlx_pipeline.instruments import to_lake
+def capture_partitions(path: Path, index: dict, symbols: list[str]) -> list[str]:
+    """Partition keys a finished capture file covers (by its index: venue, exchange-time range and symbols)."""
+    from rlx_pipeline.capture.format import capture_venue
 
     first, last = index.get("first_event_ms"), index.get("last_event_ms")
     if first is None or last is None:
         return []
     day = dt.datetime.fromtimestamp(first / 1000, dt.UTC).date()
     end = dt.datetime.fromtimestamp(last / 1000, dt.UTC).date()
-    covered = {to_lake(s) for s in index.get("symbols", [])} & set(symbols)
+    venue = capture_venue(path, index)
+    covered = {venue.lake_symbol(s) for s in index.get("symbols", [])} & set(symbols)
     keys = []
     while day <= end:
         keys += [f"{day.isoformat()}|{s}" for s in sorted(covered)]
@@ -175,7 +176,8 @@ def capture_requests(
         mtime = index_file.stat().st_mtime_ns
         if mtime > since:
             newest = max(newest, mtime)
-            keys.update(capture_partitions(read_index(str(index_file)[: -len(".index.json")]) or {}, symbols))
+            path = Path(str(index_file)[: -len(".index.json")])
+            keys.update(capture_partitions(path, read_index(path) or {}, symbols))
     busy = partitions_in_progress(instance) if keys else set()
     requests, deferred = [], []
     for key in sorted(keys):

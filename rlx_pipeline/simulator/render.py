@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from rlx_pipeline import fixed_point
+from rlx_pipeline import fixed_point, venues
 from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data, index_path
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import symbol_lake_key
@@ -278,7 +278,9 @@ def write_stream(
             for t, schema in schemas.items():
                 out[t] = Path(lake_root) / symbol_lake_key(t, c.symbol, date)
                 writers[t] = stack.enter_context(ParquetBatchWriter(out[t], schema))
-        capture = CaptureWriter(capture_path, fsync=False) if capture_path is not None else None
+        capture = (
+            CaptureWriter(capture_path, venue=_venue(c), fsync=False) if capture_path is not None else None
+        )
         try:
             for window in iter_market(c, chunk_s):
                 if writers:
@@ -360,8 +362,12 @@ def capture_lines(
         yield st.last_ns + 1, EVENT_STREAM, event_data("session_end", symbol=sym, session=session)
 
 
+def _venue(c: SimConfig) -> str:
+    return venues.for_symbol(c.symbol).name
+
+
 def write_capture(m: Market, path: str | Path) -> Path:
-    with CaptureWriter(path, fsync=False) as w:
+    with CaptureWriter(path, venue=_venue(m.config), fsync=False) as w:
         for capture_ns, stream, data in capture_lines(m):
             w.write(capture_ns, stream, data)
     return Path(path)
