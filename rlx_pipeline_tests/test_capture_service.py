@@ -22,11 +22,11 @@ from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines, read_i
 from rlx_pipeline.capture.service import (
     CaptureConfig,
     CaptureService,
-    DepthSync,
     depth_ids,
     group_streams,
     split_combined,
 )
+from rlx_pipeline.venues import USDM_RULES, DepthSync
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -243,12 +243,12 @@ def test_depth_sync_rules() -> None:
     s.reset()
     s.on_diff(200, 210, None)
     assert "does not bridge" in s.on_snapshot(150)  # snapshot older than the buffered diffs
-    f = DepthSync()
+    f = DepthSync(USDM_RULES)
     assert f.on_snapshot(10) is None
     assert f.on_diff(8, 12, 7) is None  # futures: U <= lastUpdateId <= u
     assert f.on_diff(13, 15, 12) is None
     assert "expected pu=15" in f.on_diff(17, 18, 16)
-    g = DepthSync()  # USD-M drops only u < lastUpdateId: the diff ending at it is the bridging one
+    g = DepthSync(USDM_RULES)  # USD-M drops only u < lastUpdateId: the diff ending at it is the bridging one
     assert g.on_snapshot(10) is None
     assert g.on_diff(9, 10, 8) is None
     assert g.on_diff(11, 15, 10) is None and g.prev_u == 15
@@ -328,7 +328,7 @@ def test_rotation_hourly_and_midnight_snapshot(tmp_path: Path) -> None:
         asyncio.run(_run_with(svc, 3.0))
     files = sorted(tmp_path.rglob("*.jsonl.zst"))
     assert len(files) == 2 and files[0].parent.name != files[1].parent.name
-    assert files[0].name.startswith("23-") and files[1].name.startswith("00-")
+    assert files[0].name.startswith("binance_spot-23-") and files[1].name.startswith("binance_spot-00-")
     second = list(iter_capture_lines(files[1]))
     assert sum(1 for _, _, s, _ in second if s == "btcusdt@depthSnapshot") == 1
     assert [e["reason"] for e in _events(second) if e["type"] == "resync"] == ["midnight"]

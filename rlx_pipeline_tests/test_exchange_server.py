@@ -105,8 +105,9 @@ def test_session_limit_and_server_shutdown(truth):
 
 def test_capture_survives_a_dropped_connection_with_a_declared_resync(truth, tmp_path):
     from rlx_pipeline.capture.format import iter_capture_lines
-    from rlx_pipeline.capture.service import CaptureConfig, DepthSync, run_capture
+    from rlx_pipeline.capture.service import CaptureConfig, run_capture
     from rlx_pipeline.golden import build_golden
+    from rlx_pipeline.venues import DepthSync
 
     speed = 10.0
     exchange = ExchangeThread([truth], speed=speed)

@@ -1,4 +1,7 @@
-"""The live capture service: Binance combined streams -> native capture files, every frame kept verbatim.
+"""The live capture service: one venue's combined streams -> native capture files, every frame kept verbatim.
+
+The venue (``rlx_pipeline.venues``: Binance spot, Binance USD-M) gives the endpoints, the REST depth path, the
+default streams, the connection limits and the depth sync rules; the files it writes name it.
 
 - Combined-stream connections (``<ws_url>/stream?streams=...``), as many as Binance's limits need: at most
   ``max_streams_per_connection`` (1024) streams each, a symbol's streams kept on one connection where they fit.
@@ -7,7 +10,8 @@
   are throttled to Binance's 300 per 5 min per IP.
 - Each frame's ``data`` bytes are sliced out of the raw frame (never re-serialised) and written with the local
   receive time; only depth frames are looked into, and only for their update ids.
-- Depth continuity is tracked per symbol with Binance's spot rules (``U == prev_u + 1``; futures ``pu == prev_u``).
+- Depth continuity is tracked per symbol with the venue's rules (spot ``U == prev_u + 1``; USD-M the ``pu`` chain,
+  ``pu == prev_u`` on every diff).
   A gap, a reconnect or a UTC midnight triggers a REST snapshot (fetched in a thread while frames keep flowing),
   written as ``<symbol>@depthSnapshot``; every decision is recorded as an ``rlx@event`` line.
 - Reconnects with exponential backoff + jitter; before the 24 h connection limit a new connection is opened
@@ -36,7 +40,7 @@ from pathlib import Path
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from rlx_pipeline import depth_rules
+from rlx_pipeline import venues
 from rlx_pipeline.capture.format import (
     EVENT_STREAM,
     SNAPSHOT_SUFFIX,
@@ -47,29 +51,28 @@ from rlx_pipeline.capture.format import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STREAMS = ("trade", "aggTrade", "depth@100ms", "bookTicker")
-BINANCE_MAX_CONNECTION_S = 24 * 3600
-BINANCE_MAX_STREAMS_PER_CONNECTION = 1024
-BINANCE_MAX_CONNECTS = 300  # per IP ...
-BINANCE_CONNECT_WINDOW_S = 300.0  # ... per 5 minutes
+HANDOVER_BEFORE_S = 1800  # open the next connection this long before the venue drops the current one
 RAW_STREAM = "rlx@raw"  # a frame that is not a combined-stream frame, kept whole
 
 
 @dataclass
 class CaptureConfig:
+    """What to capture; every field left ``None`` takes the venue's value (endpoints, streams, limits)."""
+
     symbols: list[str]  # Binance symbols, any case (``btcusdt``)
     out_dir: Path
-    ws_url: str = "wss://stream.binance.com:9443"
-    rest_url: str = "https://api.binance.com"
-    streams: tuple[str, ...] = DEFAULT_STREAMS
+    venue: venues.Venue = venues.SPOT
+    ws_url: str | None = None
+    rest_url: str | None = None
+    streams: tuple[str, ...] | None = None
     duration_s: float | None = None
     session: str | None = None
-    snapshot_limit: int = 1000
-    max_connection_s: float = BINANCE_MAX_CONNECTION_S - 1800  # hand over 30 min before Binance drops us
-    max_streams_per_connection: int = BINANCE_MAX_STREAMS_PER_CONNECTION
+    snapshot_limit: int | None = None
+    max_connection_s: float | None = None  # default: hand over 30 min before the venue drops the connection
+    max_streams_per_connection: int | None = None
     # Connection attempts allowed per connect_window_s, all connections together.
-    max_connects: int = BINANCE_MAX_CONNECTS
-    connect_window_s: float = BINANCE_CONNECT_WINDOW_S
+    max_connects: int | None = None
+    connect_window_s: float | None = None
     rotate_s: int = 3600  # rotation period on the capture clock (hourly; midnight is always a boundary)
     flush_s: float = 0.5  # max age of unflushed lines (the contract: <= 1 s)
     backoff_initial_s: float = 0.2
@@ -78,8 +81,24 @@ class CaptureConfig:
     clock_ns: Callable[[], int] = time.time_ns  # the capture clock (tests shift it to reach midnight)
 
     def __post_init__(self) -> None:
+        v = self.venue
         self.symbols = [s.lower().replace("-", "") for s in self.symbols]
         self.out_dir = Path(self.out_dir)
+        self.ws_url = self.ws_url or v.ws_url
+        self.rest_url = self.rest_url or v.rest_url
+        self.streams = tuple(self.streams or v.default_streams)
+        self.snapshot_limit = self.snapshot_limit or v.snapshot_limit
+        if self.max_connection_s is None:
+            self.max_connection_s = v.max_connection_s - HANDOVER_BEFORE_S
+        if self.max_streams_per_connection is None:
+            self.max_streams_per_connection = v.max_streams_per_connection
+        self.max_connects = self.max_connects or v.max_connects
+        self.connect_window_s = self.connect_window_s or v.connect_window_s
+        bad = [s for s in self.streams if s.startswith("depth") and s not in v.depth_streams]
+        if bad:
+            raise ValueError(
+                f"{v.name} serves no depth stream {bad}: expected one of {list(v.depth_streams)}"
+            )
         if self.max_streams_per_connection < 1:
             raise ValueError("max_streams_per_connection must be >= 1")
 
@@ -174,51 +193,6 @@ def depth_ids(data: bytes) -> tuple[int, int, int | None] | None:
 
 
 @dataclass
-class DepthSync:
-    """Binance's local-book sync rules for one symbol, tracking only update ids (the book itself is not kept)."""
-
-    last_update_id: int | None = None  # of the snapshot in effect; None: waiting for a snapshot
-    prev_u: int | None = None  # last applied diff; None: first diff after the snapshot not seen yet
-    buffered: list[tuple[int, int, int | None]] = field(default_factory=list)  # (U, u, pu) while waiting
-
-    def reset(self) -> None:
-        self.last_update_id = None
-        self.prev_u = None
-        self.buffered.clear()
-
-    def on_diff(self, first: int, last: int, pu: int | None) -> str | None:
-        """Returns None when in sync or waiting, else the reason of a gap (the caller resyncs)."""
-        if self.last_update_id is None:
-            self.buffered.append((first, last, pu))
-            return None
-        lid = self.last_update_id
-        if self.prev_u is None:
-            if depth_rules.in_snapshot(last, lid, pu is not None):
-                return None  # already in the snapshot
-            if not depth_rules.bridges(first, last, lid, pu is not None):
-                return f"snapshot {lid} does not bridge diff U={first} u={last}"
-            self.prev_u = last
-            return None
-        if last <= self.prev_u:
-            return None  # already seen (overlapping connections at a hand-over)
-        if not depth_rules.continues(first, pu, self.prev_u):
-            expected = f"pu={self.prev_u}" if pu is not None else f"U={self.prev_u + 1}"
-            got = f"pu={pu}" if pu is not None else f"U={first}"
-            return f"expected {expected}, got {got} (u={last})"
-        self.prev_u = last
-        return None
-
-    def on_snapshot(self, last_update_id: int) -> str | None:
-        self.last_update_id = last_update_id
-        self.prev_u = None
-        pending, self.buffered = self.buffered, []
-        for first, last, pu in pending:
-            if (reason := self.on_diff(first, last, pu)) is not None:
-                return reason
-        return None
-
-
-@dataclass
 class CaptureStats:
     messages: Counter = field(default_factory=Counter)
     gaps: int = 0
@@ -266,7 +240,7 @@ class CaptureService:
         self.cfg = config
         self.session = config.session or time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
         self.stats = CaptureStats()
-        self.sync = {s: DepthSync() for s in config.symbols}
+        self.sync = {s: venues.DepthSync(config.venue.depth_rules) for s in config.symbols}
         self._depth_on = any(st.startswith("depth") for st in config.streams)
         # Stream name bytes -> (name, symbol whose depth sync it feeds or None): the hot path's only lookup.
         self._kinds: dict[bytes, tuple[str, str | None]] = {
@@ -294,12 +268,12 @@ class CaptureService:
     def _open_file(self, ns: int) -> None:
         t = dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC)
         day_dir = self.cfg.out_dir / t.strftime("%Y-%m-%d")
-        name = f"{t:%H}-{self.session}"
+        name = f"{self.cfg.venue.name}-{t:%H}-{self.session}"  # the venue first: capture.format.venue_in_name
         path = day_dir / f"{name}.jsonl.zst"
         while path.exists() or Path(f"{path}.partial").exists():  # sub-hour rotation or a reused session
             self._part += 1
             path = day_dir / f"{name}-{self._part}.jsonl.zst"
-        self._writer = CaptureWriter(path)
+        self._writer = CaptureWriter(path, venue=self.cfg.venue.name)
         self._file_period = self._period(ns)
         self._file_day = t.strftime("%Y-%m-%d")
 
@@ -394,7 +368,7 @@ class CaptureService:
             self._snapshot_tasks[symbol] = asyncio.create_task(self._fetch_snapshot(symbol))
 
     def _fetch_snapshot_sync(self, symbol: str) -> bytes:
-        url = f"{self.cfg.rest_url.rstrip('/')}/api/v3/depth?symbol={symbol.upper()}&limit={self.cfg.snapshot_limit}"
+        url = self.cfg.venue.depth_url(self.cfg.rest_url, symbol, self.cfg.snapshot_limit)
         with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - configured http(s) URL
             return resp.read()
 
@@ -611,6 +585,7 @@ class CaptureService:
         self.event(
             "session_start",
             symbol=None,
+            venue=self.cfg.venue.name,
             symbols=self.cfg.symbols,
             streams=self.cfg.stream_names,
             connections=[len(g) for g in groups],

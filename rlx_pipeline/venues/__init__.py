@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rlx_pipeline.venues import binance_spot, binance_usdm
 from rlx_pipeline.venues.base import SPOT_RULES, USDM_RULES, DepthRules, Venue, rules_of_diff
+from rlx_pipeline.venues.sync import DepthSync
 
 VENUES: dict[str, Venue] = {v.name: v for v in (binance_spot.VENUE, binance_usdm.VENUE)}
 SPOT = binance_spot.VENUE
@@ -47,6 +48,7 @@ __all__ = [
     "USDM_RULES",
     "VENUES",
     "DepthRules",
+    "DepthSync",
     "UnknownVenueError",
     "Venue",
     "by_name",
