@@ -301,6 +301,13 @@ def test_gap_is_recorded_and_resynced(tmp_path: Path) -> None:
     gaps = [e for e in ev if e["type"] == "gap"]
     assert len(gaps) == 1 and gaps[0]["symbol"] == "btcusdt" and "expected U=" in gaps[0]["reason"]
     assert [e["reason"] for e in ev if e["type"] == "resync"] == ["session_start", "gap"]
+    # the declaration comes first: gap and resync, then the diff that shows the break (a reader meets them in order)
+    at = next(
+        i for i, (_, _, st, d) in enumerate(lines) if st == EVENT_STREAM and json.loads(d)["type"] == "gap"
+    )
+    after = [(st, json.loads(d)) for _, _, st, d in lines[at + 1 : at + 3]]
+    assert after[0][1]["type"] == "resync" and after[1][0] == "btcusdt@depth@100ms"
+    assert after[1][1]["u"] == gaps[0]["u"] and lines[at][1] == lines[at + 2][1]  # at the diff's receive time
     assert sum(1 for _, _, s, _ in lines if s == "btcusdt@depthSnapshot") == 2
     assert svc.stats.gaps == 1
 

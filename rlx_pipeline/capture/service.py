@@ -302,10 +302,11 @@ class CaptureService:
         self._writer.write(capture_ns, stream, data)
         self.stats.messages[stream] += 1
 
-    def event(self, kind: str, **fields: object) -> None:
+    def event(self, kind: str, *, at_ns: int | None = None, **fields: object) -> None:
+        """Record a capture event, at ``at_ns`` (default: now) on the capture clock."""
         fields.setdefault("session", self.session)
         log.info("capture event %s %s", kind, fields)
-        self.write(self._now(), EVENT_STREAM, event_data(kind, **fields))
+        self.write(self._now() if at_ns is None else at_ns, EVENT_STREAM, event_data(kind, **fields))
 
     def _link_event(self, kind: str, link: _Link, **fields: object) -> None:
         """A connection event: it names the symbols its link carries (golden applies it to those only)."""
@@ -359,10 +360,10 @@ class CaptureService:
         return self._bytes_closed + cur
 
     # --- depth sync and snapshots ---------------------------------------------------------------
-    def _resync(self, symbol: str, reason: str) -> None:
+    def _resync(self, symbol: str, reason: str, at_ns: int | None = None) -> None:
         self.sync[symbol].reset()
         self.stats.resyncs += 1
-        self.event("resync", symbol=symbol, reason=reason)
+        self.event("resync", at_ns=at_ns, symbol=symbol, reason=reason)
         task = self._snapshot_tasks.get(symbol)
         if task is None or task.done():
             self._snapshot_tasks[symbol] = asyncio.create_task(self._fetch_snapshot(symbol))
@@ -406,37 +407,41 @@ class CaptureService:
             if kind is not None and frame.startswith(b',"data":{', j + 1) and frame.endswith(b"}"):
                 stream, depth_symbol = kind
                 data = frame[j + 9 : -1]
-                self.write(capture_ns, stream, data)
                 if depth_symbol is not None:
                     ids = depth_ids(data)
                     if ids is None:  # unusual layout: parse it (rare); not JSON: kept verbatim, not tracked
                         with contextlib.suppress(orjson.JSONDecodeError):
                             ids = _ids_of(orjson.loads(data))
                     if ids is not None:
-                        self._on_depth(depth_symbol, *ids, conn_no)
+                        self._on_depth(depth_symbol, *ids, conn_no, capture_ns)
+                self.write(capture_ns, stream, data)
                 return
         # Anything else (other layouts, unsubscribed names, serverShutdown, replies): the careful path.
         stream, data, parsed = split_combined(frame)
-        self.write(capture_ns, stream, data)
-        if parsed is None:
-            return
-        if parsed.get("e") == "depthUpdate":
+        if parsed is not None and parsed.get("e") == "depthUpdate":
             sym = stream.split("@", 1)[0]
             ids = _ids_of(parsed)
             if sym in self.sync and ids is not None:
-                self._on_depth(sym, *ids, conn_no)
-        elif parsed.get("e") == "serverShutdown":
+                self._on_depth(sym, *ids, conn_no, capture_ns)
+        self.write(capture_ns, stream, data)
+        if parsed is not None and parsed.get("e") == "serverShutdown":
             # The server will drop this link soon: hand over to a new connection, keep reading this one meanwhile.
             link.handover_reason = "serverShutdown"
             link.handover.set()
 
-    def _on_depth(self, sym: str, first: int, last: int, pu: int | None, conn_no: int) -> None:
+    def _on_depth(
+        self, sym: str, first: int, last: int, pu: int | None, conn_no: int, capture_ns: int
+    ) -> None:
+        """Track a diff before it is written: a break's ``gap`` and ``resync`` events precede the diff that shows
+        it (at its receive time), so a reader of the file meets the declaration first."""
         reason = self.sync[sym].on_diff(first, last, pu)
         if reason is not None:
             self.stats.gaps += 1
             log.warning("depth gap %s: %s", sym, reason)
-            self.event("gap", symbol=sym, reason=reason, U=first, u=last, connection=conn_no)
-            self._resync(sym, "gap")
+            self.event(
+                "gap", at_ns=capture_ns, symbol=sym, reason=reason, U=first, u=last, connection=conn_no
+            )
+            self._resync(sym, "gap", at_ns=capture_ns)
             self.sync[sym].buffered.append((first, last, pu))
 
     # --- connections ----------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""A local exchange speaking Binance's spot market-data protocol, replaying simulated markets.
+"""A local exchange speaking one venue's market-data protocol (Binance spot or USD-M), replaying simulated markets.
 
+- The venue (``rlx_pipeline.venues``) follows from the sources' symbols (``BTC-USDT`` spot, ``BTC-USDT-PERP``
+  USD-M; one venue per server, as one Binance host serves one market): its streams and its REST depth path.
 - WebSocket combined streams at ``/stream?streams=a/b/...`` (frames ``{"stream":..,"data":..}``) and raw streams at
   ``/ws/<stream>``; an unknown stream is refused with Binance's error shape (HTTP 400, ``{"code":..,"msg":..}``).
-- REST ``GET /api/v3/depth?symbol=BTCUSDT&limit=N`` on the same port: the book after the last depth message sent
+- REST depth on the same port at the venue's path (``GET /api/v3/depth?symbol=BTCUSDT&limit=N``, USD-M
+  ``/fapi/v1/depth``, whose body also carries ``E`` and ``T``): the book after the last depth message sent
   (``lastUpdateId`` consistent with the stream, as on Binance).
 - Keepalive like Binance: a ping every ``ping_interval`` s, a client that does not pong within ``ping_timeout`` s
   is dropped; a connection is closed after ``session_limit_s`` (24 h by default); ``server_shutdown()`` sends
@@ -28,9 +31,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from rlx_pipeline import fixed_point
-
-STREAM_KINDS = ("trade", "aggTrade", "depth@100ms", "bookTicker")
+from rlx_pipeline import fixed_point, venues
 
 
 @runtime_checkable
@@ -56,6 +57,15 @@ def source_symbol(source: FrameSource) -> str:
     return (symbol or source.config.instrument.binance_symbol).upper()
 
 
+def source_venue(source: FrameSource) -> venues.Venue:
+    """The venue a source's frames are in: its ``venue``, else its Crypto Lake symbol's, else Binance spot."""
+    venue = getattr(source, "venue", None)
+    if venue is not None:
+        return venue
+    config = getattr(source, "config", None)
+    return venues.for_symbol(config.symbol) if config is not None else venues.SPOT
+
+
 def _binance_error(code: int, msg: str, request_id: object) -> str:
     return orjson.dumps({"code": code, "msg": msg, "id": request_id}).decode()
 
@@ -68,8 +78,10 @@ def _response(status: int, body: bytes, reason: str = "OK") -> Response:
 
 
 class _Book:
-    def __init__(self, snapshot: bytes) -> None:
+    def __init__(self, snapshot: bytes, event_times: bool) -> None:
         snap = orjson.loads(snapshot)
+        self.event_times = event_times  # USD-M's REST depth carries E and T (the last diff's)
+        self.event_ms: int | None = None
         self.last_update_id = int(snap["lastUpdateId"])
         self.bids = {fixed_point.parse(p): q for p, q in snap["bids"]}
         self.asks = {fixed_point.parse(p): q for p, q in snap["asks"]}
@@ -83,17 +95,20 @@ class _Book:
                 else:
                     side.pop(fixed_point.parse(p), None)
         self.last_update_id = int(msg["u"])
+        self.event_ms = msg.get("E")
 
     def snapshot(self, limit: int) -> bytes:
         bids = heapq.nlargest(limit, self.bids)
         asks = heapq.nsmallest(limit, self.asks)
-        return orjson.dumps(
-            {
-                "lastUpdateId": self.last_update_id,
-                "bids": [[fixed_point.format(p), self.bids[p]] for p in bids],
-                "asks": [[fixed_point.format(p), self.asks[p]] for p in asks],
-            }
-        )
+        body: dict[str, object] = {"lastUpdateId": self.last_update_id}
+        if self.event_times:
+            ms = self.event_ms if self.event_ms is not None else int(time.time() * 1000)
+            body |= {"E": ms, "T": ms}
+        body |= {
+            "bids": [[fixed_point.format(p), self.bids[p]] for p in bids],
+            "asks": [[fixed_point.format(p), self.asks[p]] for p in asks],
+        }
+        return orjson.dumps(body)
 
 
 class ExchangeServer:
@@ -121,14 +136,21 @@ class ExchangeServer:
         if drop_mode not in ("abort", "close"):
             raise ValueError(f"drop_mode={drop_mode!r}: expected 'abort' or 'close'")
         self.truths = list(truths)
+        found = {source_venue(t).name for t in self.truths} or {venues.SPOT.name}
+        if len(found) > 1:
+            raise ValueError(
+                f"one venue per exchange server, got sources of {sorted(found)}: start one per venue"
+            )
+        self.venue = venues.by_name(found.pop())
         self.speed = speed
         self.host, self.port = host, port
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.session_limit_s = session_limit_s
         self.start_on_first_client = start_on_first_client
         self.drop_at_s, self.drop_mode = sorted(drop_at_s), drop_mode
-        self.books = {source_symbol(t): _Book(t.initial_snapshot()) for t in self.truths}
-        self.known_streams = {f"{sym.lower()}@{k}" for sym in self.books for k in STREAM_KINDS}
+        usdm = self.venue is venues.USDM
+        self.books = {source_symbol(t): _Book(t.initial_snapshot(), usdm) for t in self.truths}
+        self.known_streams = {f"{sym.lower()}@{k}" for sym in self.books for k in self.venue.default_streams}
         # connection -> (combined framing?, its subscriptions (mutated by SUBSCRIBE/UNSUBSCRIBE))
         self.clients: dict[ServerConnection, tuple[bool, set[str]]] = {}
         self.frames_sent = 0
@@ -151,7 +173,7 @@ class ExchangeServer:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
-        if parts.path == "/api/v3/depth":
+        if parts.path == self.venue.depth_path:
             q = parse_qs(parts.query)
             symbol = q.get("symbol", [""])[0].upper()
             if symbol not in self.books:

@@ -35,17 +35,31 @@ def _levels(levels: list[tuple[int, int]], tick: int, lot: int) -> bytes:
     return b"[" + b",".join(b'["%s","%s"]' % (_d(p * tick), _d(q * lot)) for p, q in levels) + b"]"
 
 
+def _usdm(m: Market) -> bool:
+    """A ``-PERP`` symbol is rendered in Binance USD-M's frames (``E``, ``T``, ``pu``; no public ``trade``)."""
+    return venues.for_symbol(m.config.symbol) is venues.USDM
+
+
 def depth_payload(m: Market, i: int) -> bytes:
     d = m.depth[i]
     sym = m.config.instrument.binance_symbol.encode()
-    return b'{"e":"depthUpdate","E":%d,"s":"%s","U":%d,"u":%d,"b":%s,"a":%s}' % (
-        d.event_ns // NS_PER_MS,
-        sym,
-        d.U,
-        d.u,
-        _levels(d.bids, m.tick, m.lot),
-        _levels(d.asks, m.tick, m.lot),
-    )
+    levels = (_levels(d.bids, m.tick, m.lot), _levels(d.asks, m.tick, m.lot))
+    ms = d.event_ns // NS_PER_MS
+    if _usdm(m):
+        # USD-M: ``pu`` is the previous diff's ``u``. ``U`` is reported from ``pu`` on, so a REST snapshot taken
+        # between two diffs (``lastUpdateId`` = the last one's ``u``) is bridged by the next one (``U <= id <= u``),
+        # as Binance's snapshot ids fall inside the next diff's range.
+        pu = d.U - 1
+        return b'{"e":"depthUpdate","E":%d,"T":%d,"s":"%s","U":%d,"u":%d,"pu":%d,"b":%s,"a":%s}' % (
+            ms,
+            ms,
+            sym,
+            pu,
+            d.u,
+            pu,
+            *levels,
+        )
+    return b'{"e":"depthUpdate","E":%d,"s":"%s","U":%d,"u":%d,"b":%s,"a":%s}' % (ms, sym, d.U, d.u, *levels)
 
 
 def snapshot_payload(
@@ -65,10 +79,9 @@ def binance_frames(m: Market) -> Iterator[tuple[int, str, bytes]]:
     s = m.config.instrument
     sym, name = s.binance_symbol.encode(), s.stream_symbol
     tick, lot = m.tick, m.lot
+    usdm = _usdm(m)
     items: list[tuple[int, int, int, str, bytes]] = []
-    agg_first: dict[int, int] = {}
-    for t in m.trades:
-        agg_first.setdefault(t.agg_id, t.trade_id)
+    for t in [] if usdm else m.trades:  # USD-M publishes aggTrade only
         items.append(
             (
                 t.event_ns,
@@ -114,23 +127,20 @@ def binance_frames(m: Market) -> Iterator[tuple[int, str, bytes]]:
             )
         )
     for k in m.tickers:
-        items.append(
-            (
-                k.event_ns,
-                _RANK["bookTicker"],
-                k.u,
-                f"{name}@bookTicker",
-                b'{"u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s"}'
+        quote = (k.u, sym, _d(k.bid[0] * tick), _d(k.bid[1] * lot), _d(k.ask[0] * tick), _d(k.ask[1] * lot))
+        if usdm:  # USD-M's bookTicker carries its event and transaction times
+            ms = k.event_ns // NS_PER_MS
+            ticker = (
+                b'{"e":"bookTicker","u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s","T":%d,"E":%d}'
                 % (
-                    k.u,
-                    sym,
-                    _d(k.bid[0] * tick),
-                    _d(k.bid[1] * lot),
-                    _d(k.ask[0] * tick),
-                    _d(k.ask[1] * lot),
-                ),
+                    *quote,
+                    ms,
+                    ms,
+                )
             )
-        )
+        else:
+            ticker = b'{"u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s"}' % quote
+        items.append((k.event_ns, _RANK["bookTicker"], k.u, f"{name}@bookTicker", ticker))
     for i, d in enumerate(m.depth):
         items.append((d.event_ns, _RANK["depth"], d.u, f"{name}@depth@100ms", depth_payload(m, i)))
     items.sort(key=lambda x: (x[0], x[1], x[2]))
