@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from rlx_pipeline.book.binance import DepthSync, compare_book_ticker
+from rlx_pipeline import venues
+from rlx_pipeline.book.binance import LocalBook, compare_book_ticker
 from rlx_pipeline.simulator import SimConfig, simulate
 
 S = 10**8
@@ -31,7 +32,7 @@ def _diff(first: int, final: int, bids=(), asks=(), pu: int | None = None) -> di
 
 def test_book_equals_the_simulated_truth_after_every_depth_message():
     truth = simulate(SimConfig(duration_s=30, seed=11, levels_per_side=200))
-    sync = DepthSync(capacity=4096)
+    sync = LocalBook(capacity=4096)
     sync.on_snapshot(orjson.loads(truth.initial_snapshot(limit=5000)))
     tick, lot = truth.market.tick, truth.market.lot
     expected = {u: (bids, asks) for u, _, bids, asks in _frozen(truth.iter_books())}
@@ -53,7 +54,7 @@ def _frozen(books):
 
 
 def test_spot_rules_drop_old_diffs_bridge_and_detect_a_gap():
-    sync = DepthSync()
+    sync = LocalBook()
     assert sync.on_diff(_diff(5, 8, bids=[("100", "1")])) == []  # buffered: no snapshot yet
     tops = sync.on_snapshot(_snap(9, [("100", "2")], [("101", "1")]))
     assert tops == [(9, (100 * S, 2 * S, 101 * S, S))] and sync.dropped == 1  # u=8 <= 9: already in it
@@ -71,7 +72,7 @@ def test_spot_rules_drop_old_diffs_bridge_and_detect_a_gap():
 
 
 def test_futures_rules_use_pu_and_keep_the_diff_ending_at_the_snapshot():
-    sync = DepthSync(futures=True)
+    sync = LocalBook(venues.USDM_RULES)
     sync.on_snapshot(_snap(10, [("100", "1")], [("101", "1")]))
     assert sync.on_diff(_diff(3, 9, pu=2)) == [] and sync.dropped == 1
     assert sync.on_diff(_diff(7, 10, bids=[("100", "4")], pu=6))[0][0] == 10  # U <= 10 <= u: the first one
@@ -99,7 +100,7 @@ def test_real_captures_best_bid_ask_equal_book_ticker(real_samples):
         **compare_book_ticker(eth()),
         **compare_book_ticker(read_cryptofeed(cf / "BINANCE.ws.1.0", cf / "BINANCE.http.0.0")),
         **compare_book_ticker(
-            read_cryptofeed(cf / "BINANCE_FUTURES.ws.1.0", cf / "BINANCE_FUTURES.http.0.0"), futures=True
+            read_cryptofeed(cf / "BINANCE_FUTURES.ws.1.0", cf / "BINANCE_FUTURES.http.0.0"), venue=venues.USDM
         ),
     }
     assert all(r["gaps"] == 0 and r["matched"] == r["shared"] for r in results.values()), results

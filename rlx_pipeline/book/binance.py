@@ -1,12 +1,10 @@
 """A local Binance book from a REST snapshot plus depth diffs, by the exchange's rules, on this project's engine.
 
 Used to hold the engine against reality: the best bid/ask after each applied diff must equal the ``bookTicker``
-message carrying the same update id (docs/binance.md for the rules):
-
-- diffs before a snapshot are buffered; diffs with ``u <= lastUpdateId`` (USD-M: ``<``) are dropped;
-- spot: the first applied diff has ``U <= lastUpdateId + 1 <= u``, then every diff has ``U == prev_u + 1``;
-- USD-M futures: the first has ``U <= lastUpdateId <= u``, then ``pu == prev_u``;
-- anything else is a gap: the book is unsynced (counted) until the next snapshot bridges the stream again.
+message carrying the same update id. The sync rules are the venue's (``rlx_pipeline.venues.DepthRules``: spot
+``U``/``u``, USD-M the ``pu`` chain) through the one sync state machine ``venues.DepthSync``: diffs before a
+snapshot are buffered, the ones it holds dropped, and a break leaves the book unsynced (counted) until the next
+snapshot bridges the stream again.
 
     from rlx_pipeline.book.binance import compare_book_ticker
     from rlx_pipeline.capture.importers import read_hftbacktest
@@ -20,8 +18,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from rlx_pipeline import depth_rules, fixed_point
+from rlx_pipeline import fixed_point, venues
 from rlx_pipeline.book.engine import Book
+from rlx_pipeline.venues import SPOT_RULES, DepthRules, DepthSync
 
 Top = tuple[int, int, int, int]  # best bid price, size, best ask price, size (0: empty side)
 
@@ -31,19 +30,24 @@ def _levels(levels: list) -> list[tuple[int, int]]:
 
 
 @dataclass
-class DepthSync:
-    """One symbol's local book. ``futures`` selects the USD-M bridging rule (``pu``)."""
+class LocalBook:
+    """One symbol's local book: the venue's sync state machine (``venues.DepthSync``) decides, the engine holds."""
 
-    futures: bool = False
+    rules: DepthRules = SPOT_RULES
     capacity: int = 1 << 14
     book: Book | None = None
-    last_u: int | None = None  # final update id of the last applied diff (or the snapshot's lastUpdateId)
-    synced: bool = False
-    bridged: bool = False  # the first diff after the snapshot was applied
-    buffer: list[dict] = field(default_factory=list)
+    sync: DepthSync = field(init=False)
+    buffer: list[dict] = field(default_factory=list)  # diffs waiting for a snapshot
     applied: int = 0
-    dropped: int = 0  # diffs already in the snapshot
+    dropped: int = 0  # diffs already in the snapshot (or seen twice)
     gaps: int = 0
+
+    def __post_init__(self) -> None:
+        self.sync = DepthSync(self.rules)
+
+    @property
+    def synced(self) -> bool:
+        return self.sync.last_update_id is not None
 
     def top(self) -> Top:
         assert self.book is not None
@@ -60,8 +64,10 @@ class DepthSync:
             self.book.set(True, p, q)
         for p, q in _levels(body["asks"]):
             self.book.set(False, p, q)
-        self.last_u, self.synced, self.bridged = int(body["lastUpdateId"]), True, False
-        tops = [(self.last_u, self.top())]
+        last = int(body["lastUpdateId"])
+        self.sync.reset()
+        self.sync.on_snapshot(last)
+        tops = [(last, self.top())]
         pending, self.buffer = self.buffer, []
         for msg in pending:
             tops += self.on_diff(msg)
@@ -72,30 +78,27 @@ class DepthSync:
         if not self.synced:
             self.buffer.append(msg)
             return []
-        first, final = int(msg["U"]), int(msg["u"])
-        assert self.last_u is not None and self.book is not None
-        if not self.bridged and depth_rules.in_snapshot(final, self.last_u, self.futures):
-            self.dropped += 1
-            return []
-        if not self.bridged:
-            ok = depth_rules.bridges(first, final, self.last_u, self.futures)
-        else:
-            ok = depth_rules.continues(first, msg.get("pu") if self.futures else None, self.last_u)
-        if not ok:
+        assert self.book is not None
+        before = self.sync.prev_u
+        pu = msg.get("pu")
+        if self.sync.on_diff(int(msg["U"]), int(msg["u"]), None if pu is None else int(pu)) is not None:
             self.gaps += 1
-            self.synced, self.buffer = False, [msg]
+            self.sync.reset()
+            self.buffer = [msg]
+            return []
+        if self.sync.prev_u == before:
+            self.dropped += 1
             return []
         for p, q in _levels(msg["b"]):
             self.book.set(True, p, q)
         for p, q in _levels(msg["a"]):
             self.book.set(False, p, q)
-        self.last_u, self.bridged = final, True
         self.applied += 1
-        return [(final, self.top())]
+        return [(int(msg["u"]), self.top())]
 
 
 def compare_book_ticker(
-    frames: Iterable[tuple[int, str, bytes]], *, futures: bool = False, max_mismatches: int = 5
+    frames: Iterable[tuple[int, str, bytes]], *, venue: venues.Venue = venues.SPOT, max_mismatches: int = 5
 ) -> dict[str, dict]:
     """Per symbol: depth messages applied, gaps, update ids shared by the book and ``bookTicker``, how many of
     them agree on the best bid/ask (prices and sizes), and the first mismatches.
@@ -103,7 +106,7 @@ def compare_book_ticker(
     ``frames`` is ``(capture_ns, stream, data bytes)`` as the capture importers yield them, REST snapshots under
     the stream ``<symbol>@depthSnapshot``.
     """
-    syncs: dict[str, DepthSync] = {}
+    syncs: dict[str, LocalBook] = {}
     book_at: dict[str, dict[int, Top]] = {}
     ticker_at: dict[str, dict[int, Top]] = {}
     for _, stream, data in frames:
@@ -119,7 +122,7 @@ def compare_book_ticker(
                 fixed_point.parse(msg["A"]),
             )
             continue
-        sync = syncs.setdefault(symbol, DepthSync(futures=futures))
+        sync = syncs.setdefault(symbol, LocalBook(venue.depth_rules))
         tops = sync.on_snapshot(msg) if kind == "depthSnapshot" else sync.on_diff(msg)
         book_at.setdefault(symbol, {}).update(tops)
     out = {}

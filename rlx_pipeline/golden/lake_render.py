@@ -4,7 +4,7 @@ So a user's own captures, or the real samples, run through the whole pipeline as
 
 - ``trades``: one row per ``@trade`` message (taker side from ``m``), origin = ``T``, receipt = capture time;
 - ``book_delta_v2``: one row per level of every depth message applied to a bridged book, ``sequence_number = u``,
-  origin = ``E``. Binance's rules: diffs before their snapshot are buffered, the ones the snapshot already holds
+  origin = ``E``. The venue's depth rules (``venues.DepthRules``): diffs before their snapshot are buffered, the ones the snapshot already holds
   (spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``) dropped, and a diff written *before* the snapshot line
   (it arrived while the REST call was in flight) can be the one that bridges it; a snapshot that arrives while the
   book is synced and already past it (a rotation's fresh snapshot) changes nothing;
@@ -32,7 +32,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from rlx_pipeline import depth_rules, fixed_point
+from rlx_pipeline import fixed_point, venues
 from rlx_pipeline.capture.format import EVENT_STREAM, capture_venue, iter_capture_lines, read_index
 from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import symbol_lake_key
@@ -126,7 +126,8 @@ class _Renderer:
         s.bids = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["bids"]}
         s.asks = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["asks"]}
         s.pending_snapshot, s.valid, s.prev_u = last, False, None
-        buffered = [(c, m) for c, m in s.recent if not depth_rules.in_snapshot(int(m["u"]), last, "pu" in m)]
+        rules = venues.for_symbol(sym).depth_rules
+        buffered = [(c, m) for c, m in s.recent if not rules.in_snapshot(int(m["u"]), last)]
         s.recent.clear()
         for (
             capture_ns,
@@ -137,18 +138,19 @@ class _Renderer:
     def depth(self, sym: str, msg: dict, capture_ns: int, replayed: bool = False) -> None:
         s = self.states.setdefault(sym, _State())
         U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+        rules = venues.for_symbol(sym).depth_rules
         if s.pending_snapshot is not None:
-            if depth_rules.in_snapshot(u, s.pending_snapshot, pu is not None):
+            if rules.in_snapshot(u, s.pending_snapshot):
                 return
             last = s.pending_snapshot
-            s.valid = depth_rules.bridges(U, u, last, pu is not None)
+            s.valid = rules.bridges(U, u, last)
             s.pending_snapshot = None
             if s.valid:  # the snapshot's own book row, just before its first bridged diff
                 date = _date(msg["E"])
                 self.day(sym, date).books.append(_book_row(s, msg["E"] * MS - 1, capture_ns - 1, last))
                 s.last_book_ns, s.last_date = msg["E"] * MS, date
         elif s.prev_u is not None and s.valid:
-            s.valid = depth_rules.continues(U, pu, s.prev_u)
+            s.valid = rules.continues(U, pu, s.prev_u)
         if not s.valid:
             if not replayed:
                 s.recent.append((capture_ns, msg))  # no book: a later snapshot may bridge it
