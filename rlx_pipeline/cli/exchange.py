@@ -53,7 +53,10 @@ def serve(
     drop_at: tuple[float, ...],
     drop_mode: str,
 ) -> None:
-    """Serve /stream, /ws/<stream> and /api/v3/depth until the window is replayed (Ctrl-C to stop)."""
+    """Serve /stream, /ws/<stream> and the REST depth until the window is replayed (Ctrl-C to stop).
+
+    The symbols name the venue served: BTC-USDT,ETH-USDT Binance spot (/api/v3/depth), BTC-USDT-PERP Binance
+    USD-M (/fapi/v1/depth, USD-M frames); one venue per server."""
     from rlx_pipeline.exchange import ExchangeServer
     from rlx_pipeline.simulator import SimConfig, simulate
 
@@ -63,21 +66,25 @@ def serve(
     ]
 
     async def main() -> None:
-        async with ExchangeServer(
-            truths,
-            speed=speed,
-            host=host,
-            port=port,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            session_limit_s=session_limit_s,
-            drop_at_s=drop_at,
-            drop_mode=drop_mode,
-        ) as srv:
+        try:
+            server = ExchangeServer(
+                truths,
+                speed=speed,
+                host=host,
+                port=port,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                session_limit_s=session_limit_s,
+                drop_at_s=drop_at,
+                drop_mode=drop_mode,
+            )
+        except ValueError as exc:  # sources of two venues
+            raise click.ClickException(str(exc)) from exc
+        async with server as srv:
             streams = "/".join(sorted(srv.known_streams))
             symbol = next(iter(srv.books))
             click.echo(f"streams: {srv.ws_url}/stream?streams={streams}", nl=True)
-            click.echo(f"REST: {srv.rest_url}/api/v3/depth?symbol={symbol}&limit=1000")
+            click.echo(f"REST: {srv.venue.depth_url(srv.rest_url, symbol)}")
             click.echo("the replay starts when the first client connects", nl=True)
             await srv.done.wait()
             click.echo(

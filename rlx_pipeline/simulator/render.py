@@ -74,6 +74,23 @@ def snapshot_payload(
     )
 
 
+def _aggs(m: Market) -> dict[int, list]:
+    """aggTrade: one per (taker order, price): the trades sharing ``agg_id``."""
+    aggs: dict[int, list] = {}
+    for t in m.trades:
+        aggs.setdefault(t.agg_id, []).append(t)
+    return aggs
+
+
+def _agg_trade_rows(m: Market) -> list[tuple[bool, int, int, int, int, int]]:
+    """One row per aggTrade: (taker buys, total qty, price, agg id, first trade ns, last event ns), as its frame
+    says."""
+    return [
+        (ts[0].taker_buys, sum(t.qty for t in ts), ts[0].price, agg_id, ts[0].trade_ns, ts[-1].event_ns)
+        for agg_id, ts in _aggs(m).items()
+    ]
+
+
 def binance_frames(m: Market) -> Iterator[tuple[int, str, bytes]]:
     """``(send_time_ns, stream, data_bytes)`` in send order, every stream of the symbol."""
     s = m.config.instrument
@@ -100,11 +117,7 @@ def binance_frames(m: Market) -> Iterator[tuple[int, str, bytes]]:
                 ),
             )
         )
-    # aggTrade: one per (taker order, price): the trades sharing agg_id.
-    aggs: dict[int, list] = {}
-    for t in m.trades:
-        aggs.setdefault(t.agg_id, []).append(t)
-    for agg_id, ts in aggs.items():
+    for agg_id, ts in _aggs(m).items():
         first, last = ts[0], ts[-1]
         items.append(
             (
@@ -187,18 +200,24 @@ def lake_tables(m: Market, stream: LakeStream | None = None) -> dict[str, pa.Tab
     c = m.config
     rng = stream.rng if stream is not None else np.random.default_rng(c.seed + 1)
     tick, lot = m.tick / 1e8, m.lot / 1e8
-    trades = m.trades
-    t_ns = np.array([t.trade_ns for t in trades], dtype=np.int64)
-    e_ns = np.array([t.event_ns for t in trades], dtype=np.int64)
+    # (taker buys, qty, price, id, trade ns, event ns): spot's trade stream, or USD-M's aggTrade (its only public
+    # trade stream, so a USD-M lake holds aggTrade ids, as the aggTrade frames carry them)
+    rows = (
+        _agg_trade_rows(m)
+        if _usdm(m)
+        else [(t.taker_buys, t.qty, t.price, t.trade_id, t.trade_ns, t.event_ns) for t in m.trades]
+    )
+    t_ns = np.array([r[4] for r in rows], dtype=np.int64)
+    e_ns = np.array([r[5] for r in rows], dtype=np.int64)
     tables = {
         "trades": pa.table(
             {
-                "side": ["buy" if t.taker_buys else "sell" for t in trades],
-                "amount": np.array([t.qty for t in trades], dtype=np.float64) * lot,
-                "price": np.array([t.price for t in trades], dtype=np.float64) * tick,
-                "id": np.array([t.trade_id for t in trades], dtype=np.int64),
+                "side": ["buy" if r[0] else "sell" for r in rows],
+                "amount": np.array([r[1] for r in rows], dtype=np.float64) * lot,
+                "price": np.array([r[2] for r in rows], dtype=np.float64) * tick,
+                "id": np.array([r[3] for r in rows], dtype=np.int64),
                 "timestamp": t_ns,
-                "receipt_timestamp": e_ns + _lognormal_lag_ns(rng, c.receive_lag_ms, len(trades)),
+                "receipt_timestamp": e_ns + _lognormal_lag_ns(rng, c.receive_lag_ms, len(rows)),
             },
             schema=RAW_TRADES,
         )
