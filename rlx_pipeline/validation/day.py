@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlx_pipeline import venues
 from rlx_pipeline.fixed_point import SCALE
 from rlx_pipeline.golden.window import first_snapshot_update_id
 from rlx_pipeline.lake.quality import hour_ranges
@@ -153,10 +154,12 @@ def day_start_ns(date: str) -> int:
 
 
 def inputs_for(layout: DataLayout, date: str, symbol: str) -> Inputs:
+    """The day's files; the golden trades are those of the venue's trade stream (USD-M: ``agg_trades``)."""
+    golden_trades = "agg_trades" if venues.for_symbol(symbol).trade_stream == "aggTrade" else "trades"
     return Inputs(
         layout.staged("trades", date, symbol),
         layout.staged("book_delta", date, symbol),
-        layout.golden("trades", date, symbol),
+        layout.golden(golden_trades, date, symbol),
         layout.golden("depth", date, symbol),
         layout.staged("book", date, symbol),
         layout.golden("book_ticker", date, symbol),

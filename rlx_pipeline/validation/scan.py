@@ -699,13 +699,15 @@ def _scan_row_group(phase, pf, rg, gd, gt, lt, ld) -> None:
     elif phase in ("golden_trades", "lake_trades"):
         golden = phase == "golden_trades"
         tcol, rcol = ("trade_time", None) if golden else ("origin_time", "received_time")
-        cols = [tcol, "trade_id", "price", "quantity"] + ([rcol] if rcol else [])
+        # golden aggTrades (a USD-M venue's trade stream) are keyed by their aggTrade id, as its lake is
+        id_col = "agg_trade_id" if golden and "agg_trade_id" in pf.schema_arrow.names else "trade_id"
+        cols = [tcol, id_col, "price", "quantity"] + ([rcol] if rcol else [])
         acc = gt if golden else lt
         for b in iter_batches(pf, cols, rg):
             acc.update(
                 _int64(b, tcol),
                 _int64(b, rcol) if rcol else None,
-                _int64(b, "trade_id"),
+                _int64(b, id_col),
                 _int64(b, "price"),
                 _int64(b, "quantity"),
             )
