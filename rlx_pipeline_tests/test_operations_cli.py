@@ -97,7 +97,9 @@ def test_a_day_without_capture_is_a_golden_warning_with_what_to_do(tmp_path):
         "the day (`rlx-pipeline capture import`), then re-materialize golden_samples."
     )
     (mat,) = result.asset_materializations_for_node("golden_samples")
-    assert mat.metadata["capture"].value == "none: golden checks not measured"  # the materialization says so too
+    assert (
+        mat.metadata["capture"].value == "none: golden checks not measured"
+    )  # the materialization says so too
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(evaluations) == {"golden_coverage", "golden_integrity"}
     for e in evaluations.values():  # nothing measured: never a pass, a warning (it does not block)
@@ -163,3 +165,25 @@ def test_the_demo_prints_a_summary_and_its_runs_are_in_the_ui_it_names(tmp_path)
             runs = json.loads(resp.read())["data"]["runsOrError"]["results"]
     assert [(r["runId"], r["status"]) for r in runs] == [(run_id, "SUCCESS")]
     assert {"key": "dagster/partition", "value": PARTITION_KEY} in runs[0]["tags"]
+
+
+def test_a_day_with_only_an_unfinished_capture_says_so(tmp_path):
+    from rlx_pipeline.orchestration.assets import golden
+    from rlx_pipeline.orchestration.resources import RlxSettings
+
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    partial = settings.layout.capture_dir / DATE / "00-x.jsonl.zst.partial"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"")
+    result = dg.materialize(
+        golden.assets + golden.checks,
+        partition_key=PARTITION_KEY,
+        resources={"rlx": RlxSettings.from_settings(settings)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    for e in result.get_asset_check_evaluations():
+        assert (e.passed, e.severity) == (False, dg.AssetCheckSeverity.WARN)
+        assert (
+            "What to do: 1 unfinished capture file(s) (.partial) are not read: restart the capture service"
+            in (e.description)
+        )
