@@ -38,7 +38,7 @@ def lake_endpoint(lake_source: str, bucket: str, endpoint_url: str | None = None
 
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("catalog", "export"),  # the per-day pipeline
     partitions_def=PARTITIONS,
     executor_def=executor_from_env(),
     tags={

@@ -1,0 +1,174 @@
+"""The day catalog (status CLI, read_catalog, the day_catalog asset) and the exports: a simulated day exported to
+hftbacktest replays, in hftbacktest's own backtest loop, to the unified stream's book and trades; the Tardis export
+run through hftbacktest's own Tardis converter gives the same array as the direct export."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from rlx_pipeline import catalog, gate
+from rlx_pipeline.cli import main
+from rlx_pipeline.export import export_hftbacktest, export_tardis
+from rlx_pipeline.export import hftbacktest_npz as npz
+from rlx_pipeline.settings import Settings
+from rlx_pipeline_tests.hftbacktest_replay import compare
+
+SYMBOL = "BTC-USDT"
+PASSED, NEVER, FAILED = "2024-08-09", "2024-08-10", "2024-08-11"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A simulated 5-minute day (passed), a day never run, a day whose validation failed."""
+    from rlx_pipeline.book import build_unified
+    from rlx_pipeline.lake.source import LocalLake
+    from rlx_pipeline.lake.staging import stage_day
+    from rlx_pipeline.simulator import SimConfig, simulate
+
+    root = tmp_path_factory.mktemp("data")
+    layout = Settings.from_env({"RLX_DATA_DIR": str(root)}).layout
+    simulate(SimConfig(duration_s=300, seed=9)).write_lake(layout.lake_root)
+    paths = {t: layout.staged(t, PASSED, SYMBOL) for t in ("trades", "book", "book_delta")}
+    for table, path in paths.items():
+        stage_day(LocalLake(layout.lake_root), table, "BINANCE", SYMBOL, PASSED, path)
+    res = build_unified(
+        paths, PASSED, layout.unified(PASSED, SYMBOL), book_dest=layout.unified_book(PASSED, SYMBOL)
+    )
+    assert res.stats["seeds"] == 1 and res.by_type["delta"] > 10_000
+    gate.write_verdict(layout, gate.Verdict(PASSED, SYMBOL, True))
+    gate.write_verdict(layout, gate.Verdict(FAILED, SYMBOL, False, ["validation_gaps", "validation_ks"]))
+    return root, layout, res
+
+
+def _status(root, *args):
+    return CliRunner().invoke(main, ["status", "--data-dir", str(root), "--symbol", SYMBOL, *args])
+
+
+def test_status_reports_a_passing_a_never_run_and_a_failed_day(data):
+    root, layout, res = data
+    r = _status(root, "--start", PASSED, "--end", FAILED)
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("2024-")]
+    build = (layout.unified(PASSED, SYMBOL).parent / "events.parquet").exists() and catalog.day_status(
+        layout, PASSED, SYMBOL
+    ).build
+    assert lines[0].startswith(f"{PASSED} BTC-USDT     usable            build={build} fidelity=not checked")
+    assert lines[1].startswith(f"{NEVER} BTC-USDT     not run") and "no validation verdict" in lines[1]
+    assert (
+        lines[2].startswith(f"{FAILED} BTC-USDT     failed")
+        and "failed: validation_gaps, validation_ks" in lines[2]
+    )
+    assert "1 of 3 day(s) usable" in r.output
+    ok = _status(root, "--start", PASSED, "--end", PASSED)
+    assert ok.exit_code == 0 and f"{PASSED} BTC-USDT     usable" in ok.output
+
+
+def test_read_catalog_gives_the_same_statuses_as_a_frame(data):
+    root, layout, _ = data
+    df = catalog.read_catalog(root, [SYMBOL])  # no range: first to last day with any output
+    assert df.select("date", "status", "usable").rows() == [
+        (PASSED, "usable", True),
+        (NEVER, "not run", False),
+        (FAILED, "failed", False),
+    ]
+    row = df.row(0, named=True)
+    assert len(row["build"]) == 32 and row["fidelity"] is None and row["fidelity_checked"] is False
+    assert row["invalid_share"] is None  # this stream carries no validity flags
+    assert df.row(2, named=True)["failed_checks"] == ["validation_gaps", "validation_ks"]
+
+
+def test_day_catalog_asset_materializes_the_table_and_calendar(data):
+    import dagster as dg
+
+    from rlx_pipeline.orchestration.assets.catalog import day_catalog
+    from rlx_pipeline.orchestration.resources import build_resources
+
+    root, layout, _ = data
+    settings = Settings.from_env({"RLX_DATA_DIR": str(root)})
+    result = dg.materialize(
+        [day_catalog], resources=build_resources(settings), instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    md = result.asset_materializations_for_node("day_catalog")[0].metadata
+    # both symbols of RLX_SYMBOLS, three days: BTC-USDT usable / not run / failed, ETH-USDT never run
+    assert md["statuses"].value == {"usable": 1, "failed": 1, "not reconstructed": 0, "not run": 4}
+    assert "data:image/png;base64," in md["catalog"].value
+    assert f"| {FAILED} | BTC-USDT | failed | validation_gaps, validation_ks |" in md["catalog"].value
+    stored = pl.read_parquet(root / "reports" / "catalog" / "catalog.parquet")
+    assert stored.filter(pl.col("symbol") == SYMBOL)["status"].to_list() == ["usable", "not run", "failed"]
+
+
+def test_exports_refuse_a_day_that_is_not_usable(data, tmp_path):
+    root, _, _ = data
+    with pytest.raises(catalog.DayNotUsable, match=r"2024-08-10\|BTC-USDT is not run"):
+        export_hftbacktest(root, SYMBOL, PASSED, NEVER, tmp_path / "x.npz")
+    with pytest.raises(catalog.DayNotUsable, match=r"failed \(validation_gaps, validation_ks\)"):
+        export_tardis(root, SYMBOL, FAILED, FAILED, tmp_path)
+    r = CliRunner().invoke(
+        main, ["export", "hftbacktest", "--data-dir", str(root), "--symbol", SYMBOL, "--start", FAILED, "--end",
+               FAILED, str(tmp_path / "y.npz")],
+    )  # fmt: skip
+    assert r.exit_code == 1 and "failed (validation_gaps, validation_ks)" in r.output
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_hftbacktest_replays_the_export_to_the_unified_book_and_trades(data, tmp_path):
+    from hftbacktest.data.validation import validate_event_order
+
+    root, layout, res = data
+    out = tmp_path / "day.npz"
+    r = CliRunner().invoke(
+        main, ["export", "hftbacktest", "--data-dir", str(root), "--symbol", SYMBOL, "--start", PASSED, "--end",
+               PASSED, str(out)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    arr = np.load(out)["data"]
+    validate_event_order(arr)
+    kinds = arr["ev"] & 0xFF
+    local = (arr["ev"] & npz.LOCAL_EVENT) != 0
+    assert (
+        int(((kinds == npz.DEPTH_EVENT) & local).sum()) >= res.by_type["delta"]
+    )  # every delta, plus corrections
+    assert int(((kinds == npz.TRADE_EVENT) & local).sum()) == res.by_type["trade"]
+    assert int(((kinds == npz.DEPTH_CLEAR_EVENT) & local).sum()) == 2  # the seed: both sides
+    counts = compare(layout.unified(PASSED, SYMBOL), layout.unified_book(PASSED, SYMBOL), out, SYMBOL)
+    assert counts["compared_steps"] >= res.book_rows - 1 and counts["trades"] == res.by_type["trade"]
+
+
+def test_tardis_export_through_hftbacktests_converter_equals_the_direct_export(data, tmp_path):
+    from hftbacktest import types
+    from hftbacktest.data.utils.tardis import convert
+
+    root, _, res = data
+    for name in ("DEPTH_EVENT", "TRADE_EVENT", "DEPTH_CLEAR_EVENT", "DEPTH_SNAPSHOT_EVENT", "EXCH_EVENT",
+                 "LOCAL_EVENT", "BUY_EVENT", "SELL_EVENT"):  # fmt: skip
+        assert getattr(npz, name) == getattr(types, name), name
+    assert types.event_dtype == npz.EVENT_DTYPE
+    tr = export_tardis(root, SYMBOL, PASSED, PASSED, tmp_path / "tardis")
+    names = [f.name for f in tr.files]
+    assert names == [
+        "binance_incremental_book_L2_2024-08-09_BTCUSDT.csv.gz",
+        "binance_trades_2024-08-09_BTCUSDT.csv.gz",
+    ]
+    head = pl.read_csv(tr.files[0], n_rows=3)
+    assert head.columns == [
+        "exchange",
+        "symbol",
+        "timestamp",
+        "local_timestamp",
+        "is_snapshot",
+        "side",
+        "price",
+        "amount",
+    ]
+    assert head["is_snapshot"].to_list() == [True, True, True] and head["exchange"][0] == "binance"
+    converted = convert([str(tr.files[1]), str(tr.files[0])])  # trades first, as hftbacktest asks
+    direct = export_hftbacktest(root, SYMBOL, PASSED, PASSED, tmp_path / "us.npz", timestamp_unit="us")
+    ours = np.load(direct.path)["data"]
+    assert len(ours) == len(converted) == direct.rows
+    for field in types.event_dtype.names:
+        assert np.array_equal(ours[field], converted[field]), field
+    assert tr.trade_rows == res.by_type["trade"] and tr.feed.deltas == res.by_type["delta"]
