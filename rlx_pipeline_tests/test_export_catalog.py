@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -22,25 +23,37 @@ PASSED, NEVER, FAILED = "2024-08-09", "2024-08-10", "2024-08-11"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """A simulated 5-minute day (passed), a day never run, a day whose validation failed."""
-    from rlx_pipeline.book import build_unified
-    from rlx_pipeline.lake.source import LocalLake
-    from rlx_pipeline.lake.staging import stage_day
+    """A simulated 5-minute day (lake + capture) through the whole pipeline (usable), a day never run, a day whose
+    validation failed."""
+    import dagster as dg
+
+    from rlx_pipeline.orchestration.assets import acquisition, fidelity, golden, reconstruction, validation
+    from rlx_pipeline.orchestration.resources import build_resources
     from rlx_pipeline.simulator import SimConfig, simulate
 
     root = tmp_path_factory.mktemp("data")
-    layout = Settings.from_env({"RLX_DATA_DIR": str(root)}).layout
-    simulate(SimConfig(duration_s=300, seed=9)).write_lake(layout.lake_root)
-    paths = {t: layout.staged(t, PASSED, SYMBOL) for t in ("trades", "book", "book_delta")}
-    for table, path in paths.items():
-        stage_day(LocalLake(layout.lake_root), table, "BINANCE", SYMBOL, PASSED, path)
-    res = build_unified(
-        paths, PASSED, layout.unified(PASSED, SYMBOL), book_dest=layout.unified_book(PASSED, SYMBOL)
+    settings = Settings.from_env({"RLX_DATA_DIR": str(root)})
+    layout = settings.layout
+    truth = simulate(SimConfig(symbol=SYMBOL, start=f"{PASSED}T00:00:00Z", duration_s=300, seed=9))
+    truth.write_lake(layout.lake_root)
+    truth.write_capture(layout.capture_dir / "imported" / "sim.jsonl.zst")
+    stages = (acquisition, golden, validation, reconstruction, fidelity)
+    result = dg.materialize(
+        [a for m in stages for a in m.assets] + [c for m in stages for c in m.checks],
+        partition_key=f"{PASSED}|{SYMBOL}",
+        resources=build_resources(settings),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
-    assert res.stats["seeds"] == 1 and res.by_type["delta"] > 10_000
-    gate.write_verdict(layout, gate.Verdict(PASSED, SYMBOL, True))
+    assert result.success
     gate.write_verdict(layout, gate.Verdict(FAILED, SYMBOL, False, ["validation_gaps", "validation_ks"]))
-    return root, layout, res
+    counts = pl.read_parquet(layout.unified(PASSED, SYMBOL), columns=["event_type"])[
+        "event_type"
+    ].value_counts()
+    by_type = dict(counts.iter_rows())
+    book_rows = pq.read_metadata(layout.unified_book(PASSED, SYMBOL)).num_rows
+    assert by_type[1] > 10_000
+    return root, layout, {"delta": by_type[1], "trade": by_type[2], "book_rows": book_rows}
 
 
 def _status(root, *args):
@@ -55,7 +68,10 @@ def test_status_reports_a_passing_a_never_run_and_a_failed_day(data):
     build = (layout.unified(PASSED, SYMBOL).parent / "events.parquet").exists() and catalog.day_status(
         layout, PASSED, SYMBOL
     ).build
-    assert lines[0].startswith(f"{PASSED} BTC-USDT     usable            build={build} fidelity=not checked")
+    fid = catalog.day_status(layout, PASSED, SYMBOL).fidelity
+    assert fid is not None and fid >= 0.999
+    assert lines[0].startswith(f"{PASSED} BTC-USDT     usable            build={build} fidelity={fid:.3%}")
+    assert lines[0].endswith("invalid=- golden=0.42%")  # the capture touches 6 of the day's 1,440 minutes
     assert lines[1].startswith(f"{NEVER} BTC-USDT     not run") and "no validation verdict" in lines[1]
     assert (
         lines[2].startswith(f"{FAILED} BTC-USDT     failed")
@@ -75,7 +91,8 @@ def test_read_catalog_gives_the_same_statuses_as_a_frame(data):
         (FAILED, "failed", False),
     ]
     row = df.row(0, named=True)
-    assert len(row["build"]) == 32 and row["fidelity"] is None and row["fidelity_checked"] is False
+    assert len(row["build"]) == 32 and row["fidelity"] >= 0.999 and row["fidelity_checked"] is True
+    assert row["golden_coverage"] == pytest.approx(6 / 1440, abs=1e-6)  # rounded in coverage.json
     assert row["invalid_share"] is None  # this stream carries no validity flags
     assert df.row(2, named=True)["failed_checks"] == ["validation_gaps", "validation_ks"]
 
@@ -129,13 +146,11 @@ def test_hftbacktest_replays_the_export_to_the_unified_book_and_trades(data, tmp
     validate_event_order(arr)
     kinds = arr["ev"] & 0xFF
     local = (arr["ev"] & npz.LOCAL_EVENT) != 0
-    assert (
-        int(((kinds == npz.DEPTH_EVENT) & local).sum()) >= res.by_type["delta"]
-    )  # every delta, plus corrections
-    assert int(((kinds == npz.TRADE_EVENT) & local).sum()) == res.by_type["trade"]
+    assert int(((kinds == npz.DEPTH_EVENT) & local).sum()) >= res["delta"]  # every delta, plus corrections
+    assert int(((kinds == npz.TRADE_EVENT) & local).sum()) == res["trade"]
     assert int(((kinds == npz.DEPTH_CLEAR_EVENT) & local).sum()) == 2  # the seed: both sides
     counts = compare(layout.unified(PASSED, SYMBOL), layout.unified_book(PASSED, SYMBOL), out, SYMBOL)
-    assert counts["compared_steps"] >= res.book_rows - 1 and counts["trades"] == res.by_type["trade"]
+    assert counts["compared_steps"] >= res["book_rows"] - 1 and counts["trades"] == res["trade"]
 
 
 def test_tardis_export_through_hftbacktests_converter_equals_the_direct_export(data, tmp_path):
@@ -171,4 +186,4 @@ def test_tardis_export_through_hftbacktests_converter_equals_the_direct_export(d
     assert len(ours) == len(converted) == direct.rows
     for field in types.event_dtype.names:
         assert np.array_equal(ours[field], converted[field]), field
-    assert tr.trade_rows == res.by_type["trade"] and tr.feed.deltas == res.by_type["delta"]
+    assert tr.trade_rows == res["trade"] and tr.feed.deltas == res["delta"]
