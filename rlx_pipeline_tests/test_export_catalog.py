@@ -187,3 +187,46 @@ def test_tardis_export_through_hftbacktests_converter_equals_the_direct_export(d
     for field in types.event_dtype.names:
         assert np.array_equal(ours[field], converted[field]), field
     assert tr.trade_rows == res["trade"] and tr.feed.deltas == res["delta"]
+
+
+def test_day_catalog_sensor_requests_the_catalog_once_per_new_materialization():
+    import dagster as dg
+
+    from rlx_pipeline.orchestration.assets.catalog import day_catalog_sensor
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance)
+        assert isinstance(day_catalog_sensor(ctx), dg.SkipReason)  # nothing materialized yet
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("validation_report", partition=f"{PASSED}|{SYMBOL}")
+        )
+        req = day_catalog_sensor(ctx)
+        assert isinstance(req, dg.RunRequest) and req.run_key == f"day_catalog@{ctx.cursor}"
+        again = dg.build_sensor_context(instance=instance, cursor=ctx.cursor)
+        assert isinstance(day_catalog_sensor(again), dg.SkipReason)  # the same event is not requested twice
+        instance.report_runless_asset_event(dg.AssetMaterialization("lake_trades"))  # not a watched asset
+        assert isinstance(day_catalog_sensor(again), dg.SkipReason)
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("fidelity_report", partition=f"{PASSED}|{SYMBOL}")
+        )
+        assert isinstance(day_catalog_sensor(again), dg.RunRequest)
+
+
+def test_hftbacktest_export_asset_writes_a_usable_partition_and_fails_an_unusable_one(data):
+    import dagster as dg
+
+    from rlx_pipeline.orchestration.assets.catalog import hftbacktest_export
+    from rlx_pipeline.orchestration.resources import build_resources
+
+    root, layout, _ = data
+    resources = build_resources(Settings.from_env({"RLX_DATA_DIR": str(root)}))
+    ok = dg.materialize([hftbacktest_export], partition_key=f"{PASSED}|{SYMBOL}", resources=resources)
+    dest = root / "exports" / "hftbacktest" / f"dt={PASSED}" / f"symbol={SYMBOL}" / "events.npz"
+    rows = ok.asset_materializations_for_node("hftbacktest_export")[0].metadata["dagster/row_count"].value
+    assert rows == len(np.load(dest)["data"]) > 0
+    bad = dg.materialize(
+        [hftbacktest_export], partition_key=f"{FAILED}|{SYMBOL}", resources=resources, raise_on_error=False
+    )
+    assert not bad.success
+    failure = next(e for e in bad.all_events if e.is_step_failure)
+    assert "failed (validation_gaps, validation_ks)" in failure.step_failure_data.error.message
