@@ -113,6 +113,13 @@ def invalid_share(book: Path, date: str) -> float | None:
     return float((invalid_ns + before_first) / DAY_NS)
 
 
+def invalid_intervals(layout: DataLayout, date: str, symbol: str) -> pl.DataFrame | None:
+    """The day's invalid intervals (spans whose book is not trusted: ``start``, ``end`` and what the stream says
+    of them), or None when the stream has none recorded (built before the gap-aware stream)."""
+    path = layout.unified(date, symbol).with_name("invalid_intervals.parquet")
+    return pl.read_parquet(path) if path.is_file() else None
+
+
 def day_status(layout: DataLayout, date: str, symbol: str) -> DayStatus:
     """The status of one day x symbol (the adapter over the gate's verdict and the stream's files)."""
     symbol = symbol.upper()

@@ -230,3 +230,33 @@ def test_hftbacktest_export_asset_writes_a_usable_partition_and_fails_an_unusabl
     assert not bad.success
     failure = next(e for e in bad.all_events if e.is_step_failure)
     assert "failed (validation_gaps, validation_ks)" in failure.step_failure_data.error.message
+
+
+def test_invalid_intervals_of_a_day_go_to_side_files(data, tmp_path):
+    import shutil
+
+    src, _, _ = data
+    root = tmp_path / "data"
+    shutil.copytree(src / "unified", root / "unified")
+    shutil.copytree(src / "reports", root / "reports")
+    day = root / "unified" / f"dt={PASSED}" / f"symbol={SYMBOL}"
+    t0 = 1_723_161_600_000_000_000
+    pl.DataFrame(
+        {
+            "start": [t0 + 5_000_000_000],
+            "end": [t0 + 7_500_000_000],
+            "cause": ["lost_update_id"],
+            "messages": [25],
+        }
+    ).with_columns(pl.col("start", "end").cast(pl.Datetime("ns", "UTC"))).write_parquet(
+        day / "invalid_intervals.parquet"
+    )
+    res = export_hftbacktest(root, SYMBOL, PASSED, PASSED, tmp_path / "out" / "day.npz")
+    assert res.intervals_path == tmp_path / "out" / "day.invalid_intervals.csv"
+    side = pl.read_csv(res.intervals_path)
+    assert side.rows() == [(t0 + 5_000_000_000, t0 + 7_500_000_000, "lost_update_id", 25, PASSED)]
+    tr = export_tardis(root, SYMBOL, PASSED, PASSED, tmp_path / "tardis")
+    assert [f.name for f in tr.intervals_files] == ["binance_invalid_intervals_2024-08-09_BTCUSDT.csv"]
+    assert pl.read_csv(tr.intervals_files[0]).rows() == side.rows()
+    # a day without recorded intervals gets no side file
+    assert export_hftbacktest(src, SYMBOL, PASSED, PASSED, tmp_path / "plain.npz").intervals_path is None

@@ -22,6 +22,9 @@ exchange order once every later event has a later exchange time, in local order 
 time must be later: exchange time + the smallest feed latency of the range); rows go to a temporary file, then
 into the ``.npz`` with the final count. Memory: a batch, the window, the book mirror; not the day.
 
+Invalid intervals (spans the gap-aware stream does not trust) have no place in ``event_dtype``: they go to a side
+file ``<out>.invalid_intervals.csv`` beside the ``.npz`` (the re-seed that ends one is a clear + snapshot there).
+
 Precision: ``px`` and ``qty`` are float64, the nearest double to the exact decimal (fixed point / 1e8, one
 correctly rounded division). float64 carries 15-17 significant digits: every Binance price and size (at most 8
 decimals, below 1e7) is recovered exactly by ``round(px / tick_size)`` and ``round(qty / lot_size)`` (what
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 from numba import njit
 
@@ -76,6 +80,7 @@ class ExportResult:
     days: list[str] = field(default_factory=list)
     feed: FeedCounts = field(default_factory=FeedCounts)
     local_offset_ns: int = 0
+    intervals_path: Path | None = None  # the invalid intervals side file, when the stream records any
     seconds: float = 0.0
     events_in: int = 0  # unified-stream events read
 
@@ -246,6 +251,27 @@ def _write_npz(raw: Path, rows: int, offset: int, dest: Path, compress: bool) ->
                 member.write(arr.tobytes())
 
 
+def write_intervals(
+    data_dir: str | os.PathLike[str], symbol: str, days: list[str], dest: Path
+) -> Path | None:
+    """The days' invalid intervals (``catalog.invalid_intervals``) as a CSV side file, times in ns since the epoch:
+    the spans where the exported book is the stream's but not trusted. None when no day records any."""
+    layout = DataLayout(Path(data_dir))
+    frames = [
+        df.with_columns(pl.lit(d).alias("date"))
+        for d in days
+        if (df := catalog.invalid_intervals(layout, d, symbol)) is not None
+    ]
+    if not frames:
+        return None
+    table = pl.concat(frames, how="diagonal_relaxed").with_columns(
+        pl.col(pl.Datetime).dt.epoch("ns")  # timestamps as integers, as in the exported rows
+    )
+    with storage.atomic_path(dest) as tmp:
+        table.write_csv(tmp)
+    return dest
+
+
 def usable_days(
     data_dir: str | os.PathLike[str], symbol: str, start: str, end: str
 ) -> list[tuple[str, Path, Path]]:
@@ -341,6 +367,9 @@ def export_hftbacktest(
         _write_npz(Path(raw.name), rows, offset, dest, compress)
     result.rows = rows
     result.local_offset_ns = offset
+    result.intervals_path = write_intervals(
+        data_dir, symbol, result.days, dest.with_name(dest.stem + ".invalid_intervals.csv")
+    )
     result.feed = feed.counts
     result.seconds = time.perf_counter() - t0
     return result

@@ -11,6 +11,8 @@ down to the snapshot's deepest level); other book changes the deltas do not carr
 (``rlx_pipeline.export.feed``). Prices and amounts are written as exact decimal strings (shortest form) from the
 fixed-point values: a reader parsing them as float64 gets the nearest double (see ``hftbacktest_npz`` on what
 float64 carries). Days are written in order with one book mirror, so the files of a range replay as one stream.
+A day whose stream records invalid intervals (spans whose book is not trusted) gets a side file
+``binance_invalid_intervals_2024-08-09_BTCUSDT.csv`` (Tardis has no such data type).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import polars as pl
 
 from rlx_pipeline import fixed_point, storage
 from rlx_pipeline.export.feed import SNAPSHOT_ROW, TRADE, Feed, FeedBatch, FeedCounts
-from rlx_pipeline.export.hftbacktest_npz import usable_days
+from rlx_pipeline.export.hftbacktest_npz import usable_days, write_intervals
 from rlx_pipeline.instruments import to_binance
 
 BOOK_COLUMNS = [
@@ -48,6 +50,7 @@ class TardisResult:
     files: list[Path] = field(default_factory=list)
     book_rows: int = 0
     trade_rows: int = 0
+    intervals_files: list[Path] = field(default_factory=list)  # per day with invalid intervals (side files)
     feed: FeedCounts = field(default_factory=FeedCounts)
     seconds: float = 0.0
 
@@ -148,6 +151,10 @@ def export_tardis(
                 if progress and fb.events_read:
                     progress(fb.events_read)
         result.files += [book_dest, trade_dest]
+        name = tardis_name(exchange, "invalid_intervals", date, symbol).removesuffix(".gz")
+        side = write_intervals(data_dir, symbol, [date], out_dir / name)
+        if side is not None:
+            result.intervals_files.append(side)
     result.feed = feed.counts
     result.seconds = time.perf_counter() - t0
     return result
