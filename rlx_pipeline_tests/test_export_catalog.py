@@ -260,3 +260,16 @@ def test_invalid_intervals_of_a_day_go_to_side_files(data, tmp_path):
     assert pl.read_csv(tr.intervals_files[0]).rows() == side.rows()
     # a day without recorded intervals gets no side file
     assert export_hftbacktest(src, SYMBOL, PASSED, PASSED, tmp_path / "plain.npz").intervals_path is None
+
+
+def test_the_daily_job_leaves_the_catalog_to_its_sensor_and_exports_to_the_user():
+    import dagster as dg
+
+    from rlx_pipeline.definitions import defs
+
+    job = defs.resolve_job_def("daily_pipeline")
+    keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+    assert "unified_stream" in keys and not keys & {"day_catalog", "hftbacktest_export"}
+    sensor = defs.resolve_sensor_def("day_catalog_sensor")
+    assert sensor.job_name == "day_catalog_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
