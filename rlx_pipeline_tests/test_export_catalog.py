@@ -273,3 +273,23 @@ def test_the_daily_job_leaves_the_catalog_to_its_sensor_and_exports_to_the_user(
     sensor = defs.resolve_sensor_def("day_catalog_sensor")
     assert sensor.job_name == "day_catalog_job"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_failed_fidelity_or_a_missing_stream_makes_a_passed_day_unusable(data, tmp_path):
+    import json
+    import shutil
+
+    src, _, _ = data
+    root = tmp_path / "data"
+    shutil.copytree(src / "reports", root / "reports")
+    layout = Settings.from_env({"RLX_DATA_DIR": str(root)}).layout
+    s = catalog.day_status(layout, PASSED, SYMBOL)
+    assert (s.status, s.reason) == ("not reconstructed", "no unified stream")
+    shutil.copytree(src / "unified", root / "unified")
+    report = layout.report_dir("fidelity", PASSED, SYMBOL) / "report.json"
+    body = json.loads(report.read_text())
+    report.write_text(json.dumps({**body, "score": 0.98, "passed": False}))
+    s = catalog.day_status(layout, PASSED, SYMBOL)
+    assert (s.status, s.failed_checks, s.fidelity, s.usable) == ("failed", ["fidelity_ok"], 0.98, False)
+    with pytest.raises(catalog.DayNotUsable, match="is failed \\(fidelity_ok\\): fidelity below threshold"):
+        export_tardis(root, SYMBOL, PASSED, PASSED, tmp_path / "t")
