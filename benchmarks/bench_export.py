@@ -10,6 +10,11 @@ events) is staged and reconstructed, then, each step in a fresh process (its own
 
     python benchmarks/bench_export.py                   # 2 simulated hours
     python benchmarks/bench_export.py --simulated-hours 24
+
+Measured on 2 cores shared with other work (load ~10), 3 simulated hours (3.94 M unified events): rlx .npz export
+8.1 s (0.49 M events/s), peak RSS 668 MB; rlx Tardis export 25.7 s, 665 MB; hftbacktest's converter on those
+Tardis files 22.1 s, 1,512 MB: the direct export 2.7x faster with 2.3x less peak RSS. Peak RSS over 0.25 / 1 / 3
+simulated hours: rlx .npz 513 / 565 / 668 MB, the converter 424 / 707 / 1,512 MB (it holds the day).
 """
 
 from __future__ import annotations
