@@ -130,8 +130,8 @@ def export_tardis(
         with (
             storage.atomic_path(book_dest) as book_tmp,
             storage.atomic_path(trade_dest) as trade_tmp,
-            gzip.open(book_tmp, "wb", compresslevel=6) as bf,
-            gzip.open(trade_tmp, "wb", compresslevel=6) as tf,
+            gzip.open(book_tmp, "wb", compresslevel=1) as bf,
+            gzip.open(trade_tmp, "wb", compresslevel=1) as tf,
         ):
             bf.write((",".join(BOOK_COLUMNS) + "\n").encode())
             tf.write((",".join(TRADE_COLUMNS) + "\n").encode())
