@@ -56,6 +56,10 @@ def data(tmp_path_factory):
     return root, layout, {"delta": by_type[1], "trade": by_type[2], "book_rows": book_rows}
 
 
+def _has_validity_flags(layout) -> bool:
+    return "book_valid" in pq.read_schema(layout.unified_book(PASSED, SYMBOL)).names
+
+
 def _status(root, *args):
     return CliRunner().invoke(main, ["status", "--data-dir", str(root), "--symbol", SYMBOL, *args])
 
@@ -71,7 +75,11 @@ def test_status_reports_a_passing_a_never_run_and_a_failed_day(data):
     fid = catalog.day_status(layout, PASSED, SYMBOL).fidelity
     assert fid is not None and fid >= 0.999
     assert lines[0].startswith(f"{PASSED} BTC-USDT     usable            build={build} fidelity={fid:.3%}")
-    assert lines[0].endswith("invalid=- golden=0.42%")  # the capture touches 6 of the day's 1,440 minutes
+    # no invalid interval: 0.00% once the stream carries validity flags, "-" for a stream from before them
+    invalid = "0.00%" if _has_validity_flags(layout) else "-"
+    assert lines[0].endswith(
+        f"invalid={invalid} golden=0.42%"
+    )  # the capture touches 6 of the day's 1,440 minutes
     assert lines[1].startswith(f"{NEVER} BTC-USDT     not run") and "no validation verdict" in lines[1]
     assert (
         lines[2].startswith(f"{FAILED} BTC-USDT     failed")
@@ -93,7 +101,7 @@ def test_read_catalog_gives_the_same_statuses_as_a_frame(data):
     row = df.row(0, named=True)
     assert len(row["build"]) == 32 and row["fidelity"] >= 0.999 and row["fidelity_checked"] is True
     assert row["golden_coverage"] == pytest.approx(6 / 1440, abs=1e-6)  # rounded in coverage.json
-    assert row["invalid_share"] is None  # this stream carries no validity flags
+    assert row["invalid_share"] == (0.0 if _has_validity_flags(layout) else None)
     assert df.row(2, named=True)["failed_checks"] == ["validation_gaps", "validation_ks"]
 
 
@@ -258,7 +266,7 @@ def test_invalid_intervals_of_a_day_go_to_side_files(data, tmp_path):
     tr = export_tardis(root, SYMBOL, PASSED, PASSED, tmp_path / "tardis")
     assert [f.name for f in tr.intervals_files] == ["binance_invalid_intervals_2024-08-09_BTCUSDT.csv"]
     assert pl.read_csv(tr.intervals_files[0]).rows() == side.rows()
-    # a day without recorded intervals gets no side file
+    # a day without invalid intervals gets no side file
     assert export_hftbacktest(src, SYMBOL, PASSED, PASSED, tmp_path / "plain.npz").intervals_path is None
 
 

@@ -255,12 +255,12 @@ def write_intervals(
     data_dir: str | os.PathLike[str], symbol: str, days: list[str], dest: Path
 ) -> Path | None:
     """The days' invalid intervals (``catalog.invalid_intervals``) as a CSV side file, times in ns since the epoch:
-    the spans where the exported book is the stream's but not trusted. None when no day records any."""
+    the spans where the exported book is the stream's but not trusted. None (no file) when no day has any."""
     layout = DataLayout(Path(data_dir))
     frames = [
         df.with_columns(pl.lit(d).alias("date"))
         for d in days
-        if (df := catalog.invalid_intervals(layout, d, symbol)) is not None
+        if (df := catalog.invalid_intervals(layout, d, symbol)) is not None and len(df)
     ]
     if not frames:
         return None
