@@ -14,6 +14,7 @@ from rlx_pipeline import gate
 from rlx_pipeline.book import book_path_for, build_unified, read_unified
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.orchestration.assets import reconstruction
+from rlx_pipeline.settings import Thresholds
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
 from rlx_pipeline_tests.test_book_engine import T0, S, _book_row, _write_day
 
@@ -45,8 +46,17 @@ def _small_day(tmp_path, layout, *, disagree=False):
 
 
 def _verdict(layout, passed: bool):
+    """The verdict of a validation of the staged day as it is, with the default thresholds."""
     gate.write_verdict(
-        layout, gate.Verdict(DATE, SYMBOL, passed, failed_checks=[] if passed else ["trade_size_ks"])
+        layout,
+        gate.Verdict(
+            DATE,
+            SYMBOL,
+            passed,
+            failed_checks=[] if passed else ["trade_size_ks"],
+            inputs=gate.input_fingerprints(layout, DATE, SYMBOL),
+            thresholds=gate.gated_thresholds(Thresholds()),
+        ),
     )
 
 
@@ -192,14 +202,15 @@ def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):
         (50 * S, 5 * S, None, None, None, None),
         (50 * S, 5 * S, None, None, 200 * S, 7 * S),
     ]
-    assert read_unified(layout.root, SYMBOL, DATE).select(levels).collect().rows() == after_row
+    read = read_unified(layout.root, SYMBOL, DATE, on_unverified="include")  # built outside the pipeline
+    assert read.select(levels).collect().rows() == after_row
 
     # per message (the default): a state after each message and snapshot; an event sees the last one at or
     # before it, so a row inside a message sees the book before the message, a trade the book after the last one
     res = build_unified(paths, DATE, dest, book_dest=book_dest, top_n=2)
     assert (res.rows, res.book_rows) == (10, 5)
     assert pl.read_parquet(book_dest)["event_index"].to_list() == [0, 2, 3, 8, 9]
-    joined = read_unified(layout.root, SYMBOL, DATE).collect()
+    joined = read_unified(layout.root, SYMBOL, DATE, on_unverified="include").collect()
     assert joined["book_sequence_number"].to_list() == [10, 10, 11, 12, 12, 12, 12, 12, 13, 14]
     assert joined.select(levels).rows() == [after_row[i] for i in (0, 0, 2, 3, 3, 3, 3, 3, 8, 9)]
 

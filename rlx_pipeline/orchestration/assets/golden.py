@@ -6,12 +6,13 @@ checks          golden_integrity (silent gaps, unbridged runs, trade ids, malfor
                 golden_coverage  (share of the day covered: warns, never blocks; 0 = no capture that day)
 """
 
-import json
+from collections.abc import Iterator
 
 import dagster as dg
 
-from rlx_pipeline import storage
+from rlx_pipeline import gate, storage
 from rlx_pipeline.golden import TABLES, build_golden, capture_files_for
+from rlx_pipeline.orchestration import checking
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -20,8 +21,29 @@ def _coverage_path(rlx: RlxSettings, date: str, symbol: str):
     return rlx.layout.report_dir("golden", date, symbol) / "coverage.json"
 
 
-@dg.asset(partitions_def=PARTITIONS, group_name="golden", kinds={"parquet"}, owners=["team:market-data"])
-def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
+@dg.asset(
+    partitions_def=PARTITIONS,
+    group_name="golden",
+    kinds={"parquet"},
+    owners=["team:market-data"],
+    check_specs=[
+        checking.spec(
+            "golden_integrity",
+            "golden_samples",
+            "Depth gaps outside declared resyncs, depth runs without a bridging snapshot, trade-id gaps and "
+            "duplicates, malformed lines: all must be zero.",
+        ),
+        checking.spec(
+            "golden_coverage",
+            "golden_samples",
+            "Share of the day's minutes the captures cover. Below RLX_GOLDEN_COVERAGE_MIN (or no capture at all) "
+            "it warns: a short capture still validates the minutes it covers, and a lake-only day still runs.",
+        ),
+    ],
+)
+def golden_samples(
+    context: dg.AssetExecutionContext, rlx: RlxSettings
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Raw Binance WebSocket captures of the day (trade, aggTrade, depth@100ms, bookTicker, REST snapshots),
     parsed into typed tables with exact decimals, with depth continuity and coverage. A day without captures
     materializes empty tables and coverage 0, so the lake-only checks still run downstream."""
@@ -43,7 +65,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.Ma
     table_md = "| table | rows |\n| --- | --- |\n" + "\n".join(
         f"| {t} | {result.rows[t]:,} |" for t in TABLES
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(sum(result.rows.values())),
             "files": dg.MetadataValue.json([str(f) for f in files]),
@@ -55,23 +77,15 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.Ma
             "path": dg.MetadataValue.path(str(layout.golden("trades", date, symbol).parents[2])),
         }
     )
+    checked = {
+        str(layout.golden(t, date, symbol)): gate.fingerprint(layout.golden(t, date, symbol)) for t in TABLES
+    }
+    results = [golden_integrity(summary), golden_coverage(summary, rlx.thresholds.golden_coverage_min)]
+    yield from checking.record(context, rlx, results, checked=checked)
 
 
-def _summary(rlx: RlxSettings, date: str, symbol: str) -> dict | None:
-    path = _coverage_path(rlx, date, symbol)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-@dg.asset_check(asset=golden_samples, blocking=True, partitions_def=PARTITIONS)
-def golden_integrity(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    """Depth gaps outside declared resyncs, depth runs without a bridging snapshot, trade-id gaps and
-    duplicates, malformed lines: all must be zero."""
-    date, symbol = date_symbol(context)
-    s = _summary(rlx, date, symbol)
-    if s is None:
-        return dg.AssetCheckResult(
-            passed=False, description="no coverage.json: materialize golden_samples first"
-        )
+def golden_integrity(s: dict) -> dg.AssetCheckResult:
+    """golden_integrity of a golden build's summary (``GoldenResult.summary``)."""
     counts = {
         "silent_gaps": s["silent_gaps"],
         "unbridged_runs": s["unbridged_runs"],
@@ -81,6 +95,7 @@ def golden_integrity(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -
     }
     bad = {k: v for k, v in counts.items() if v}
     return dg.AssetCheckResult(
+        check_name="golden_integrity",
         passed=not bad,
         description="no gaps, every depth run bridged, no malformed line"
         if not bad
@@ -95,16 +110,12 @@ def golden_integrity(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -
     )
 
 
-@dg.asset_check(asset=golden_samples, blocking=True, partitions_def=PARTITIONS)
-def golden_coverage(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    """Share of the day's minutes the captures cover. Below RLX_GOLDEN_COVERAGE_MIN (or no capture at all) it
-    warns: a short capture still validates the minutes it covers, and a lake-only day still runs."""
-    date, symbol = date_symbol(context)
-    s = _summary(rlx, date, symbol) or {"coverage": 0.0, "minutes_covered": 0, "files": []}
-    minimum = rlx.thresholds.golden_coverage_min
+def golden_coverage(s: dict, minimum: float) -> dg.AssetCheckResult:
+    """golden_coverage of a golden build's summary: a warning below ``minimum`` or without any capture."""
     has_any = s["minutes_covered"] > 0
     passed = has_any and s["coverage"] >= minimum
     return dg.AssetCheckResult(
+        check_name="golden_coverage",
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{s['minutes_covered']} of 1440 minutes covered"
@@ -120,4 +131,4 @@ def golden_coverage(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) ->
 
 
 assets = [golden_samples]
-checks = [golden_integrity, golden_coverage]
+checks: list = []  # every check runs inside its asset's step (check_specs)
