@@ -6,8 +6,9 @@
 
 One row per day and symbol (``CATALOG_SCHEMA``):
 
-- ``status``: ``usable`` (validation passed, the unified stream is built, fidelity not failed), ``failed``
-  (validation or fidelity failed: ``failed_checks`` names them), ``not reconstructed`` (validation passed, no
+- ``status``: ``usable`` (validation passed, the unified stream served is the build the gate promoted, no blocking
+  check of the day failed since, fidelity not failed: what the read API serves), ``failed`` (validation or a later
+  blocking check failed: ``failed_checks`` names them), ``not reconstructed`` (validation passed, no promoted
   unified stream yet), ``not run`` (no verdict);
 - ``build``: the unified stream's build id (events and book files carry the same one);
 - ``fidelity``: the fidelity score, null when not measured (no golden samples: ``fidelity_checked`` false);
@@ -32,7 +33,6 @@ import pyarrow.parquet as pq
 
 from rlx_pipeline import gate
 from rlx_pipeline.book.read import check_pair
-from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.layout import DataLayout
 
 USABLE, FAILED, NOT_RECONSTRUCTED, NOT_RUN = "usable", "failed", "not reconstructed", "not run"
@@ -142,11 +142,17 @@ def day_status(layout: DataLayout, date: str, symbol: str) -> DayStatus:
     if not events.is_file():
         return DayStatus(date, symbol, NOT_RECONSTRUCTED, reason="no unified stream", **common)
     try:
-        check_pair(events, book)
+        build = check_pair(events, book)
     except (FileNotFoundError, ValueError) as e:
         return DayStatus(date, symbol, NOT_RECONSTRUCTED, reason=str(e), **common)
-    build = (pq.read_schema(events).metadata or {}).get(BUILD_KEY, b"").decode() or None
     share = invalid_share(book, date)
+    problems = gate.read_problems(layout, date, symbol, build)  # the read API's rule: a vouched-for build
+    if problems:
+        failed = [r.check for r in gate.failed_checks(layout, date, symbol)]
+        return DayStatus(
+            date, symbol, FAILED if failed else NOT_RECONSTRUCTED, failed, build, reason="; ".join(problems),
+            invalid_share=share, **common,
+        )  # fmt: skip
     if fid and fid.get("passed") is False:
         return DayStatus(
             date, symbol, FAILED, ["fidelity_ok"], build, reason="fidelity below threshold",

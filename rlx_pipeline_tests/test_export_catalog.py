@@ -294,6 +294,13 @@ def test_a_failed_fidelity_or_a_missing_stream_makes_a_passed_day_unusable(data,
     s = catalog.day_status(layout, PASSED, SYMBOL)
     assert (s.status, s.reason) == ("not reconstructed", "no unified stream")
     shutil.copytree(src / "unified", root / "unified")
+    served = layout.unified(PASSED, SYMBOL).with_name("served.json")
+    record = served.read_bytes()
+    served.unlink()  # files the gate never promoted (built outside the pipeline) are not served
+    s = catalog.day_status(layout, PASSED, SYMBOL)
+    assert s.status == "not reconstructed" and "no record of a gated build" in s.reason
+    served.write_bytes(record)
+    assert catalog.day_status(layout, PASSED, SYMBOL).usable
     report = layout.report_dir("fidelity", PASSED, SYMBOL) / "report.json"
     body = json.loads(report.read_text())
     report.write_text(json.dumps({**body, "score": 0.98, "passed": False}))
