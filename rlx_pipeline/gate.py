@@ -1,6 +1,6 @@
 """The gate of a partition: what must hold before its unified stream is built, and before it is read.
 
-Dagster's blocking checks stop downstream steps only inside the run that failed them (FIELD_NOTES section 3),
+Dagster's blocking checks stop downstream steps only inside the run that failed them (docs/dagster.md),
 so the facts the gate needs are persisted next to the reports, Dagster-free, and read by every later run,
 backfill, automation and reader:
 
@@ -125,6 +125,7 @@ class Verdict:
     inputs: dict[str, str | None] = field(default_factory=dict)  # judged_files name -> fingerprint
     thresholds: dict[str, float] = field(default_factory=dict)  # VALIDATION_THRESHOLDS in force
     run_id: str = ""
+    not_checked: list[str] = field(default_factory=list)  # could not measure: recorded apart, never "passed"
 
 
 def verdict_path(layout: DataLayout, date: str, symbol: str) -> Path:

@@ -27,7 +27,7 @@ LAKE_TABLES = ("trades", "book", "book_delta_v2")
 
 
 def lake_key(table: str, exchange: str, symbol: str, date: str) -> str:
-    """Crypto Lake's object key (FIELD_NOTES section 2), upper-case exchange and symbol."""
+    """Crypto Lake's object key (docs/crypto-lake.md), upper-case exchange and symbol."""
     return f"{LAKE_PREFIX}/{table}/exchange={exchange.upper()}/symbol={symbol.upper()}/dt={date}/1.snappy.parquet"
 
 

@@ -7,7 +7,8 @@ candidate, then either
 
 - ``promote``: each candidate replaces its served file (``os.replace``, directory fsynced), or
 - ``set_aside``: the candidates move to ``<dir>/rejected/<label>/`` for inspection and the served files, the last
-  good build, stay in place and readable.
+  good build, stay in place and readable. The newest ``KEEP_REJECTED`` rejected builds are kept: a day that fails
+  every daily retry for a week does not pile up a week of copies.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rlx_pipeline.storage import fsync_dir
 
 CANDIDATE_DIR = ".candidate"
 REJECTED_DIR = "rejected"
+KEEP_REJECTED = 3
 
 
 def build_label(run_id: str = "") -> str:
@@ -53,6 +55,10 @@ def set_aside(served: list[Path], label: str) -> Path:
             shutil.move(cand, folder / dest.name)
     fsync_dir(folder)
     discard(served, label)
+    for old in sorted(p for p in folder.parent.iterdir() if p.is_dir())[
+        :-KEEP_REJECTED
+    ]:  # labels sort by time
+        shutil.rmtree(old, ignore_errors=True)
     return folder
 
 

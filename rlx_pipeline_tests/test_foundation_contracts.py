@@ -110,3 +110,30 @@ def test_a_fingerprint_changes_with_any_value_and_only_with_content(tmp_path):
         edited["qty"][i] += 1
         assert fingerprint(storage.write_table(tmp_path / "c.parquet", pa.table(edited))) != first, i
     assert fingerprint(tmp_path / "absent.parquet") is None
+
+
+def test_a_build_is_served_only_when_promoted_and_rejected_builds_are_kept_aside(tmp_path):
+    from rlx_pipeline import promotion
+
+    served = [tmp_path / "book.parquet", tmp_path / "events.parquet"]
+    for p in served:
+        p.write_text("good")
+    labels = [promotion.build_label(f"run{i}") for i in range(5)]
+    for i, label in enumerate(labels):
+        for p in served:
+            cand = promotion.candidate_path(p, label)
+            cand.parent.mkdir(parents=True, exist_ok=True)
+            cand.write_text(f"bad {i}")
+        folder = promotion.set_aside(served, label)
+        assert [p.read_text() for p in served] == ["good", "good"]  # the served build stays
+        assert (folder / "events.parquet").read_text() == f"bad {i}" and folder.name == label
+    kept = sorted(p.name for p in (tmp_path / "rejected").iterdir())
+    assert kept == labels[-promotion.KEEP_REJECTED :]  # the newest rejected builds, for inspection
+    label = promotion.build_label("run9")
+    for p in served:
+        cand = promotion.candidate_path(p, label)
+        cand.parent.mkdir(parents=True, exist_ok=True)
+        cand.write_text("new")
+    promotion.promote(served, label)
+    assert [p.read_text() for p in served] == ["new", "new"]
+    assert not list((tmp_path / ".candidate").iterdir())  # nothing left of the candidates

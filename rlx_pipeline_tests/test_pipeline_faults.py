@@ -103,9 +103,9 @@ def test_shifted_trade_sizes_fail_ks_and_block_reconstruction(truth, settings, l
     later = _run(settings, selection=["unified_stream"])
     assert not later.success
     failure = next(e for e in later.all_events if e.is_step_failure)
-    err = failure.step_failure_data.error
-    text = err.message + "".join(err.stack) + (err.cause.message if err.cause else "")
-    assert err.cls_name == "GateClosed" or "GateClosed" in text
+    user = failure.step_failure_data.user_failure_data  # a dagster.Failure saying what to do
+    assert user.metadata["error"].value == "GateClosed"
+    text = user.description
     assert "validation failed" in text and "validation_ks" in text
     # ... unless a person overrides it, which is recorded
     forced = _run(settings, selection=["unified_stream"], run_config=OVERRIDE)
@@ -249,11 +249,15 @@ def test_a_missing_day_fails_acquisition_naming_the_file(truth, settings, layout
     gone = faults.remove_day(layout.lake_root, SYMBOL, DATE)
     assert sorted(p.parts[-5] for p in gone) == ["book", "book_delta_v2", "trades"]
     result = _run(settings)
-    failures = {e.step_key: e.step_failure_data.error for e in result.all_events if e.is_step_failure}
+    failures = {e.step_key: e.step_failure_data for e in result.all_events if e.is_step_failure}
     assert set(failures) == {"lake_book", "lake_trades"}  # lake_book_delta waits on lake_book
-    err = failures["lake_trades"]
-    text = err.message + (err.cause.message if err.cause else "")
-    assert "LakeMissingDay" in text and "trades exchange=BINANCE symbol=BTC-USDT day=2024-08-09" in text
+    user = failures["lake_trades"].user_failure_data  # a dagster.Failure naming the file and what to do
+    assert user.metadata["error"].value == "LakeMissingDay" and user.metadata["table"].value == "trades"
+    path = layout.lake_root / "market-data/cryptofeed/trades/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-09"
+    assert user.description.startswith(
+        f"Crypto Lake day missing (trades) for partition 2024-08-09|BTC-USDT: no file at {path}/1.snappy.parquet. "
+        "What to do: "
+    )
     assert _skipped(result) == {"validation_report", "unified_stream", "fidelity_report"}
 
 

@@ -54,6 +54,9 @@ def _evaluation(result, name):
 
 def _failure(result) -> str:
     failure = next(e for e in result.all_events if e.is_step_failure)
+    user = failure.step_failure_data.user_failure_data  # a domain error, as the dagster.Failure a person sees
+    if user is not None and "error" in user.metadata:
+        return f"{user.metadata['error'].value}: {user.description}"
     err = failure.step_failure_data.error
     cause = f"\n{err.cause.cls_name}: {err.cause.message}" if err.cause else ""
     return f"{err.cls_name}: {err.message}{cause}"

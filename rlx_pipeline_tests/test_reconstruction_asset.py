@@ -260,3 +260,52 @@ def test_simulated_day_equals_the_truth_at_every_update_id(tmp_path):
         full += got_b == want_b and got_a == want_a
     assert checked == len(rows) > 300
     assert full / checked > 0.95  # top 10 complete (not only inside the known range) almost always
+
+
+@pytest.mark.parametrize("require_golden", [False, True])
+def test_no_later_snapshot_to_compare_is_not_checked_never_passed(tmp_path, layout, require_golden):
+    from rlx_pipeline.orchestration.resources import RlxSettings
+    from rlx_pipeline.settings import Settings
+
+    (tmp_path / "src").mkdir()
+    _stage(  # one `book` row: nothing after the seed to compare the reconstruction with
+        tmp_path,
+        layout,
+        [_book_row(T0, 1, [(100 * S, S)], [(101 * S, S)])],
+        [(T0 + 10 * MS, 2, True, 100 * S, 2 * S), (T0 + 20 * MS, 3, False, 101 * S, 3 * S)],
+    )
+    _verdict(layout, True)
+    env = {"RLX_DATA_DIR": str(layout.root), "RLX_REQUIRE_GOLDEN": "1" if require_golden else "0"}
+    rlx = RlxSettings.from_settings(Settings.from_env(env))
+    result = _run(rlx)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert check.metadata["snapshots_compared"].value == 0
+    assert "not checked: no later `book` snapshot to compare with" in check.description
+    if require_golden:
+        assert check.severity == dg.AssetCheckSeverity.ERROR and not result.success
+        assert check.metadata["status"].value == "failed"
+    else:  # a warning: the step and the run succeed
+        assert check.severity == dg.AssetCheckSeverity.WARN and result.success
+        assert check.metadata["status"].value == "not_checked"
+
+
+def test_a_book_left_crossed_is_surfaced_as_a_warning(tmp_path, layout, rlx):
+    (tmp_path / "src").mkdir()
+    _stage(
+        tmp_path,
+        layout,
+        [
+            _book_row(T0, 1, [(100 * S, S)], [(101 * S, S)]),
+            _book_row(T0 + 30 * MS, 3, [(102 * S, S)], [(103 * S, S)]),
+        ],
+        # a bid above the best ask (the ask's removal was lost): crossed, resolved by the documented rule
+        [(T0 + 10 * MS, 2, True, 102 * S, S), (T0 + 30 * MS, 3, False, 103 * S, S)],
+    )
+    _verdict(layout, True)
+    result = _run(rlx)
+    [check] = result.get_asset_check_evaluations()
+    crossed = check.metadata["crossed_messages"].value
+    assert crossed >= 1
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and result.success
+    assert f"{crossed} messages left the book crossed" in check.description

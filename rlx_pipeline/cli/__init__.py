@@ -40,6 +40,11 @@ _COMMANDS = {
         "Export usable days to hftbacktest (.npz) or Tardis CSV.",
     ),
     "status": ("rlx_pipeline.cli.status", "status", "Which days can be used: one line per day and symbol."),
+    "faults": (
+        "rlx_pipeline.cli.faults",
+        "faults_cli",
+        "Corrupt a local lake day or capture with a named fault (to see a check fail).",
+    ),
 }
 
 

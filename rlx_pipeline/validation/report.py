@@ -118,16 +118,15 @@ def gap_plot(v: DayValidation) -> bytes:
 
 def to_markdown(v: DayValidation, images: dict[str, str] | None = None) -> str:
     lines = [
-        f"# Validation {v.symbol} {v.date}: {'PASSED' if v.passed else 'FAILED ' + ', '.join(v.failed)}",
+        f"# Validation {v.symbol} {v.date}: {'PASSED' if v.passed else 'FAILED ' + ', '.join(v.failed)}"
+        + (f" (not checked: {', '.join(v.not_checked)})" if v.not_checked else ""),
         "",
-        "| check | checked | passed | value | threshold | n | detail |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| check | status | value | threshold | n | detail |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in v.checks:
         val = "-" if c.value is None else f"{c.value:.4g}"
-        lines.append(
-            f"| {c.name} | {c.checked} | {c.passed} | {val} | {c.threshold:g} | {c.n:,} | {c.detail} |"
-        )
+        lines.append(f"| {c.name} | {c.status} | {val} | {c.threshold:g} | {c.n:,} | {c.detail} |")
     if v.ks:
         lines += [
             "",
@@ -224,6 +223,7 @@ def write_report(
             inputs=inputs if inputs is not None else gate.input_fingerprints(layout, v.date, v.symbol),
             thresholds=gate.gated_thresholds(thresholds) if thresholds is not None else {},
             run_id=run_id,
+            not_checked=[f"validation_{name}" for name in v.not_checked],
         ),
     )
     return paths

@@ -3,7 +3,8 @@
     lake_trades      trades        -> staged/trades/dt=/symbol=/data.parquet      STAGED_TRADES
     lake_book        book          -> staged/book/dt=/symbol=/data.parquet        STAGED_BOOK
     lake_book_delta  book_delta_v2 -> staged/book_delta/dt=/symbol=/data.parquet  STAGED_BOOK_DELTA
-                                      (after lake_book: its check needs the day's first usable snapshot)
+                                      (after lake_book and lake_trades: its check needs the day's first usable
+                                      snapshot, and compares its extent with both tables of this run)
 
 Each table is staged to a candidate file, judged by its check in the same step, and served (promoted) only when
 the check passes; a failed build is kept under rejected/ and the previous staged table stays
@@ -22,10 +23,14 @@ from rlx_pipeline import fixed_point, gate, promotion
 from rlx_pipeline.lake import quality
 from rlx_pipeline.lake.staging import StageResult, stage_day
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import CryptoLakeResource, RlxSettings
 
 LOG_EVERY_ROWS = 5_000_000
+# The downloads share one Crypto Lake endpoint: an op concurrency pool bounds them across runs
+# (`concurrency.pools` in the instance's dagster.yaml; deploy/production/dagster.yaml sets 4).
+LAKE_POOL = "lake"
 _PREVIEW_COLUMNS = 9  # the book has 83 columns: preview its times, sequence and best levels
 
 
@@ -154,10 +159,21 @@ def _check_result(name: str, report: quality.QualityReport) -> dg.AssetCheckResu
     )
 
 
+Extents = dict[str, tuple[int, int] | None]
+
+
+def _others(rlx: RlxSettings, table: str, date: str, symbol: str) -> Extents:
+    """Extents of the day's other served staged tables (for the truncation finding)."""
+    paths = {t: rlx.layout.staged(t, date, symbol) for t in quality.KEYS if t != table}
+    tol = rlx.thresholds.origin_time_tolerance_s
+    return {t: quality.staged_extent(p, date, tol) for t, p in paths.items() if p.is_file()}
+
+
 @dg.asset(
     partitions_def=PARTITIONS,
     group_name="acquisition",
     kinds={"parquet"},
+    pool=LAKE_POOL,
     check_specs=[
         checking.spec(
             "lake_trades_ok",
@@ -166,18 +182,23 @@ def _check_result(name: str, report: quality.QualityReport) -> dg.AssetCheckResu
         )
     ],
 )
+@explain_failures
 def lake_trades(
     context: dg.AssetExecutionContext, config: StagingConfig, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Crypto Lake `trades` of the day: taker side, trade id, fixed-point price and quantity."""
-    date, _ = date_symbol(context)
-    yield from _stage(context, config, rlx, lake, "trades", lambda path: assess_trades(path, date, rlx, lake))
+    date, symbol = date_symbol(context)
+    others = _others(rlx, "trades", date, symbol)
+    yield from _stage(
+        context, config, rlx, lake, "trades", lambda path: assess_trades(path, date, rlx, lake, others=others)
+    )
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     group_name="acquisition",
     kinds={"parquet"},
+    pool=LAKE_POOL,
     check_specs=[
         checking.spec(
             "lake_book_ok",
@@ -186,19 +207,24 @@ def lake_trades(
         )
     ],
 )
+@explain_failures
 def lake_book(
     context: dg.AssetExecutionContext, config: StagingConfig, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Crypto Lake `book`: 20-level snapshots that seed the reconstruction; absent levels are null."""
-    date, _ = date_symbol(context)
-    yield from _stage(context, config, rlx, lake, "book", lambda path: assess_book(path, date, rlx, lake))
+    date, symbol = date_symbol(context)
+    others = _others(rlx, "book", date, symbol)
+    yield from _stage(
+        context, config, rlx, lake, "book", lambda path: assess_book(path, date, rlx, lake, others=others)
+    )
 
 
 @dg.asset(
     partitions_def=PARTITIONS,
     group_name="acquisition",
     kinds={"parquet"},
-    deps=[lake_book],
+    deps=[lake_book, lake_trades],
+    pool=LAKE_POOL,
     check_specs=[
         checking.spec(
             "lake_book_delta_ok",
@@ -207,42 +233,52 @@ def lake_book(
         )
     ],
 )
+@explain_failures
 def lake_book_delta(
     context: dg.AssetExecutionContext, config: StagingConfig, rlx: RlxSettings, lake: CryptoLakeResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Crypto Lake `book_delta_v2`: one row per changed level, absolute sizes, Binance `u` per message."""
     date, symbol = date_symbol(context)
     book_path = rlx.layout.staged("book", date, symbol)  # the served book: it passed lake_book_ok
+    others = _others(rlx, "book_delta", date, symbol)  # the served book and trades of this run
     yield from _stage(
         context,
         config,
         rlx,
         lake,
         "book_delta",
-        lambda path: assess_book_delta(path, book_path, date, rlx, lake, warn=context.log.warning),
+        lambda path: assess_book_delta(
+            path, book_path, date, rlx, lake, warn=context.log.warning, others=others
+        ),
     )
 
 
-def assess_trades(path: Path, date: str, rlx: RlxSettings, lake: CryptoLakeResource) -> dg.AssetCheckResult:
-    """lake_trades_ok of a staged trades file."""
+def assess_trades(
+    path: Path, date: str, rlx: RlxSettings, lake: CryptoLakeResource, *, others: Extents | None = None
+) -> dg.AssetCheckResult:
+    """lake_trades_ok of a staged trades file (``others``: the day's other served tables' extents)."""
     report = quality.assess_trades(
         quality.iter_staged(path, lake.batch_rows),
         date,
         rlx.thresholds,
         min_rows=lake.min_rows,
         min_hours=lake.min_hours_covered,
+        others=others,
     )
     return _check_result("lake_trades_ok", report)
 
 
-def assess_book(path: Path, date: str, rlx: RlxSettings, lake: CryptoLakeResource) -> dg.AssetCheckResult:
-    """lake_book_ok of a staged book file."""
+def assess_book(
+    path: Path, date: str, rlx: RlxSettings, lake: CryptoLakeResource, *, others: Extents | None = None
+) -> dg.AssetCheckResult:
+    """lake_book_ok of a staged book file (``others``: the day's other served tables' extents)."""
     report = quality.assess_book(
         quality.iter_staged(path, lake.batch_rows),
         date,
         rlx.thresholds,
         min_rows=lake.min_rows,
         min_hours=lake.min_hours_covered,
+        others=others,
     )
     return _check_result("lake_book_ok", report)
 
@@ -254,6 +290,8 @@ def assess_book_delta(
     rlx: RlxSettings,
     lake: CryptoLakeResource,
     warn: Callable[[str], None],
+    *,
+    others: Extents | None = None,
 ) -> dg.AssetCheckResult:
     """lake_book_delta_ok of a staged book_delta file, seeded by the first usable snapshot of ``book_path``."""
     snapshot = (
@@ -268,6 +306,7 @@ def assess_book_delta(
         first_snapshot_sequence=snapshot[0] if snapshot else None,
         min_rows=lake.min_rows,
         min_hours=lake.min_hours_covered,
+        others=others,
     )
     return _check_result("lake_book_delta_ok", report)
 

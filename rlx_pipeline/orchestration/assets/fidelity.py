@@ -16,6 +16,7 @@ from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.report import to_markdown
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -36,6 +37,7 @@ from rlx_pipeline.orchestration.resources import RlxSettings
         )
     ],
 )
+@explain_failures
 def fidelity_report(
     context: dg.AssetExecutionContext, rlx: RlxSettings
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -63,11 +65,12 @@ def fidelity_report(
     events = rlx.layout.unified(date, symbol)
     r = json.loads(paths["json"].read_text())
     build = (pq.read_schema(events).metadata or {}).get(BUILD_KEY, b"").decode() if events.is_file() else None
-    yield from checking.record(context, rlx, [assess_fidelity(r, th)], checked={str(events): build})
+    results = [assess_fidelity(r, th, require_golden=rlx.require_golden)]
+    yield from checking.record(context, rlx, results, checked={str(events): build})
 
 
-def assess_fidelity(r: dict, th: float) -> dg.AssetCheckResult:
-    """fidelity_ok of a fidelity report (report.json)."""
+def assess_fidelity(r: dict, th: float, *, require_golden: bool = False) -> dg.AssetCheckResult:
+    """fidelity_ok of a fidelity report (report.json); not measurable fails under ``require_golden``."""
     meta = {
         f"{k}": dg.MetadataValue.float(v["value"])
         for k, v in r["components"].items()
@@ -83,12 +86,14 @@ def assess_fidelity(r: dict, th: float) -> dg.AssetCheckResult:
     meta["checked"] = dg.MetadataValue.bool(bool(r["measurable"]))
     if not r["measurable"]:
         # Policy: "not checked" is neither a pass (dishonest) nor a blocking failure (the day may simply have no
-        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why.
+        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why; RLX_REQUIRE_GOLDEN
+        # makes it a failure.
         return dg.AssetCheckResult(
             check_name="fidelity_ok",
             passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"not checked: {r['reason']}",
+            severity=dg.AssetCheckSeverity.ERROR if require_golden else dg.AssetCheckSeverity.WARN,
+            description=f"not checked: {r['reason']}"
+            + ("; fails: RLX_REQUIRE_GOLDEN" if require_golden else ""),
             metadata=meta,
         )
     score = r["score"]

@@ -3,9 +3,9 @@
 validation_report   reports/validation/dt=/symbol=/ report.json, report.md, ecdf.png, tail.png, gaps.png, verdict.json
 checks (blocking)   validation_ks, validation_tail, validation_gaps, validation_origin_time, in the step
                     a failure stops unified_stream in this run; verdict.json (bound to the fingerprints of the
-                    tables judged and the thresholds; pending while validation runs) stops it in later runs
-config              require_golden (default false): a day without golden samples fails ks/tail instead of
-                    letting the lake-only checks decide
+                    tables judged and the thresholds; pending while validation runs) stops it in later runs;
+                    a check that could not measure (too few golden samples) is a non-passing WARN
+config              require_golden (default RLX_REQUIRE_GOLDEN): unmeasurable checks fail (ERROR) instead
 """
 
 import base64
@@ -15,6 +15,7 @@ import dagster as dg
 
 from rlx_pipeline import gate
 from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 from rlx_pipeline.validation.day import validate_day
@@ -22,9 +23,9 @@ from rlx_pipeline.validation.report import to_markdown, write_report
 
 
 class ValidationConfig(dg.Config):
-    require_golden: bool = False
-    """Fail the golden comparisons (ks, tail) of a day without golden samples instead of letting the lake-only
-    checks (gaps on trade ids and sequence order, origin_time) decide the verdict."""
+    require_golden: bool | None = None
+    """This run's override of RLX_REQUIRE_GOLDEN (unset: the setting): true fails the checks that could not
+    measure (ks, tail without enough golden samples) instead of reporting them as non-passing warnings."""
     resume: bool = True
     """Resume an interrupted validation from its checkpoint (reports/../checkpoints/validation/...)."""
 
@@ -48,6 +49,7 @@ _CHECKS = {
         checking.spec(f"validation_{name}", "validation_report", doc) for name, doc in _CHECKS.items()
     ],
 )
+@explain_failures
 def validation_report(
     context: dg.AssetExecutionContext, rlx: RlxSettings, config: ValidationConfig
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -65,12 +67,13 @@ def validation_report(
             last_log[phase] = pct
             context.log.info(f"validation {date}|{symbol}: {phase} {done}/{total} row groups")
 
+    require_golden = rlx.require_golden if config.require_golden is None else config.require_golden
     v = validate_day(
         rlx.layout,
         date,
         symbol,
         rlx.thresholds,
-        require_golden=config.require_golden,
+        require_golden=require_golden,
         resume=config.resume,
         progress=progress,
     )
@@ -83,12 +86,14 @@ def validation_report(
         if name in paths
     }
     status = "passed" if v.passed else f"FAILED: {', '.join(v.failed)}"
+    if v.not_checked:
+        status += f" (not checked: {', '.join(v.not_checked)})"
     (context.log.info if v.passed else context.log.warning)(f"validation {date}|{symbol} {status}")
     yield dg.MaterializeResult(
         metadata={
             "verdict": dg.MetadataValue.text(status),
             "golden_minutes_covered": dg.MetadataValue.int(v.covered_minutes),
-            "require_golden": dg.MetadataValue.bool(config.require_golden),
+            "require_golden": dg.MetadataValue.bool(require_golden),
             "report": dg.MetadataValue.md(to_markdown(v, images)),
             "report_path": dg.MetadataValue.path(str(paths["md"])),
             **{f"ks_d/{k.metric}": dg.MetadataValue.float(round(k.d, 6)) for k in v.ks},
@@ -113,11 +118,15 @@ def validation_check(report: dict, name: str) -> dg.AssetCheckResult:
     extra = {}
     if name == "ks":
         extra = {f"d/{k['metric']}": dg.MetadataValue.float(k["d"]) for k in report["ks"]}
+    status = c.get("status") or ("passed" if c["passed"] else "failed")
     return dg.AssetCheckResult(
         check_name=f"validation_{name}",
-        passed=bool(c["passed"]),
+        passed=status == "passed",
+        # could not measure: a non-passing warning (never green, never blocking) unless RLX_REQUIRE_GOLDEN
+        severity=dg.AssetCheckSeverity.WARN if status == "not_checked" else dg.AssetCheckSeverity.ERROR,
         description=c["detail"],
         metadata={
+            "status": dg.MetadataValue.text(status),
             "checked": dg.MetadataValue.bool(c["checked"]),
             "value": dg.MetadataValue.float(float(c["value"]))
             if c["value"] is not None
