@@ -15,6 +15,7 @@ from rlx_pipeline.cli import main
 from rlx_pipeline.export import export_hftbacktest, export_tardis
 from rlx_pipeline.export import hftbacktest_npz as npz
 from rlx_pipeline.settings import Settings
+from rlx_pipeline_tests.conftest import SHORT_DAY_HOURS
 from rlx_pipeline_tests.hftbacktest_replay import compare
 
 SYMBOL = "BTC-USDT"
@@ -32,7 +33,7 @@ def data(tmp_path_factory):
     from rlx_pipeline.simulator import SimConfig, simulate
 
     root = tmp_path_factory.mktemp("data")
-    settings = Settings.from_env({"RLX_DATA_DIR": str(root)})
+    settings = Settings.from_env({"RLX_DATA_DIR": str(root), "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS})
     layout = settings.layout
     truth = simulate(SimConfig(symbol=SYMBOL, start=f"{PASSED}T00:00:00Z", duration_s=300, seed=9))
     truth.write_lake(layout.lake_root)
@@ -112,7 +113,7 @@ def test_day_catalog_asset_materializes_the_table_and_calendar(data):
     from rlx_pipeline.orchestration.resources import build_resources
 
     root, layout, _ = data
-    settings = Settings.from_env({"RLX_DATA_DIR": str(root)})
+    settings = Settings.from_env({"RLX_DATA_DIR": str(root), "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS})
     result = dg.materialize(
         [day_catalog], resources=build_resources(settings), instance=dg.DagsterInstance.ephemeral()
     )
@@ -227,7 +228,9 @@ def test_hftbacktest_export_asset_writes_a_usable_partition_and_fails_an_unusabl
     from rlx_pipeline.orchestration.resources import build_resources
 
     root, layout, _ = data
-    resources = build_resources(Settings.from_env({"RLX_DATA_DIR": str(root)}))
+    resources = build_resources(
+        Settings.from_env({"RLX_DATA_DIR": str(root), "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS})
+    )
     ok = dg.materialize([hftbacktest_export], partition_key=f"{PASSED}|{SYMBOL}", resources=resources)
     dest = root / "exports" / "hftbacktest" / f"dt={PASSED}" / f"symbol={SYMBOL}" / "events.npz"
     rows = ok.asset_materializations_for_node("hftbacktest_export")[0].metadata["dagster/row_count"].value
@@ -290,7 +293,7 @@ def test_a_failed_fidelity_or_a_missing_stream_makes_a_passed_day_unusable(data,
     src, _, _ = data
     root = tmp_path / "data"
     shutil.copytree(src / "reports", root / "reports")
-    layout = Settings.from_env({"RLX_DATA_DIR": str(root)}).layout
+    layout = Settings.from_env({"RLX_DATA_DIR": str(root), "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS}).layout
     s = catalog.day_status(layout, PASSED, SYMBOL)
     assert (s.status, s.reason) == ("not reconstructed", "no unified stream")
     shutil.copytree(src / "unified", root / "unified")

@@ -15,6 +15,7 @@ from rlx_pipeline.golden.lake_render import render_lake_from_capture
 from rlx_pipeline.orchestration.assets import acquisition, fidelity, golden, reconstruction, validation
 from rlx_pipeline.orchestration.resources import build_resources
 from rlx_pipeline.settings import Settings
+from rlx_pipeline_tests.conftest import SHORT_DAY_HOURS
 from rlx_pipeline_tests.hftbacktest_replay import compare
 
 _STAGES = (acquisition, golden, validation, reconstruction, fidelity)
@@ -26,7 +27,9 @@ DAYS = ("2024-08-08", "2024-08-09")
 def test_real_days_export_to_hftbacktest_and_tardis_exactly(tmp_path, real_samples):
     from hftbacktest.data.utils.tardis import convert
 
-    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path), "RLX_SYMBOLS": "ETH-USDT"})
+    settings = Settings.from_env(
+        {"RLX_DATA_DIR": str(tmp_path), "RLX_SYMBOLS": "ETH-USDT", "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS}
+    )
     layout = settings.layout
     files = import_files(sorted((real_samples / "hftbacktest").glob("*.gz")), layout.capture_dir / "imported")
     render_lake_from_capture(files, layout.lake_root)
