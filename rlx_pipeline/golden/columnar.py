@@ -77,6 +77,8 @@ _ROWS = {  # table -> (kind group, its columns after capture_ns, source_file, li
     ),
 }
 _TABLE_OF = {"trade": "trades", "aggTrade": "agg_trades", "bookTicker": "book_ticker", "depth": "depth"}
+_DEPTH_HEAD_FIELDS = ("E", "U", "u", "pu")  # repeated on every level row by the explode (no join back)
+_LEVEL = {"side_is_bid": pl.col("side_is_bid"), "price": pl.col("price"), "size": pl.col("size")}
 _DEPTH_HEAD = {
     "event_time": _TIMES["event_time"],
     "first_update_id": pl.col("U"),
@@ -233,6 +235,8 @@ def _explode_levels(depth: pl.DataFrame) -> tuple[pl.DataFrame, list[int]]:
     n_b = pl.col("lv_b").list.len()
     lv = depth.select(
         "pos",
+        "capture_ns",
+        *_DEPTH_HEAD_FIELDS,
         level=pl.concat_list("lv_b", "lv_a"),
         k=pl.int_ranges(0, n_b + pl.col("lv_a").list.len()),
         n_b=n_b,
@@ -247,6 +251,8 @@ def _explode_levels(depth: pl.DataFrame) -> tuple[pl.DataFrame, list[int]]:
     bad = lv.filter(~pl.col("_ok"))["pos"].unique().to_list()
     lv = lv.select(
         "pos",
+        "capture_ns",
+        *_DEPTH_HEAD_FIELDS,
         side_is_bid=pl.when(pl.col("k").is_not_null()).then(pl.col("k") < pl.col("n_b")),
         price=_fixed(p),
         size=_fixed(q),
@@ -297,9 +303,9 @@ def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: p
             _extend(ctx.sink, table, part.select(*origin, **columns))
     heads = day.filter(pl.col("group") == "depth")
     if heads.height and levels is not None:
-        heads = heads.select("pos", *origin, **_DEPTH_HEAD)
         rows = levels if heads.height == depth.height else levels.filter(pl.col("pos").is_in(heads["pos"]))
-        _extend(ctx.sink, "depth", rows.join(heads, on="pos", how="left", maintain_order="left"))
+        rows = rows.with_columns(line_no=pl.col("pos") + first_no)
+        _extend(ctx.sink, "depth", rows.select(*origin, **_DEPTH_HEAD, **_LEVEL))
 
 
 def _extend(sink: _Sink, table: str, frame: pl.DataFrame) -> None:
