@@ -25,7 +25,16 @@ import polars as pl
 
 from rlx_pipeline import fixed_point
 from rlx_pipeline.capture.format import EVENT_STREAM, CaptureFormatError, iter_frames, split_line
-from rlx_pipeline.golden.parse import MS, TABLES, _apply, _Context, _Sink, depth_sync, parse_line
+from rlx_pipeline.golden.parse import (
+    MS,
+    RECENT_DIFFS,
+    TABLES,
+    _apply,
+    _Context,
+    _Sink,
+    depth_sync,
+    parse_line,
+)
 
 BATCH_LINES = 100_000
 # The envelope split_line reads, with a plain decimal capture_ns (anything else takes the per-line path). Only
@@ -324,6 +333,21 @@ def _touch(sink: _Sink, first_rows: list[tuple[int, str]], before: int | None) -
 def _depth_sync(ctx: _Context, src: str, depth: pl.DataFrame, first_rows: list[tuple[int, str]]) -> None:
     """Depth continuity over the segment's diffs, in order (ids only, once the book no longer matters)."""
     res, sink, s = ctx.res, ctx.sink, ctx.s
+    if s.written_in_day and s.snapshot_id is None and s.prev_u is not None:
+        # The usual segment: a running session whose diffs all continue each other. Nothing is recorded but the
+        # last id and the diffs kept to bridge a later snapshot; any break takes the loop below.
+        prev = pl.concat([pl.Series([s.prev_u], dtype=pl.Int64), depth["u"].head(-1)])
+        ok = depth.select(
+            pl.when(pl.col("pu").is_not_null())
+            .then(pl.col("pu") == prev)
+            .otherwise(pl.col("U") == prev + 1)
+            .all()
+        ).item()
+        if ok:
+            tail = depth.tail(RECENT_DIFFS).select("U", "u", "pu").iter_rows()
+            s.recent.extend((U, u, pu, None, None) for U, u, pu in tail)
+            s.prev_u, s.resync_pending = depth["u"][-1], False
+            return
     cols = depth.select("U", "u", "pu", "capture_ns", "line_no", "in_day", "pos")
     for i, (U, u, pu, capture_ns, line_no, in_day, pos) in enumerate(cols.iter_rows()):
         if s.written_in_day:
