@@ -1,6 +1,7 @@
 """One partition end to end through Dagster on a simulated BTCUSDT-scale day, against reading its inputs once.
 
     python benchmarks/bench_partition.py [--hours 3] [--data-dir DIR] [--executor in_process]
+    python benchmarks/bench_partition.py --golden [--per-line] [--data-dir DIR]   # golden parsing alone
 
 Prepares the day once (``rlx-pipeline demo --prepare-only --capture perfect --minutes <hours*60> --symbols
 BTC-USDT --data-dir DIR``; an existing DIR with a capture is reused), then materializes every asset of
@@ -41,7 +42,25 @@ def prepare(data_dir: Path, hours: float) -> None:
     subprocess.run(cmd, check=True)
 
 
-def read_once(data_dir: Path) -> tuple[float, int, int]:
+def golden_only(data_dir: Path, per_line: bool) -> None:
+    """Golden parsing alone, in this process, against decoding the same capture lines with orjson."""
+    from rlx_pipeline.golden import build_golden
+
+    files = sorted((data_dir / "capture").rglob("*.jsonl.zst"))
+    floor_s, _, lines = read_once(data_dir, lake=False)
+    print(f"capture read-once floor: {floor_s:.2f} s, {lines / floor_s:,.0f} lines/s")
+    with tempfile.TemporaryDirectory(prefix="rlx-bench-golden-") as out:
+        for columnar in (True, False) if per_line else (True,):
+            t0 = time.perf_counter()
+            build_golden(files, SYMBOL, DATE, lambda t: Path(out) / f"{t}.parquet", columnar=columnar)
+            dt = time.perf_counter() - t0
+            name = "columnar" if columnar else "per-line"
+            print(
+                f"golden parse ({name}): {dt:.2f} s, {lines / dt:,.0f} lines/s, {dt / floor_s:.1f}x the floor"
+            )
+
+
+def read_once(data_dir: Path, lake: bool = True) -> tuple[float, int, int]:
     """Seconds to read every lake file of the day and decode every capture line; (s, lake rows, capture lines)."""
     import orjson
     import pyarrow.parquet as pq
@@ -49,7 +68,7 @@ def read_once(data_dir: Path) -> tuple[float, int, int]:
     from rlx_pipeline.capture.format import iter_capture_lines
 
     t0 = time.perf_counter()
-    rows = sum(pq.read_table(f).num_rows for f in sorted((data_dir / "lake").rglob("*.parquet")))
+    rows = sum(pq.read_table(f).num_rows for f in sorted((data_dir / "lake").rglob("*.parquet")) if lake)
     lines = 0
     loads = orjson.loads
     for f in sorted((data_dir / "capture").rglob("*.jsonl.zst")):
@@ -126,9 +145,14 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--data-dir", type=Path, default=None, help="default: /tmp/rlx-bench-partition-<hours>h")
     ap.add_argument("--executor", default="in_process", help="RLX_EXECUTOR for the run")
+    ap.add_argument("--golden", action="store_true", help="golden parsing alone against the capture floor")
+    ap.add_argument("--per-line", action="store_true", help="with --golden: also the per-line parser")
     args = ap.parse_args()
     data_dir = args.data_dir or Path(tempfile.gettempdir()) / f"rlx-bench-partition-{args.hours:g}h"
     prepare(data_dir, args.hours)
+    if args.golden:
+        golden_only(data_dir, args.per_line)
+        return
 
     floor_s, lake_rows, lines = read_once(data_dir)
     print(f"read-once floor: {floor_s:.2f} s ({lake_rows:,} lake rows, {lines:,} capture lines)")
