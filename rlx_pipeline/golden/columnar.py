@@ -21,7 +21,9 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from rlx_pipeline import fixed_point
 from rlx_pipeline.capture.format import EVENT_STREAM, CaptureFormatError, iter_frames, split_line
@@ -306,24 +308,35 @@ def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: p
     if trades.height:
         _trade_ids(ctx, trades["t"], trades["in_day"])
 
-    origin = [pl.col("capture_ns"), pl.lit(src).alias("source_file"), pl.col("line_no")]
+    origin = [pl.col("capture_ns"), pl.col("line_no")]
     if not day.height:
         return
     for table, (group, columns) in _ROWS.items():
         part = day.filter(pl.col("group") == group)
         if part.height:
-            _extend(ctx.sink, table, part.select(*origin, **columns))
+            _extend(ctx.sink, table, part.select(*origin, **columns), src)
     heads = day.filter(pl.col("group") == "depth")
     if heads.height and levels is not None:
         rows = levels if heads.height == depth.height else levels.filter(pl.col("pos").is_in(heads["pos"]))
         rows = rows.with_columns(line_no=pl.col("pos") + first_no)
-        _extend(ctx.sink, "depth", rows.select(*origin, **_DEPTH_HEAD, **_LEVEL))
+        _extend(ctx.sink, "depth", rows.select(*origin, **_DEPTH_HEAD, **_LEVEL), src)
 
 
-def _extend(sink: _Sink, table: str, frame: pl.DataFrame) -> None:
+def _extend(sink: _Sink, table: str, frame: pl.DataFrame, src: str) -> None:
     if frame.height:
         schema = TABLES[table]
-        sink.extend(table, frame.select(schema.names).to_arrow().cast(schema))
+        rows = frame.select(name for name in schema.names if name != "source_file").to_arrow()
+        rows = rows.add_column(1, "source_file", _repeated(src, frame.height))
+        sink.extend(table, rows.cast(schema))
+
+
+def _repeated(text: str, n: int) -> pa.Array:
+    """``n`` copies of ``text`` as an Arrow string array, built from its buffers (no Python object per row)."""
+    data = text.encode()
+    if n * len(data) >= 2**31:
+        return pa.array([text] * n, pa.string())
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(data))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data * n))
 
 
 def _touch(sink: _Sink, first_rows: list[tuple[int, str]], before: int | None) -> None:
