@@ -18,7 +18,6 @@ level and the fixed-point conversion never leave Rust. ``read_ndjson`` on the ``
 
 from __future__ import annotations
 
-import bisect
 from pathlib import Path
 
 import numpy as np
@@ -195,16 +194,16 @@ def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes
         if decoded is not None:
             frames.append(decoded)
     timeline = pl.concat(frames, how="diagonal_relaxed").sort("pos") if frames else pl.DataFrame({"pos": []})
-    tl_pos = timeline["pos"].to_list() if frames else []
-    lv_pos = levels["pos"].to_list() if levels is not None else []
+    tl_pos = timeline["pos"].to_numpy() if frames else np.empty(0, np.int64)
+    lv_pos = levels["pos"].to_numpy() if levels is not None else np.empty(0, np.int64)
 
     a = 0
     for b in [*sorted(p for p in slow if p < end), end]:
-        i0, i1 = bisect.bisect_left(tl_pos, a), bisect.bisect_left(tl_pos, b)
+        i0, i1 = np.searchsorted(tl_pos, [a, b])
         if i1 > i0:
             seg_levels = None
             if levels is not None:
-                j0, j1 = bisect.bisect_left(lv_pos, a), bisect.bisect_left(lv_pos, b)
+                j0, j1 = np.searchsorted(lv_pos, [a, b])
                 seg_levels = levels.slice(j0, j1 - j0)
             _segment(ctx, src, first_no, timeline.slice(i0, i1 - i0), seg_levels)
         if b < end:
