@@ -64,10 +64,11 @@ def _snap(last, bids, asks):
     return orjson.dumps({"lastUpdateId": last, "bids": bids, "asks": asks})
 
 
-def _write(path: Path, frames: list[list[bytes]]) -> Path:
-    """A capture file written frame by frame from raw lines (so lines no writer would produce can be tested)."""
+def _write(path: Path, frames: list[list[bytes] | bytes]) -> Path:
+    """A capture file written frame by frame from raw lines (so lines no writer would produce can be tested);
+    a ``bytes`` item is written as is (corrupt data between frames)."""
     cctx = zstandard.ZstdCompressor()
-    path.write_bytes(b"".join(cctx.compress(b"".join(lines)) for lines in frames))
+    path.write_bytes(b"".join(f if isinstance(f, bytes) else cctx.compress(b"".join(f)) for f in frames))
     return path
 
 
@@ -144,10 +145,12 @@ def _the_day(path: Path) -> Path:
         _line(E + 86_400_000, "btcusdt@trade", _trade(62, E + 86_400_000)),  # the next day
         _line(E + 86_400_001, "btcusdt@depth@100ms", _depth(137, 138, E + 86_400_001, [["1", "1"]])),
         _line(E + 31, "btcusdt@trade", _trade(63, E + 31)),  # back in the day
-        b"garbage that is not a capture line\n",  # ends the file, as the per-line reader does
-        _line(E + 32, "btcusdt@trade", _trade(64, E + 32)),  # never read
+        b"garbage that is not a capture line\n",  # recorded; reading goes on
+        _line(E + 32, "btcusdt@trade", _trade(64, E + 32)),
     ]
-    return _write(path, [lines[i : i + 4] for i in range(0, len(lines), 4)])
+    frames: list[list[bytes] | bytes] = [lines[i : i + 4] for i in range(0, len(lines), 4)]
+    frames.insert(5, b"\x28\xb5\x2f\xfd corrupt frame")  # unreadable bytes: recorded where they are met
+    return _write(path, frames)
 
 
 def _build(files, out: Path, symbol="BTC-USDT", date="2024-08-09", **kw):
@@ -167,8 +170,10 @@ def test_columnar_batches_write_what_the_per_line_parser_writes(tmp_path, monkey
     assert ref.carried_snapshots == 1 and ref.rows["snapshots"] == 4 + 2
     assert [(g.expected, g.got, g.declared) for g in ref.gaps] == [(108, 110, False), (112, 120, True)]
     assert (ref.trade_id_gaps, ref.trade_id_duplicates) == (1, 1)
-    assert ref.rows == {"trades": 9, "snapshots": 6, "depth": 9, "agg_trades": 1, "book_ticker": 1}
-    assert [n for _, n, _ in ref.malformed] == [18, 19, 23, 25, 26, 27, 30, -1]
+    assert ref.rows == {"trades": 10, "snapshots": 6, "depth": 9, "agg_trades": 1, "book_ticker": 1}
+    assert [n for _, n, _ in ref.malformed] == [18, 19, -1, 23, 25, 26, 27, 30, -1]
+    assert ref.unreadable_bytes == 18 and "corrupt zstd data" in ref.malformed[2][2]
+    assert "line 35: not a capture line" in ref.malformed[-1][2]
     assert ref.messages["kline_1m"] == 1 and ref.unbridged_runs == 0
 
 

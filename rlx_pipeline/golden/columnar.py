@@ -25,13 +25,14 @@ import polars as pl
 import pyarrow as pa
 
 from rlx_pipeline import fixed_point
-from rlx_pipeline.capture.format import EVENT_STREAM, CaptureFormatError, iter_frames, split_line
+from rlx_pipeline.capture.format import EVENT_STREAM, CaptureFormatError, FrameLoss, iter_frames, split_line
 from rlx_pipeline.golden.parse import (
     MS,
     RECENT_DIFFS,
     TABLES,
     _apply,
     _Context,
+    _lost,
     _Sink,
     depth_sync,
     parse_line,
@@ -98,21 +99,30 @@ _DEPTH_HEAD = {
 
 
 def parse_file(ctx: _Context, path: Path) -> None:
-    """All lines of one capture file, in batches of about ``BATCH_LINES``."""
+    """All lines of one capture file, in batches of about ``BATCH_LINES``. Unreadable bytes are recorded where the
+    reader meets them: after the lines read before them, as line by line."""
     src = str(path)
     line_no, first, buf = 0, 1, []
-    for frame in iter_frames(path):
+
+    def flush() -> None:
+        nonlocal buf
+        if buf:
+            _batch(ctx, path, src, first, buf)
+            buf = []
+
+    def lost(loss: FrameLoss) -> None:
+        flush()
+        _lost(ctx.res, loss)
+
+    for frame in iter_frames(path, on_loss=lost):
         lines = frame.splitlines()
         if not buf:
             first = line_no + 1
         buf.extend(lines)
         line_no += len(lines)
         if len(buf) >= BATCH_LINES:
-            if not _batch(ctx, path, src, first, buf):
-                return
-            buf = []
-    if buf:
-        _batch(ctx, path, src, first, buf)
+            flush()
+    flush()
 
 
 def _fixed(col: pl.Expr) -> pl.Expr:
@@ -137,9 +147,9 @@ def _text(lines: list[bytes]) -> pl.Series:
         return pl.Series("line", [utf8(b) for b in lines], dtype=pl.String)
 
 
-def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes]) -> bool:
-    """One batch of consecutive lines; False when a line that is not a capture line ends the file (as the
-    per-line reader does: the error is recorded and nothing after it is read)."""
+def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes]) -> None:
+    """One batch of consecutive lines. A line that is not a capture line is recorded in its place and reading
+    goes on, as line by line."""
     text = _text(lines)
     env = text.str.extract_groups(_PREFIX)
     df = pl.DataFrame({"line": text, "cap": env.struct.field("1"), "stream": env.struct.field("2")}).select(
@@ -151,15 +161,15 @@ def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes
         data=pl.col("line").str.replace(_PREFIX, "").str.strip_suffix("}"),
         empty=pl.col("line").str.len_bytes() == 0,
     )
-    slow: dict[int, tuple[int, str, bytes]] = {}  # pos -> (capture_ns, stream, data) for the per-line parser
-    end, stop = len(lines), None
+    # pos -> (capture_ns, stream, data) for the per-line parser, or the error of a line that is not a capture line
+    slow: dict[int, tuple[int, str, bytes] | CaptureFormatError] = {}
+    end = len(lines)
     for pos in df.filter(pl.col("capture_ns").is_null() & ~pl.col("empty"))["pos"].to_list():
         try:
             slow[pos] = split_line(lines[pos], path, first_no + pos)
         except CaptureFormatError as exc:
-            end, stop = pos, (src, -1, str(exc))
-            break
-    df = df.slice(0, end).filter(pl.col("capture_ns").is_not_null())
+            slow[pos] = exc
+    df = df.filter(pl.col("capture_ns").is_not_null())
     kind = pl.col("stream").str.extract(r"^[^@]*@(.*)$").fill_null("")
     df = df.with_columns(
         is_sym=pl.col("stream").str.extract(r"^([^@]*)") == ctx.sym,
@@ -207,13 +217,13 @@ def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes
                 seg_levels = levels.slice(j0, j1 - j0)
             _segment(ctx, src, first_no, timeline.slice(i0, i1 - i0), seg_levels)
         if b < end:
-            capture_ns, stream, data = slow[b]
-            parse_line(ctx, src, first_no + b, capture_ns, stream, data)
+            line = slow[b]
+            if isinstance(line, CaptureFormatError):
+                ctx.res.malformed.append((src, -1, str(line)))
+            else:
+                parse_line(ctx, src, first_no + b, *line)
         a = b + 1
     ctx.count_lines(end)
-    if stop is not None:
-        ctx.res.malformed.append(stop)
-    return stop is None
 
 
 def _decode(sub: pl.DataFrame, group: str) -> tuple[pl.DataFrame | None, list[int]]:
