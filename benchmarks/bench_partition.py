@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -167,6 +168,8 @@ def main() -> None:
             "RLX_DATA_DIR": str(data_dir),
             "RLX_SYMBOLS": SYMBOL,
             "RLX_EXECUTOR": args.executor,
+            # a simulated day shorter than 24 h covers only its hours (as the demo sets it)
+            "RLX_LAKE_MIN_HOURS": str(min(24, math.floor(args.hours))),
         }
         cmd = ["dagster", "asset", "materialize", "-m", "rlx_pipeline.definitions", "--select", "*"]
         cmd += ["--partition", f"{DATE}|{SYMBOL}"]
