@@ -165,3 +165,25 @@ def test_the_demo_prints_a_summary_and_its_runs_are_in_the_ui_it_names(tmp_path)
             runs = json.loads(resp.read())["data"]["runsOrError"]["results"]
     assert [(r["runId"], r["status"]) for r in runs] == [(run_id, "SUCCESS")]
     assert {"key": "dagster/partition", "value": PARTITION_KEY} in runs[0]["tags"]
+
+
+def test_a_day_with_only_an_unfinished_capture_says_so(tmp_path):
+    from rlx_pipeline.orchestration.assets import golden
+    from rlx_pipeline.orchestration.resources import RlxSettings
+
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    partial = settings.layout.capture_dir / DATE / "00-x.jsonl.zst.partial"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"")
+    result = dg.materialize(
+        golden.assets + golden.checks,
+        partition_key=PARTITION_KEY,
+        resources={"rlx": RlxSettings.from_settings(settings)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    for e in result.get_asset_check_evaluations():
+        assert (e.passed, e.severity) == (False, dg.AssetCheckSeverity.WARN)
+        assert (
+            "What to do: 1 unfinished capture file(s) (.partial) are not read: restart the capture service"
+            in (e.description)
+        )

@@ -152,13 +152,21 @@ def explain_failures(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def no_capture(capture_dir: str, date: str, symbol: str, checks: list[str]) -> list[dg.AssetCheckResult]:
-    """The golden ``checks`` of a day without any capture file: non-passing warnings that say so and what to do
-    (nothing was measured: never a pass; a lake-only day still validates and reconstructs)."""
+def no_capture(
+    capture_dir: str, date: str, symbol: str, checks: list[str], partials: list[str] = ()
+) -> list[dg.AssetCheckResult]:
+    """The golden ``checks`` of a day without any finished capture file: non-passing warnings that say so and what
+    to do (nothing was measured: never a pass; a lake-only day still validates and reconstructs). ``partials``:
+    unfinished capture files of the day, which are not read."""
     advice = (
         "capture the symbol live (`rlx-pipeline capture run`) or import a capture of the day "
         "(`rlx-pipeline capture import`), then re-materialize golden_samples"
     )
+    if partials:
+        advice = (
+            f"{len(partials)} unfinished capture file(s) (.partial) are not read: restart the capture service "
+            f"to finalise them, or {advice}"
+        )
     return [
         dg.AssetCheckResult(
             check_name=name,

@@ -96,7 +96,7 @@ def golden_samples(
     }
     results = [golden_integrity(summary), golden_coverage(summary, rlx.thresholds.golden_coverage_min)]
     if not files:  # nothing measured: warnings that say so, never a pass
-        results = no_capture(str(layout.capture_dir), date, symbol, [r.check_name for r in results])
+        results = no_capture(str(layout.capture_dir), date, symbol, [r.check_name for r in results], partials)
     yield from checking.record(context, rlx, results, checked=checked)
 
 
