@@ -19,6 +19,7 @@ def test_index_counts_streams_symbols_and_time_bounds():
     for line in lines:
         idx.add(*line)
     assert idx.to_json() == {
+        "venue": None,  # not said (the writer sets it): read as spot
         "symbols": ["btcusdt", "ethusdt"],
         "streams": {
             "btcusdt@bookTicker": 2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 
 from rlx_pipeline.capture.format import (
     CaptureWriter,
@@ -14,7 +15,8 @@ from rlx_pipeline.capture.format import (
     read_index,
     write_capture,
 )
-from rlx_pipeline.golden import capture_files_for
+from rlx_pipeline.capture.importers import import_files
+from rlx_pipeline.golden import build_golden, capture_files_for
 from rlx_pipeline.orchestration.jobs import capture_partitions
 
 DAY_MS = 1_723_161_600_000  # 2024-08-09T00:00:00Z
@@ -65,3 +67,17 @@ def test_the_capture_sensor_maps_a_perp_capture_to_the_perp_partition(tmp_path):
     perp = write_capture(tmp_path / "perp.jsonl.zst", _lines(), venue="binance_usdm")
     symbols = ["BTC-USDT", "BTC-USDT-PERP"]
     assert capture_partitions(perp, read_index(perp), symbols) == ["2024-08-09|BTC-USDT-PERP"]
+
+
+@pytest.mark.realdata
+def test_real_usdm_samples_import_as_perp_and_bridge_without_gaps(tmp_path, real_samples):
+    cf = real_samples / "cryptofeed"
+    [path] = import_files([cf / "BINANCE_FUTURES.ws.1.0", cf / "BINANCE_FUTURES.http.0.0"], tmp_path / "cap")
+    assert read_index(path)["venue"] == "binance_usdm"
+    date = "2021-07-22"
+    for symbol in ("SUSHI-USDT-PERP", "AKRO-USDT-PERP", "CTK-USDT-PERP", "KEEP-USDT-PERP"):
+        assert capture_files_for(tmp_path / "cap", symbol, date) == [path]
+        assert capture_files_for(tmp_path / "cap", symbol.removesuffix("-PERP"), date) == []
+        res = build_golden([path], symbol, date, lambda t, s=symbol: tmp_path / s / f"{t}.parquet")
+        assert res.messages["depth@100ms"] > 0 and res.messages["aggTrade"] > 0, symbol
+        assert (res.gaps, res.unbridged_runs, res.malformed) == ([], 0, []), symbol

@@ -75,15 +75,20 @@ def hftbacktest_cmd(
 
 @export.command("tardis")
 @_range
-@click.option("--exchange", default=None, help="Tardis exchange name source (default: RLX_EXCHANGE).")
+@click.option(
+    "--exchange",
+    default=None,
+    help="Tardis exchange name source (default: the symbol's venue: BTC-USDT BINANCE, BTC-USDT-PERP BINANCE_FUTURES).",
+)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def tardis_cmd(
     data_dir: Path | None, symbol: str, start: str, end: str, exchange: str | None, out_dir: Path
 ) -> None:
     """Days START..END of SYMBOL as Tardis CSV (incremental_book_L2 and trades, gzip, one file per day and type)."""
+    from rlx_pipeline import venues
     from rlx_pipeline.export import export_tardis
 
-    ex = exchange or _settings(data_dir).exchange
+    ex = exchange or venues.for_symbol(symbol).lake_exchange
     res = _run(
         f"tardis {symbol} {start}..{end}", data_dir, symbol, start, end,
         lambda root, progress: export_tardis(root, symbol, start, end, out_dir, exchange=ex, progress=progress),

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from rlx_pipeline import depth_rules, fixed_point, instruments, schemas
+from rlx_pipeline import fixed_point, instruments, schemas, venues
 from rlx_pipeline.capture.format import (
     EVENT_STREAM,
     SNAPSHOT_SUFFIX,
@@ -455,9 +455,9 @@ def depth_sync(
     needed while the book can still be carried into the day (``not s.written_in_day``); None after that."""
     s.recent.append((U, u, pu, bids, asks))
     if s.snapshot_id is not None:
-        if depth_rules.in_snapshot(u, s.snapshot_id, pu is not None):
+        if venues.rules_of_diff(pu).in_snapshot(u, s.snapshot_id):
             return False  # older than the snapshot: kept, not applied
-        bridged = depth_rules.bridges(U, u, s.snapshot_id, pu is not None)
+        bridged = venues.rules_of_diff(pu).bridges(U, u, s.snapshot_id)
         if in_day:
             res.depth_runs += 1
         # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
@@ -471,7 +471,7 @@ def depth_sync(
             res.unseeded_depth_messages += 1
         return False
     else:
-        expected_ok = depth_rules.continues(U, pu, s.prev_u)
+        expected_ok = venues.rules_of_diff(pu).continues(U, pu, s.prev_u)
         if not expected_ok and in_day:
             res.gaps.append(Gap(src, line_no, s.prev_u + 1, U, declared=s.resync_pending))
         if not expected_ok:
@@ -501,15 +501,15 @@ def depth_sync(
 
 def _bridge_buffered(res: GoldenResult, s: _Session, last_id: int, in_day: bool) -> None:
     """Replay the diffs written before the snapshot line that are newer than it; the first must bridge."""
-    newer = [d for d in s.recent if not depth_rules.in_snapshot(d[1], last_id, d[2] is not None)]
+    newer = [d for d in s.recent if not venues.rules_of_diff(d[2]).in_snapshot(d[1], last_id)]
     s.recent.clear()
     if not newer:
         return  # the usual case: the next diff written decides
     U, u, pu, _, _ = newer[0]
-    bridged = depth_rules.bridges(U, u, last_id, pu is not None)
+    bridged = venues.rules_of_diff(pu).bridges(U, u, last_id)
     prev = None
     for dU, du, dpu, b, a in newer:
-        if prev is not None and not depth_rules.continues(dU, dpu, prev):
+        if prev is not None and not venues.rules_of_diff(dpu).continues(dU, dpu, prev):
             bridged = False  # a break among them was recorded as a gap when it arrived
         if b is not None:
             _apply(s.bids, b)
