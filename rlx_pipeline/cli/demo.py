@@ -58,7 +58,7 @@ def _prepare(data_dir: Path, date: str, symbols: list[str], minutes: float, seed
         )
     t0 = time.perf_counter()
     if capture == "live":
-        from rlx_pipeline.capture.demo import capture_live
+        from rlx_pipeline.exchange.live_capture import capture_live
 
         click.echo(f"  capturing live through the local exchange server (x{LIVE_SPEED:g} speed) ...")
         paths = capture_live(truths, layout.capture_dir, speed=LIVE_SPEED)
@@ -74,7 +74,7 @@ def _prepare(data_dir: Path, date: str, symbols: list[str], minutes: float, seed
 
 def _live_capture_available() -> bool:
     try:
-        from rlx_pipeline.capture.demo import capture_live  # noqa: F401
+        from rlx_pipeline.exchange.live_capture import capture_live  # noqa: F401
     except ImportError:
         return False
     return True

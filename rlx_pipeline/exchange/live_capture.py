@@ -1,4 +1,7 @@
-"""Capture a simulated market live: the local exchange replays it, the capture service records it."""
+"""Capture a simulated market live: the local exchange replays it, the capture service records it.
+
+It lives with the local exchange (a peer for tests and the demo): the production capture package never imports
+the local exchange."""
 
 from __future__ import annotations
 
