@@ -38,6 +38,10 @@ from rlx_pipeline.settings import Thresholds
 from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, QuoteScan, Scans, scan_day, scan_quotes
 from rlx_pipeline.validation.stats import KS, Hist, PowerLaw, ks_hist, power_law_hist
 
+MAX_LOST_IDS = (
+    100_000  # lost update ids handed to reconstruction; beyond, snapshots that disagree still flag them
+)
+
 METRICS = (
     "trade_size",
     "inter_arrival_ms",
@@ -249,7 +253,7 @@ def _origin(v: DayValidation, s: Scans, th: Thresholds) -> None:
 def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
     ld = s.lake_delta
     g = s.lake_trades.id_summary() or {"trade_id_span": 0, "trade_ids_missing": 0, "trade_ids_duplicated": 0}
-    missing_msgs, golden_msgs, missing_u, missing_t = 0, 0, [], []
+    missing_msgs, golden_msgs, missing_u, missing_t, lost_all = 0, 0, [], [], []
     if s.golden_depth is not None and len(s.golden_depth.u) and ld.messages:
         gu = s.golden_depth.u
         inside = (gu >= ld.seq_min) & (gu <= ld.seq_max)
@@ -257,12 +261,15 @@ def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
         miss = np.flatnonzero(inside & ~ld.golden_seen)
         missing_msgs = len(miss)
         missing_u = gu[miss[:20]].tolist()
+        lost_all = gu[miss[:MAX_LOST_IDS]].tolist()
         missing_t = s.golden_depth.t[miss[:200]].tolist()
     silences = sorted(zip(ld.silence_t.tolist(), ld.silence_ns.tolist(), strict=True))
     g |= {
         "golden_depth_messages": golden_msgs,
         "lake_missing_messages": missing_msgs,
         "first_missing_update_ids": missing_u,
+        # every one (up to MAX_LOST_IDS): reconstruction starts an invalid interval at each (book_valid)
+        "missing_update_ids": lost_all,
         "missing_update_id_times_ns": missing_t,
         "golden_own_breaks": s.golden_depth.breaks if s.golden_depth else 0,
         "lake_messages": ld.messages,

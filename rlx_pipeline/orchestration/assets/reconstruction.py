@@ -2,7 +2,8 @@
 
 unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/events.parquet (the events) and
                     book.parquet beside it (the top-N book after each message)
-unified_stream_ok   blocking: self-consistency with Crypto Lake's own snapshots, unseeded share
+                    and invalid_intervals.parquet (the spans with book_valid false)
+unified_stream_ok   blocking: share of the day inside invalid intervals (RLX_GAP_RATE_MAX), unseeded share
 """
 
 import json
@@ -15,6 +16,7 @@ from rlx_pipeline import gate, storage
 from rlx_pipeline.book import build_unified, iter_batches
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
+from rlx_pipeline.validation.report import lost_update_ids
 
 
 class ReconstructionConfig(dg.Config):
@@ -84,6 +86,7 @@ def unified_stream(
         tolerance_s=int(rlx.origin_time_tolerance_s),
         progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
         book_every=config.book_every,
+        lost_update_ids=lost_update_ids(layout, date, symbol),
     )
     summary = {
         "rows": res.rows,
@@ -93,6 +96,15 @@ def unified_stream(
         "self_consistency": res.self_consistency,
         "unseeded_share": res.unseeded_share,
         "mismatched_snapshot_sequence_numbers": res.mismatched_snapshots,
+        "invalid_intervals": len(res.intervals),
+        "invalid_states": res.invalid_states,
+        "invalid_share_messages": res.invalid_share_messages,
+        "invalid_share_time": res.invalid_share_time,
+        "invalid_share": res.invalid_share,
+        "first_invalid_intervals": [
+            {k: v for k, v in i.items() if k in ("start", "end", "first_update_id", "cause", "messages")}
+            for i in res.intervals[:10]
+        ],
         "seconds": res.seconds,
         "gate_overridden": overridden,
     }
@@ -119,6 +131,8 @@ def unified_stream(
             "unseeded_share": dg.MetadataValue.float(res.unseeded_share),
             "crossed_messages": dg.MetadataValue.int(res.stats["crossed"]),
             "snapshot_mismatches": dg.MetadataValue.int(res.stats["snapshot_mismatch"]),
+            "invalid_intervals": dg.MetadataValue.int(len(res.intervals)),
+            "invalid_share": dg.MetadataValue.float(res.invalid_share),
             "rows_per_s": dg.MetadataValue.float(round(rate, 1)),
             "mb_per_s": dg.MetadataValue.float(round(mb_per_s, 2)),  # staged read + events and book written
             "size_mb": dg.MetadataValue.float(round(out_mb, 3)),  # events.parquet + book.parquet
@@ -133,8 +147,10 @@ def unified_stream(
 
 @dg.asset_check(asset=unified_stream, blocking=True, partitions_def=PARTITIONS)
 def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    """The reconstructed top 20 equals Crypto Lake's own `book` rows wherever the book is known
-    (>= RLX_SELF_CONSISTENCY_MIN), and the share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX."""
+    """The share of the day inside invalid intervals (book states, and time; the larger) <= RLX_GAP_RATE_MAX, and
+    the share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX. Every snapshot that disagrees with
+    the book starts an invalid interval (a loss is proven), so self-consistency is reported, and gated through
+    the share: where the book is marked valid it agreed with every snapshot."""
     date, symbol = date_symbol(context)
     path = _stats_path(rlx, date, symbol)
     if not path.is_file():
@@ -142,11 +158,14 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
     s = json.loads(path.read_text())
     th = rlx.thresholds
     sc = s["self_consistency"]
+    share = s.get("invalid_share", 0.0)
     problems = []
-    if sc is not None and sc < th.self_consistency_min:
+    if share > th.gap_rate_max:
         first = s.get("mismatched_snapshot_sequence_numbers", [])[:5]
         problems.append(
-            f"self-consistency {sc:.4%} < {th.self_consistency_min:.3%} (first disagreeing snapshots u={first})"
+            f"{share:.4%} of the day inside {s['invalid_intervals']} invalid intervals > {th.gap_rate_max:.3%} "
+            f"(messages {s['invalid_share_messages']:.4%}, time {s['invalid_share_time']:.4%}; first disagreeing "
+            f"snapshots u={first})"
         )
     if s["unseeded_share"] > th.unseeded_delta_max:
         problems.append(f"unseeded deltas {s['unseeded_share']:.3%} > {th.unseeded_delta_max:.3%}")
@@ -156,10 +175,17 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
     return dg.AssetCheckResult(
         passed=not problems,
         description="; ".join(problems)
-        or (f"{checked} later snapshots all matched" if sc == 1.0 else f"self-consistency {sc}"),
+        or (
+            f"{s['invalid_intervals']} invalid intervals flagged ({share:.4%} of the day); "
+            f"{s['stats']['snapshot_mismatch']} of {checked} later snapshots disagreed"
+        ),
         metadata={
+            "invalid_share": dg.MetadataValue.float(share),
+            "invalid_share_messages": dg.MetadataValue.float(s["invalid_share_messages"]),
+            "invalid_share_time": dg.MetadataValue.float(s["invalid_share_time"]),
+            "invalid_intervals": dg.MetadataValue.int(s["invalid_intervals"]),
+            "threshold": dg.MetadataValue.float(th.gap_rate_max),
             "self_consistency": dg.MetadataValue.float(sc if sc is not None else -1.0),
-            "threshold": dg.MetadataValue.float(th.self_consistency_min),
             "snapshots_compared": dg.MetadataValue.int(checked),
             "snapshot_mismatches": dg.MetadataValue.int(s["stats"]["snapshot_mismatch"]),
             "unseeded_share": dg.MetadataValue.float(s["unseeded_share"]),
@@ -167,6 +193,7 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
             "first_mismatched_snapshots": dg.MetadataValue.json(
                 s.get("mismatched_snapshot_sequence_numbers", [])
             ),
+            "first_invalid_intervals": dg.MetadataValue.json(s.get("first_invalid_intervals", [])),
         },
     )
 
