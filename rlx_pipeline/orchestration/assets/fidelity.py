@@ -32,7 +32,7 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.M
     paths = write_report(rlx.layout, f, th)
     images = {
         k: "data:image/png;base64," + base64.b64encode(paths[k].read_bytes()).decode()
-        for k in ("timeline", "timing", "spread")
+        for k in ("timeline", "timing", "spread", "intervals")
         if k in paths
     }
     context.log.info(f"fidelity {date}|{symbol}: {f.score if f.measurable else f.reason}")
@@ -42,6 +42,9 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.M
         "checked": dg.MetadataValue.bool(f.measurable),
         "report": dg.MetadataValue.md(to_markdown(f, images, th)),
         "report_path": dg.MetadataValue.path(str(paths["md"])),
+        # comparisons inside invalid intervals, not gated
+        "flagged_not_wrong": dg.MetadataValue.json(f.flagged.to_dict()),
+        "invalid_intervals": dg.MetadataValue.int(len(f.intervals)),
     }
     meta.update({k: dg.MetadataValue.json(v.to_dict()) for k, v in f.components().items()})
     return dg.MaterializeResult(metadata=meta)
