@@ -521,8 +521,8 @@ def _resolve(
 ):
     """Compare snapshot ``k`` with the book (counted), then apply it: on a mismatch it resyncs the book; on a
     match it still adds the levels beyond the known range that the book could not know. The known range grows
-    to the snapshot's, unless the book was not trusted (``reseed``) or disagreed: then it is the snapshot's
-    alone (deeper levels may be wrong). Returns (bid_boundary, ask_boundary, matched)."""
+    to the snapshot's, unless the book was not trusted (``reseed``) or disagreed: then the book and its known
+    range are the snapshot's alone. Returns (bid_boundary, ask_boundary, matched)."""
     levels = snap_p.shape[1] // 2
     matched = _snapshot_matches(
         snap_p, snap_s, k, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary, tmp_x, tmp_s
@@ -533,9 +533,11 @@ def _resolve(
         if stats[ST_SNAP_MISMATCH] < mismatch_seq.shape[0]:
             mismatch_seq[stats[ST_SNAP_MISMATCH]] = k_seq
         stats[ST_SNAP_MISMATCH] += 1
-    _apply_snapshot(snap_p, snap_s, k, qty, bits, meta, ovp, ovs, True)
-    db, da = _deepest(snap_p, k, 0, levels), _deepest(snap_p, k, levels, levels)
     fresh = reseed or not matched
+    # After a loss the levels beyond the snapshot may be stale (a lost delete would later cross the book): the
+    # book becomes the snapshot alone, as when seeding; deeper levels return as deltas touch them.
+    _apply_snapshot(snap_p, snap_s, k, qty, bits, meta, ovp, ovs, not fresh)
+    db, da = _deepest(snap_p, k, 0, levels), _deepest(snap_p, k, levels, levels)
     if db != 0:
         bid_boundary = db if fresh else min(bid_boundary, db)
     if da != 0:
