@@ -18,9 +18,14 @@ Rules (``rlx_pipeline.book.engine`` implements them):
 - the first ``book`` snapshot seeds the book; deltas before it cannot be applied (counted as ``unseeded``, not
   emitted); deltas at or before its sequence number are already in it (``stale``, not emitted);
 - every later snapshot is compared with the reconstructed top 20 once all deltas of its sequence number are
-  applied (``snapshot_match`` / ``snapshot_mismatch``); either way it is then applied (on a mismatch this
-  resyncs the book: its price range is replaced, deeper levels kept) and the resulting state is published at
+  applied (``snapshot_match`` / ``snapshot_mismatch``); either way it is then applied (its price range replaced,
+  deeper levels kept; after a loss the book becomes the snapshot alone) and the resulting state is published at
   the row before the event that resolved it (the last delta of that sequence number, or the snapshot's row);
+- trust (``book_valid``): a delta after an update id the golden samples show lost (``lost_update_ids``) starts an
+  invalid span; a snapshot that disagrees with no loss located proves one since the last resolved snapshot, and
+  the states since then are marked (they are held back until a snapshot resolves them, so across chunks too).
+  Either span ends at the next snapshot, which re-seeds the book; the known range is then the snapshot's alone.
+  The spans go to ``invalid_intervals.parquet`` (``intervals_path_for``);
 - a book crossed at the end of a message is resolved by removing the crossing levels of the side that was not
   updated last (``crossed`` counts the messages);
 - trades do not change the book (the exchange's deltas carry their effect);
