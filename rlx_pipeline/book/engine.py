@@ -28,10 +28,19 @@ CAPACITY = 1 << 16  # levels per side; the farthest level is evicted (and counte
 SNAPSHOT, DELTA, TRADE = 0, 1, 2
 
 # Counters returned by ``replay`` (indices into its stats array).
-ST_APPLIED, ST_UNSEEDED, ST_STALE, ST_CROSSED, ST_EVICTED, ST_SNAP_MATCH, ST_SNAP_MISMATCH, ST_SEEDS = range(
-    8
-)
-N_STATS = 8
+# ST_SNAP_LOST: disagreeing snapshots explained by a lost update id the golden samples named (not the engine's).
+(
+    ST_APPLIED,
+    ST_UNSEEDED,
+    ST_STALE,
+    ST_CROSSED,
+    ST_EVICTED,
+    ST_SNAP_MATCH,
+    ST_SNAP_MISMATCH,
+    ST_SEEDS,
+    ST_SNAP_LOST,
+) = range(9)
+N_STATS = 9
 N_STATE = 12
 
 # Why a book state is not trusted (``book_cause``; 0: valid): a lost message named by the golden samples (from
@@ -533,6 +542,8 @@ def _resolve(
         if stats[ST_SNAP_MISMATCH] < mismatch_seq.shape[0]:
             mismatch_seq[stats[ST_SNAP_MISMATCH]] = k_seq
         stats[ST_SNAP_MISMATCH] += 1
+        if reseed:
+            stats[ST_SNAP_LOST] += 1
     fresh = reseed or not matched
     # After a loss the levels beyond the snapshot may be stale (a lost delete would later cross the book): the
     # book becomes the snapshot alone, as when seeding; deeper levels return as deltas touch them.

@@ -126,7 +126,13 @@ class UnifiedResult:
 
     @property
     def self_consistency(self) -> float | None:
-        n = self.stats.get("snapshot_match", 0) + self.stats.get("snapshot_mismatch", 0)
+        """Share of later snapshots that agreed with the book, those that disagreed because of a lost update id
+        the golden samples named left out (the loss explains them; the interval flags them)."""
+        n = (
+            self.stats.get("snapshot_match", 0)
+            + self.stats.get("snapshot_mismatch", 0)
+            - self.stats.get("snapshot_mismatch_lost", 0)
+        )
         return self.stats.get("snapshot_match", 0) / n if n else None
 
     @property
@@ -144,6 +150,7 @@ _STAT_NAMES = [
     "snapshot_match",
     "snapshot_mismatch",
     "seeds",
+    "snapshot_mismatch_lost",
 ]
 
 _SNAP_LEVELS = [
