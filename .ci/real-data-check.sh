@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 samples=../shared/real-samples/hftbacktest
 RLX_DATA_DIR=$(mktemp -d)
 DAGSTER_HOME=$(mktemp -d)
-export RLX_DATA_DIR DAGSTER_HOME RLX_SYMBOLS=ETH-USDT
+# the sample covers minutes of each day: RLX_LAKE_MIN_HOURS says so (published lake days must cover 23 hours)
+export RLX_DATA_DIR DAGSTER_HOME RLX_SYMBOLS=ETH-USDT RLX_LAKE_MIN_HOURS=1
 rlx-pipeline capture import "$samples"/*.gz
 rlx-pipeline lake from-capture "$RLX_DATA_DIR"/capture/imported/*.jsonl.zst
 for day in 2024-08-08 2024-08-09; do

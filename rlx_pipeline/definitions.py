@@ -25,4 +25,6 @@ defs = dg.Definitions(
     schedules=jobs.schedules,
     sensors=jobs.sensors + [s for m in _stages for s in getattr(m, "sensors", [])],
     resources=build_resources(SETTINGS),
+    # every run, `dagster asset materialize` (the implicit asset job) included, executes by RLX_EXECUTOR
+    executor=jobs.executor_from_env(),
 )

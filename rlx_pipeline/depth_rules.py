@@ -1,4 +1,4 @@
-"""Binance's diff-depth synchronisation rules (FIELD_NOTES section 1) on update ids, in one place.
+"""Binance's diff-depth synchronisation rules (docs/binance.md) on update ids, in one place.
 
 A diff carries ``U`` (its first update id) and ``u`` (its final one); a USD-M futures diff also carries ``pu``, the
 previous diff's ``u``. After a REST snapshot with ``lastUpdateId``:

@@ -4,11 +4,14 @@ data/
   lake/market-data/cryptofeed/{table}/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-09/1.snappy.parquet
                                the embedded local Crypto Lake (same key layout as S3)
   capture/                     raw capture files (*.jsonl.zst), finished ones only; *.partial while open
-  staged/{table}/dt=.../symbol=.../data.parquet      normalized lake tables (lake_trades, ...)
+  staged/{table}/dt=.../symbol=.../data.parquet      normalized lake tables (lake_trades, ...), served
+                               .../.candidate/, .../rejected/<time-run>/: a build being judged, builds that failed
   golden/{table}/dt=.../symbol=.../data.parquet      typed tables parsed from captures
   unified/dt=.../symbol=.../events.parquet           the reconstructed unified stream: events
   unified/dt=.../symbol=.../book.parquet             ... and the top-N book after each message
+  unified/dt=.../symbol=.../served.json              which build is served, from which inputs (rlx_pipeline.gate)
   reports/{kind}/dt=.../symbol=.../                  report.json, report.md, *.png (validation, fidelity)
+  reports/checks/dt=.../symbol=.../{check}.json      the latest outcome of each check (the gate's ledger)
   checkpoints/{kind}/dt=.../symbol=.../              resumable state of long computations
   alerts/alerts.jsonl                                asset-check alerts
   dagster/                                           the embedded Dagster instance's storage
@@ -24,7 +27,7 @@ LAKE_TABLES = ("trades", "book", "book_delta_v2")
 
 
 def lake_key(table: str, exchange: str, symbol: str, date: str) -> str:
-    """Crypto Lake's object key (FIELD_NOTES section 2), upper-case exchange and symbol."""
+    """Crypto Lake's object key (docs/crypto-lake.md), upper-case exchange and symbol."""
     return f"{LAKE_PREFIX}/{table}/exchange={exchange.upper()}/symbol={symbol.upper()}/dt={date}/1.snappy.parquet"
 
 

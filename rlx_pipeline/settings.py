@@ -8,6 +8,7 @@ one ``Settings`` object, so the UI shows the values in effect.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -58,6 +59,10 @@ class Settings:
     capture_rest_url: str = "https://api.binance.com"  # RLX_CAPTURE_REST_URL
     schedule_utc: str = "03:00"  # RLX_SCHEDULE_UTC: daily run, after Crypto Lake publishes the day
     ui_url: str = "http://127.0.0.1:3000"  # RLX_UI_URL: base of the links in alerts
+    # RLX_LAKE_MIN_HOURS: UTC hours of the day each lake table must cover (Crypto Lake publishes whole days)
+    lake_min_hours: int = 23
+    # RLX_REQUIRE_GOLDEN: a check that could not measure (no or too few golden samples) fails instead of warning
+    require_golden: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
@@ -95,6 +100,8 @@ class Settings:
                 value = conv(raw)
             except ValueError:
                 raise SettingsError(f"{name}={raw!r}: expected a {conv.__name__}") from None
+            if not math.isfinite(value):  # nan compares false with every bound: it would switch a check off
+                raise SettingsError(f"{name}={raw!r}: expected a finite number")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise SettingsError(f"{name}={raw!r}: must be between {lo} and {hi}")
             return value
@@ -141,6 +148,10 @@ class Settings:
             hi = None if fname == "origin_time_tolerance_s" else 1.0
             th[fname] = num(env_name, default, float, 0.0, hi)
 
+        require_golden = (get("RLX_REQUIRE_GOLDEN") or "0").lower()
+        if require_golden not in ("0", "1", "true", "false"):
+            raise SettingsError(f"RLX_REQUIRE_GOLDEN={require_golden!r}: expected 0 or 1")
+
         lake_dir = get("RLX_LAKE_DIR")
         return cls(
             data_dir=Path(get("RLX_DATA_DIR") or d.data_dir),
@@ -155,5 +166,7 @@ class Settings:
             capture_rest_url=(get("RLX_CAPTURE_REST_URL") or d.capture_rest_url).rstrip("/"),
             schedule_utc=schedule,
             ui_url=(get("RLX_UI_URL") or d.ui_url).rstrip("/"),
+            lake_min_hours=num("RLX_LAKE_MIN_HOURS", d.lake_min_hours, int, 0, 24),
+            require_golden=require_golden in ("1", "true"),
             thresholds=Thresholds(**th),
         )

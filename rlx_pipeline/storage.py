@@ -2,7 +2,9 @@
 
 Every output goes to a temporary file in the destination's directory, is flushed and fsynced, then renamed
 over the destination (``os.replace`` is atomic on POSIX); the directory is fsynced so the rename survives a
-crash. On any exception the temporary file is removed and the destination is untouched.
+crash. On any exception the temporary file is removed and the destination is untouched. Files get the mode a
+plain ``open()`` would give them (0666 less the process umask), not ``mkstemp``'s private 0600: outputs are read
+by other users' notebooks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ from rlx_pipeline import fixed_point
 ROW_GROUP_SIZE = 1_000_000
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (``os.umask`` alone must set it)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -31,13 +47,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+fsync_dir = _fsync_dir  # public: ``promotion`` makes its renames durable the same way
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; on success it replaces ``dest`` atomically."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,15 @@ DATE = "2024-08-09"
 SYMBOL = "BTC-USDT"
 PARTITION_KEY = f"{DATE}|{SYMBOL}"
 
+# Simulated and real sample days last minutes, not the 23 hours a published Crypto Lake day must cover: the tests
+# (and the Dagster subprocesses they start, which inherit this environment) say so explicitly.
+SHORT_DAY_HOURS = "1"
+os.environ["RLX_LAKE_MIN_HOURS"] = SHORT_DAY_HOURS
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({"RLX_DATA_DIR": str(tmp_path / "data")})
+    return Settings.from_env({"RLX_DATA_DIR": str(tmp_path / "data"), "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS})
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Raw Crypto Lake test days and a moto S3 server (the checked recipe of FIELD_NOTES section 2)."""
+"""Raw Crypto Lake test days and a moto S3 server (the checked recipe of docs/crypto-lake.md)."""
 
 from __future__ import annotations
 

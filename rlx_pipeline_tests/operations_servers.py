@@ -8,6 +8,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,10 +75,12 @@ class Webserver:
 
 
 @contextlib.contextmanager
-def dagster_webserver(home: Path, data: Path, log: Path) -> Iterator[Webserver]:
-    """`dagster-webserver -m rlx_pipeline.definitions` with DAGSTER_HOME=home (SQLite, runs launched at once)."""
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
+def dagster_webserver(home: Path, data: Path, log: Path, *, existing: bool = False) -> Iterator[Webserver]:
+    """`dagster-webserver -m rlx_pipeline.definitions` with DAGSTER_HOME=home (SQLite, runs launched at once), or
+    on the instance already at ``home`` (``existing``)."""
+    if not existing:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
     port = free_port()
     # in_process: one process per run (RLX_EXECUTOR), so a run on a loaded 2-core machine takes seconds, not minutes
     env = {**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), "RLX_EXECUTOR": "in_process"}
@@ -146,3 +149,34 @@ def postgres_server(bin_dir: Path) -> Iterator[Postgres]:
             run(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def instance_yaml_from_repo(base: Path) -> str:
+    """The repo's own ``dagster.yaml`` (the instance the README runs) with its storage moved under ``base``."""
+    return (ROOT / "dagster.yaml").read_text().replace("base_dir: data/dagster", f"base_dir: {base}")
+
+
+@contextlib.contextmanager
+def dagster_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run -m rlx_pipeline.definitions` in its own session (it starts a code server), stopped by
+    its process group id. The instance storage must exist first (`dagster instance migrate`): a daemon racing
+    the first writer of a fresh SQLite instance can die on "table already exists"."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dagster._daemon", "run", "-m", "rlx_pipeline.definitions"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -11,7 +11,15 @@ import pyarrow as pa
 import pytest
 
 from rlx_pipeline import schemas
-from rlx_pipeline.book import Book, build_unified, iter_batches, read_book, read_unified, scan_day
+from rlx_pipeline.book import (
+    Book,
+    UnverifiedDay,
+    build_unified,
+    iter_batches,
+    read_book,
+    read_unified,
+    scan_day,
+)
 from rlx_pipeline.book.unified import _day_ns
 from rlx_pipeline.storage import write_table
 
@@ -330,8 +338,8 @@ def test_read_api_spans_days_and_joins_the_book_in_force(tmp_path):
             top_n=3,
         )
     one = [scan_day(layout.unified(d, "BTC-USDT")).collect() for d in days]
-    both = read_unified(
-        tmp_path / "data", "BTC-USDT", days[0], "2024-08-11"
+    both = read_unified(  # built outside the pipeline (no verdict): read as files, knowingly
+        tmp_path / "data", "BTC-USDT", days[0], "2024-08-11", on_unverified="include"
     ).collect()  # a missing day is skipped
     assert both.equals(pl.concat(one))
     # the reference as-of join: the last book row at or before each event, by a forward fill over row numbers
@@ -348,13 +356,22 @@ def test_read_api_spans_days_and_joins_the_book_in_force(tmp_path):
         assert book.height < events.height and u["bid_0_price"].null_count() == 0
     # streaming batches (boundaries anywhere, even inside a message) give the same rows as the lazy join
     streamed = pl.from_arrow(
-        pa.Table.from_batches(list(iter_batches(tmp_path / "data", "BTC-USDT", *days, batch_rows=997)))
+        pa.Table.from_batches(
+            list(iter_batches(tmp_path / "data", "BTC-USDT", *days, batch_rows=997, on_unverified="include"))
+        )
     )
     assert streamed.equals(both)
-    assert read_book(tmp_path / "data", "BTC-USDT", *days).collect().height == sum(
+    assert read_book(tmp_path / "data", "BTC-USDT", *days, on_unverified="include").collect().height == sum(
         pl.read_parquet(layout.unified_book(d, "BTC-USDT")).height for d in days
     )
-    assert read_unified(tmp_path / "data", "BTC-USDT", days[0], book=False).collect().width == 9
+    assert (
+        read_unified(tmp_path / "data", "BTC-USDT", days[0], book=False, on_unverified="include")
+        .collect()
+        .width
+        == 9
+    )
+    with pytest.raises(UnverifiedDay, match=f"{days[0]}\\|BTC-USDT is not verified: no validation verdict"):
+        read_unified(tmp_path / "data", "BTC-USDT", days[0])  # the default: only verified days
     with pytest.raises(FileNotFoundError, match="ETH-USDT"):
         read_unified(tmp_path / "data", "ETH-USDT", days[0])
 
@@ -402,3 +419,6 @@ def test_cli_builds_a_day_and_prints_its_head(tmp_path):
     out = runner.invoke(main, ["unified", "head", *args, "-n", "5"])
     assert out.exit_code == 0, out.output
     assert "bid_0_price" in out.output and "book_sequence_number" in out.output
+    assert f"warning: {DATE}|BTC-USDT is not verified: no validation verdict" in out.output  # built by hand
+    out = runner.invoke(main, ["unified", "head", *args, "--unverified", "raise"])
+    assert out.exit_code == 1 and "is not verified" in out.output

@@ -373,6 +373,69 @@ def test_kill9_keeps_flushed_frames(tmp_path: Path) -> None:
     assert [f for f in sent_before if f not in got] == []
 
 
+def test_a_killed_captures_partial_is_finalised_on_restart(tmp_path: Path) -> None:
+    """kill -9 leaves a .partial nothing reads; the next capture run finalises it before it begins (incomplete
+    last frame cut, index written, renamed) and records it; golden then reads every line it holds."""
+    from rlx_pipeline.golden import capture_files_for, partial_files_for
+
+    with MiniExchange() as ex:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from rlx_pipeline.cli import main; main()", "capture", "run"]
+            + ["--symbols", "btcusdt", "--streams", "trade,depth@100ms", "--ws-url", ex.ws_url]
+            + ["--rest-url", ex.rest_url, "--out", str(tmp_path)],
+        )
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline and sum(len(c) for c in ex.sent) < 400:
+                time.sleep(0.1)
+            time.sleep(1.6)  # past the 1 s flush bound: frames on disk
+            assert proc.poll() is None, "the capture process died on its own"
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        (partial,) = list(tmp_path.rglob("*.partial"))
+        day = partial.parent.name
+        assert partial_files_for(tmp_path, day) == [partial]
+        assert capture_files_for(tmp_path, "BTC-USDT", day) == []  # never read as it is
+        before = list(iter_capture_lines(partial))
+        assert len(before) > 300
+        with partial.open("ab") as f:  # the writer died inside a frame: an incomplete one at the end
+            f.write(b"\x28\xb5\x2f\xfd\x00\x58\x31")
+        svc = CaptureService(_cfg(tmp_path, ex, streams=("trade", "depth@100ms")))
+        asyncio.run(_run_with(svc, 1.5))
+    finished = Path(str(partial).removesuffix(".partial"))
+    assert not list(tmp_path.rglob("*.partial"))
+    assert svc.stats.recovered == [finished]
+    assert list(iter_capture_lines(finished)) == before  # every line kept, the cut frame gone
+    index = read_index(finished)
+    assert index["lines"] == len(before)
+    assert index["recovered"] == {
+        "from": partial.name,
+        "tail_bytes_cut": 7,
+        "unreadable_regions": [],
+        "malformed_lines": 0,
+    }
+    (event,) = [
+        e for f in svc.stats.files for e in _events(list(iter_capture_lines(f))) if e["type"] == "recovered"
+    ]
+    assert (event["file"], event["lines"], event["tail_bytes_cut"]) == (str(finished), len(before), 7)
+    assert finished in capture_files_for(tmp_path, "BTC-USDT", day)
+
+
+def test_a_live_writers_partial_is_left_alone(tmp_path: Path) -> None:
+    from rlx_pipeline.capture.format import CaptureWriter, finalize_partial
+
+    w = CaptureWriter(tmp_path / "a.jsonl.zst", fsync=False)
+    w.write(1, "btcusdt@trade", b"{}")
+    w.flush()
+    assert finalize_partial(w.partial) is None and w.partial.exists()
+    w.close()
+    assert finalize_partial(w.partial) is None  # renamed by its writer: nothing to do
+    assert read_index(tmp_path / "a.jsonl.zst")["lines"] == 1
+
+
 def test_real_frames_replayed_verbatim_without_gaps(tmp_path: Path, real_samples: Path) -> None:
     """Real Binance ETHUSDT frames (hftbacktest sample) served over a real socket: kept byte for byte, 0 gaps."""
     import gzip

@@ -52,7 +52,7 @@ def test_publish_to_s3_is_read_back_unchanged_by_lakeapi(
     )
     assert res.exit_code == 0, res.output
     assert "created bucket qnt.data" in res.output  # the server started empty
-    # lakeapi's real code path, pointed at the moto server the FIELD_NOTES way (AWS_ENDPOINT_URL).
+    # lakeapi's real code path, pointed at the moto server as docs/crypto-lake.md says (AWS_ENDPOINT_URL).
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     lakeapi = import_lakeapi(tmp_path / "cache")
     _clear_lakeapi_caches(lakeapi)

@@ -16,6 +16,7 @@ from rlx_pipeline import schemas, storage
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage
+from rlx_pipeline.fidelity.measure import compare_side
 from rlx_pipeline.orchestration.assets import fidelity as fidelity_assets
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
 
@@ -155,6 +156,7 @@ CLEAN = {
     "book_top5": (N_MSGS, N_MSGS),
     "book_topN": (N_MSGS, N_MSGS),
     "book_ticker": (N_MSGS, N_MSGS),
+    "coverage_update_ids": (N_MSGS, N_MSGS),
 }
 
 
@@ -305,12 +307,63 @@ def test_a_dropped_message_is_a_coverage_gap_with_its_time_range(layout, sc):
         [r for r in unified_rows(sc) if not (r["event_type"] == 1 and r["sequence_number"] in (113, 114))],
     )
     f = measure(layout, DATE, SYMBOL, TOP_N)
-    assert comps(f) == {k: (v[0] - 2, v[1] - 2) if k.startswith("book") else v for k, v in CLEAN.items()}
+    assert comps(f) == {
+        **{k: (v[0] - 2, v[1] - 2) if k.startswith("book") else v for k, v in CLEAN.items()},
+        "coverage_update_ids": (N_MSGS - 2, N_MSGS),
+    }
+    assert f.score == (N_MSGS - 2) / N_MSGS
     assert (f.golden_ids_missing, f.recon_ids_not_in_golden) == (2, 0)
     assert f.missing_ranges == [
         {"first_u": 113, "last_u": 114, "count": 2, "from_ns": _t(113), "to_ns": _t(114),
          "from": "2024-08-09T00:00:01.300000000Z", "to": "2024-08-09T00:00:01.400000000Z"}
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cut", "missing"),
+    [("start", list(range(101, 106))), ("end", list(range(116, 121))), ("both", [101, 102, 119, 120])],
+)
+def test_a_lake_cut_short_at_either_end_is_not_full_fidelity(layout, sc, cut, missing):
+    """The book comparison only sees states both sides have: the coverage component counts the golden ids the
+    reconstruction lacks at the start and the end of the golden window too, and lowers the score."""
+    write_golden(layout, sc)
+    write_unified(
+        layout,
+        [r for r in unified_rows(sc) if not (r["event_type"] == 1 and r["sequence_number"] in missing)],
+    )
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    k = len(missing)
+    assert comps(f)["coverage_update_ids"] == (N_MSGS - k, N_MSGS)
+    assert comps(f)["book_topN"] == (N_MSGS - k, N_MSGS - k)  # what was compared is exact
+    assert f.score == (N_MSGS - k) / N_MSGS
+    assert f.golden_ids_missing == k
+    assert sum(r["count"] for r in f.missing_ranges) == k
+
+
+def test_a_phantom_level_below_a_thin_golden_book_is_wrong(layout, sc):
+    """Golden has 8 levels a side (fewer than N=10): a reconstructed 9th level Binance never had is wrong."""
+    rows = unified_rows(sc)
+    phantom = next(r for r in rows if r["event_type"] == 1 and r["sequence_number"] == 110)
+    n_bids = sum(phantom[f"bid_{i}_price"] is not None for i in range(TOP_N))
+    assert n_bids < TOP_N
+    phantom[f"bid_{n_bids}_price"] = phantom[f"bid_{n_bids - 1}_price"] - 50
+    phantom[f"bid_{n_bids}_size"] = 3
+    write_golden(layout, sc)
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f)["book_topN"] == (N_MSGS - 1, N_MSGS)
+    assert comps(f)["book_top5"] == (N_MSGS, N_MSGS)  # below the top 5: only top-N sees it
+    assert [m["u"] for m in f.mismatches if m["component"] == "book"] == [110]
+
+
+def test_compare_side_phantom_levels():
+    golden = [(100, 1), (99, 2)]
+    assert compare_side(golden, [(100, 1), (99, 2)], None, True, 10) == (True, 0)
+    assert compare_side(golden, [(100, 1), (99, 2), (98, 5)], None, True, 10) == (False, 0)
+    # the golden side is not thin: a deeper reconstructed level is outside the compared depth
+    assert compare_side(golden, [(100, 1), (99, 2), (98, 5)], None, True, 2) == (True, 0)
+    asks = [(101, 1)]
+    assert compare_side(asks, [(101, 1), (103, 1)], None, False, 5) == (False, 0)
 
 
 def test_a_book_after_every_row_is_compared_at_each_message_end(layout, sc):

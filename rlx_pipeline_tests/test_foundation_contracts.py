@@ -4,7 +4,14 @@ import pytest
 
 from rlx_pipeline import fixed_point as fp
 from rlx_pipeline import instruments
-from rlx_pipeline.gate import GateClosed, Verdict, read_verdict, require_passed, write_verdict
+from rlx_pipeline.gate import (
+    GateClosed,
+    Verdict,
+    input_fingerprints,
+    read_verdict,
+    require_passed,
+    write_verdict,
+)
 from rlx_pipeline.layout import lake_key
 
 
@@ -76,6 +83,57 @@ def test_gate_refuses_failed_and_missing_verdicts(layout):
     with pytest.raises(GateClosed, match="ks_d"):
         require_passed(layout, "2024-08-09", "BTC-USDT")
     assert require_passed(layout, "2024-08-09", "BTC-USDT", override=True).passed is False
-    write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True))
+    with pytest.raises(GateClosed, match="does not record what it judged"):  # a verdict binds its inputs
+        write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True))
+        require_passed(layout, "2024-08-09", "BTC-USDT")
+    inputs = input_fingerprints(layout, "2024-08-09", "BTC-USDT")
+    write_verdict(layout, Verdict("2024-08-09", "BTC-USDT", passed=True, inputs=inputs))
     assert require_passed(layout, "2024-08-09", "BTC-USDT").passed
     assert read_verdict(layout, "2024-08-09", "ETH-USDT") is None
+
+
+def test_a_fingerprint_changes_with_any_value_and_only_with_content(tmp_path):
+    """The verdict binds its inputs by fingerprint: a one-value edit must change it (the parquet footer alone
+    misses most: same compressed sizes, same min/max), an identical rewrite must not, a missing file is None."""
+    import numpy as np
+    import pyarrow as pa
+
+    from rlx_pipeline import storage
+    from rlx_pipeline.gate import fingerprint
+
+    rng = np.random.default_rng(1)
+    cols = {"price": rng.integers(6 * 10**12, 61 * 10**11, 50_000), "qty": rng.integers(1, 10**6, 50_000)}
+    first = fingerprint(storage.write_table(tmp_path / "a.parquet", pa.table(cols)))
+    assert fingerprint(storage.write_table(tmp_path / "b.parquet", pa.table(cols))) == first
+    for i in rng.integers(10, 49_990, 20):
+        edited = {k: v.copy() for k, v in cols.items()}
+        edited["qty"][i] += 1
+        assert fingerprint(storage.write_table(tmp_path / "c.parquet", pa.table(edited))) != first, i
+    assert fingerprint(tmp_path / "absent.parquet") is None
+
+
+def test_a_build_is_served_only_when_promoted_and_rejected_builds_are_kept_aside(tmp_path):
+    from rlx_pipeline import promotion
+
+    served = [tmp_path / "book.parquet", tmp_path / "events.parquet"]
+    for p in served:
+        p.write_text("good")
+    labels = [promotion.build_label(f"run{i}") for i in range(5)]
+    for i, label in enumerate(labels):
+        for p in served:
+            cand = promotion.candidate_path(p, label)
+            cand.parent.mkdir(parents=True, exist_ok=True)
+            cand.write_text(f"bad {i}")
+        folder = promotion.set_aside(served, label)
+        assert [p.read_text() for p in served] == ["good", "good"]  # the served build stays
+        assert (folder / "events.parquet").read_text() == f"bad {i}" and folder.name == label
+    kept = sorted(p.name for p in (tmp_path / "rejected").iterdir())
+    assert kept == labels[-promotion.KEEP_REJECTED :]  # the newest rejected builds, for inspection
+    label = promotion.build_label("run9")
+    for p in served:
+        cand = promotion.candidate_path(p, label)
+        cand.parent.mkdir(parents=True, exist_ok=True)
+        cand.write_text("new")
+    promotion.promote(served, label)
+    assert [p.read_text() for p in served] == ["new", "new"]
+    assert not list((tmp_path / ".candidate").iterdir())  # nothing left of the candidates

@@ -70,3 +70,14 @@ def test_invalid_settings_fail_at_load_time_naming_the_variable():
     )
     assert out.returncode != 0
     assert "RLX_SYMBOLS" in out.stderr
+
+
+def test_the_lake_pool_of_the_production_profile_is_declared_by_the_downloads():
+    import yaml
+
+    graph = defs.resolve_asset_graph()
+    pools = {k.to_user_string(): graph.get(k).pools for k in graph.get_all_asset_keys()}
+    assert {k for k, v in pools.items() if v} == {"lake_trades", "lake_book", "lake_book_delta"}
+    assert {p for v in pools.values() if v for p in v} == {"lake"}
+    profile = yaml.safe_load((Path(__file__).parents[1] / "deploy/production/dagster.yaml").read_text())
+    assert profile["concurrency"]["pools"]["default_limit"] == 4

@@ -55,3 +55,29 @@ def test_values_are_read_and_normalized():
 def test_invalid_settings_name_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RLX_KS_D_MAX", "nan"),
+        ("RLX_SELF_CONSISTENCY_MIN", "NaN"),
+        ("RLX_ORIGIN_TIME_TOLERANCE_S", "inf"),
+        ("RLX_ORIGIN_TIME_TOLERANCE_S", "Infinity"),
+        ("RLX_GAP_RATE_MAX", "-INF"),
+    ],
+)
+def test_non_finite_numbers_are_rejected_with_the_variable_named(name, value):
+    # nan compares false with every bound (it would switch the check off); inf overflows at run time
+    with pytest.raises(SettingsError, match=rf"^{name}=.*expected a finite number"):
+        Settings.from_env({name: value})
+
+
+def test_lake_min_hours_and_require_golden():
+    assert Settings.from_env({}).lake_min_hours == 23
+    assert Settings.from_env({}).require_golden is False
+    s = Settings.from_env({"RLX_LAKE_MIN_HOURS": "2", "RLX_REQUIRE_GOLDEN": "1"})
+    assert (s.lake_min_hours, s.require_golden) == (2, True)
+    for name, value in (("RLX_LAKE_MIN_HOURS", "25"), ("RLX_REQUIRE_GOLDEN", "yes please")):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})

@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -48,3 +51,20 @@ def test_json_and_text_writes_replace_atomically(tmp_path):
         tmp.write_text("half")
         1 / 0  # noqa: B018
     assert '"a": 2' in dest.read_text()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """Another user's notebook reads the outputs: atomic writes honour the umask like open() does."""
+    old = os.umask(umask)
+    try:
+        paths = [
+            storage.write_json(tmp_path / "a.json", {"x": 1}),
+            storage.write_table(tmp_path / "t.parquet", pa.table({"x": [1]})),
+        ]
+        plain = tmp_path / "plain"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [mode, mode]
+    assert stat.S_IMODE(plain.stat().st_mode) == mode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pyarrow.parquet as pq
 
+from rlx_pipeline import gate
 from rlx_pipeline.lake.synthetic import RawDaySpec, write_raw_day
 from rlx_pipeline.orchestration.assets import acquisition
 from rlx_pipeline.orchestration.resources import CryptoLakeResource
@@ -54,3 +55,9 @@ def test_a_truncated_day_fails_and_keeps_the_previous_staged_file(rlx, settings,
     message += failure.step_failure_data.error.message
     assert "book_delta_v2" in message and SYMBOL in message and DATE in message
     assert staged.read_bytes() == before
+    # the gate knows: the day's lake_book_delta_ok no longer reads as its earlier pass
+    [record] = gate.failed_checks(layout, DATE, SYMBOL)
+    assert record.check == "lake_book_delta_ok" and record.run_id == result.run_id
+    assert record.description.startswith("the build failed before it could be judged: ")
+    assert "book_delta_v2" in record.description
+    assert not list(staged.parent.glob(".candidate/*"))  # nothing left of the failed build

@@ -90,13 +90,13 @@ def webhook():
 
 def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):
     url, received = webhook
-    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path), "RLX_LAKE_MIN_HOURS": "1"})
     monkeypatch.setattr(jobs, "SETTINGS", settings)
     monkeypatch.setenv("RLX_ALERT_WEBHOOK_URL", url)
     from rlx_pipeline.orchestration.resources import RlxSettings
 
     instance = dg.DagsterInstance.ephemeral()
-    for _ in range(2):  # two runs, each with a failing (warning) coverage check: no capture at all
+    for _ in range(2):  # two runs, each with two non-passing (warning) golden checks: no capture at all
         dg.materialize(
             golden.assets + golden.checks,
             partition_key="2024-08-09|BTC-USDT",
@@ -106,19 +106,27 @@ def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):
     ctx = dg.build_sensor_context(instance=instance)
     jobs.check_alerts(ctx)
     AlertSink(settings.layout.alerts_file, url).join(timeout=30)  # the webhook is posted in the background
-    lines = settings.layout.alerts_file.read_text().splitlines()
-    assert len(lines) == 2 and len(received) == 2
-    alert = json.loads(lines[0])
-    assert alert["check"] == "golden_coverage" and alert["partition"] == "2024-08-09|BTC-USDT"
-    assert alert["url"].endswith(alert["run_id"]) and "golden_coverage" in received[0]["text"]
+    alerts = [json.loads(line) for line in settings.layout.alerts_file.read_text().splitlines()]
+    assert sorted((a["check"], a["partition"], a["severity"]) for a in alerts) == sorted(
+        [(c, "2024-08-09|BTC-USDT", "WARN") for c in ("golden_coverage", "golden_integrity")] * 2
+    )
+    assert len({a["run_id"] for a in alerts}) == 2 and len(received) == 4
+    assert all(a["url"].endswith(a["run_id"]) for a in alerts)
+    # a warning reads as one, not as a failure
+    assert all("did not pass (warning)" in r["text"] and "FAILED" not in r["text"] for r in received)
     # a restart: a new context from the stored cursor sees nothing new
     again = dg.build_sensor_context(instance=instance, cursor=ctx.cursor)
     jobs.check_alerts(again)
-    assert len(settings.layout.alerts_file.read_text().splitlines()) == 2 and len(received) == 2
+    # a tick whose cursor was lost (a crash before the daemon stored it) records and sends nothing twice
+    jobs.check_alerts(dg.build_sensor_context(instance=instance))
+    AlertSink(settings.layout.alerts_file, url).join(timeout=30)
+    assert len(settings.layout.alerts_file.read_text().splitlines()) == 4 and len(received) == 4
 
 
 def _alert(i: int) -> Alert:
-    return Alert("a", "2024-08-09|BTC-USDT", "c", "ERROR", "d", 0.5, 0.1, "run", "http://ui/runs/run", i)
+    return Alert(
+        "a", "2024-08-09|BTC-USDT", "c", "ERROR", "d", 0.5, 0.1, f"run{i}", f"http://ui/runs/run{i}", i
+    )
 
 
 def test_webhook_down_is_retried_with_backoff(tmp_path, webhook):
@@ -186,18 +194,96 @@ def test_emit_returns_while_the_webhook_hangs(tmp_path):
         server.shutdown()
 
 
-def test_new_capture_files_request_their_golden_partitions(tmp_path, monkeypatch):
+def test_new_captures_once_per_inputs_and_never_alongside_another_run(tmp_path, monkeypatch):
+    from rlx_pipeline.capture.identity import inputs_version
     from rlx_pipeline.definitions import defs
+    from rlx_pipeline.orchestration.resources import RlxSettings
     from rlx_pipeline.simulator import SimConfig, simulate
 
-    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path)})
+    key = "2024-08-09|BTC-USDT"
+    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path), "RLX_LAKE_MIN_HOURS": "1"})
     monkeypatch.setattr(jobs, "SETTINGS", settings)
-    simulate(SimConfig(duration_s=5)).write_capture(settings.layout.capture_dir / "imported" / "a.jsonl.zst")
+    captures = settings.layout.capture_dir / "imported"
+    a = simulate(SimConfig(duration_s=5)).write_capture(captures / "a.jsonl.zst")
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
-        first = jobs.new_captures.evaluate_tick(ctx)
-        assert [r.partition_key for r in first.run_requests] == ["2024-08-09|BTC-USDT"]
-        again = dg.build_sensor_context(
-            instance=instance, cursor=first.cursor, repository_def=defs.get_repository_def()
+
+        def tick(cursor=None):
+            ctx = dg.build_sensor_context(
+                instance=instance, cursor=cursor, repository_def=defs.get_repository_def()
+            )
+            return jobs.new_captures.evaluate_tick(ctx)
+
+        first = tick()
+        version_a = inputs_version([a], settings.layout.capture_dir)
+        assert [(r.partition_key, r.run_key) for r in first.run_requests] == [(key, f"{key}@{version_a}")]
+        assert tick().run_requests[0].run_key == f"{key}@{version_a}"  # same inputs, same key: launched once
+        assert tick(first.cursor).run_requests == []  # nothing new since the cursor
+
+        # golden_samples already built from these captures (the demo does it): a fresh sensor launches nothing
+        dg.materialize(
+            golden.assets + golden.checks,
+            partition_key=key,
+            resources={"rlx": RlxSettings.from_settings(settings)},
+            instance=instance,
         )
-        assert jobs.new_captures.evaluate_tick(again).run_requests == []
+        assert jobs.golden_version(instance, key) == version_a
+        assert tick().run_requests == []
+
+        # a new capture of the day while another run materializes the partition: deferred, then requested
+        other = instance.add_run(
+            dg.DagsterRun(
+                job_name="daily_pipeline", status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": key}
+            )
+        )
+        b = simulate(SimConfig(duration_s=5, seed=9)).write_capture(captures / "b.jsonl.zst")
+        busy = tick(first.cursor)
+        assert busy.run_requests == [] and json.loads(busy.cursor)["deferred"] == [key]
+        instance.report_run_canceled(other)
+        done = tick(busy.cursor)
+        version_ab = inputs_version([a, b], settings.layout.capture_dir)
+        assert version_ab != version_a
+        assert [(r.partition_key, r.run_key) for r in done.run_requests] == [(key, f"{key}@{version_ab}")]
+        assert json.loads(done.cursor)["deferred"] == []
+
+
+def test_a_malformed_webhook_url_is_retried_with_backoff_and_never_logged(tmp_path, caplog):
+    secret = "hooks.example.com/services/T0/B0/s3cr3t"  # no scheme: urllib raises ValueError quoting it
+    sink = AlertSink(tmp_path / "alerts.jsonl", secret)
+    sink.record([_alert(1)])
+    assert sink.deliver_due(now=1000.0) == {"delivered": 0, "owed": 1}
+    owed = sink.owed()[0]
+    assert (owed["attempts"], owed["next"]) == (1, 1005.0)
+    assert owed["last_error"] == "RLX_ALERT_WEBHOOK_URL is not an http(s) URL with a host"
+    assert sink.deliver_due(now=1001.0) == {"delivered": 0, "owed": 1}  # backing off: no attempt
+    assert sink.owed()[0]["attempts"] == 1
+    sink.emit([])
+    sink.join(timeout=30)
+    assert "s3cr3t" not in (tmp_path / "outbox.json").read_text() + caplog.text
+
+
+def test_an_error_from_the_webhook_is_stored_without_the_url(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}/services/s3cr3t"
+    sink = AlertSink(tmp_path / "alerts.jsonl", dead)
+    sink.record([_alert(1)])
+    sink.deliver_due(now=0.0)
+    assert "s3cr3t" not in (tmp_path / "outbox.json").read_text()
+    assert sink.owed()[0]["last_error"].startswith("URLError: ")
+
+
+def test_an_alert_is_recorded_once_whatever_the_caller_repeats(tmp_path, webhook):
+    url, received = webhook
+    sink = AlertSink(tmp_path / "alerts.jsonl", url)
+    assert [a.event_id for a in sink.record([_alert(1), _alert(2)])] == [1, 2]
+    assert sink.record([_alert(2), _alert(3)]) == [_alert(3)]
+    assert sink.deliver_due(now=0.0) == {"delivered": 3, "owed": 0}
+    assert sink.deliver_due(now=100.0) == {"delivered": 0, "owed": 0}
+    assert sorted(r["rlx"]["event_id"] for r in received) == [1, 2, 3]
+
+
+def test_sensor_interval_setting():
+    from rlx_pipeline.settings import SettingsError
+
+    assert (jobs.sensor_interval_s(None), jobs.sensor_interval_s("5")) == (60, 5)
+    for bad in ("0", "-1", "1.5", "soon"):
+        with pytest.raises(SettingsError, match=f"RLX_SENSOR_INTERVAL_S='{bad}'"):
+            jobs.sensor_interval_s(bad)

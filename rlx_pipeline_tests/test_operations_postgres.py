@@ -54,7 +54,7 @@ def test_one_partition_end_to_end_on_postgres(tmp_path, monkeypatch):
     data, home = tmp_path / "data", tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(_production_yaml())
-    settings = Settings.from_env({"RLX_DATA_DIR": str(data)})
+    settings = Settings.from_env({"RLX_DATA_DIR": str(data), "RLX_LAKE_MIN_HOURS": "1"})
     # a lake day without golden samples: every asset runs, and golden_coverage fails as a warning (an alert)
     simulate(SimConfig(symbol=SYMBOL, start=f"{DATE}T00:00:00Z", duration_s=30, seed=5)).write_lake(
         settings.layout.lake_root

@@ -20,7 +20,9 @@ ALL = [a for m in _STAGES for a in m.assets] + [c for m in _STAGES for c in m.ch
 
 @pytest.mark.realdata
 def test_real_ethusdt_days_pass_every_check_at_full_fidelity(tmp_path, real_samples):
-    settings = Settings.from_env({"RLX_DATA_DIR": str(tmp_path), "RLX_SYMBOLS": "ETH-USDT"})
+    settings = Settings.from_env(
+        {"RLX_DATA_DIR": str(tmp_path), "RLX_SYMBOLS": "ETH-USDT", "RLX_LAKE_MIN_HOURS": "1"}
+    )
     layout = settings.layout
     files = import_files(sorted((real_samples / "hftbacktest").glob("*.gz")), layout.capture_dir / "imported")
     rendered = render_lake_from_capture(files, layout.lake_root)

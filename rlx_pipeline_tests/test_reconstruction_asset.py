@@ -14,6 +14,7 @@ from rlx_pipeline import gate
 from rlx_pipeline.book import book_path_for, build_unified, read_invalid_intervals, read_unified
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.orchestration.assets import reconstruction
+from rlx_pipeline.settings import Thresholds
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
 from rlx_pipeline_tests.test_book_engine import T0, S, _book_row, _write_day
 
@@ -45,8 +46,17 @@ def _small_day(tmp_path, layout, *, disagree=False):
 
 
 def _verdict(layout, passed: bool):
+    """The verdict of a validation of the staged day as it is, with the default thresholds."""
     gate.write_verdict(
-        layout, gate.Verdict(DATE, SYMBOL, passed, failed_checks=[] if passed else ["trade_size_ks"])
+        layout,
+        gate.Verdict(
+            DATE,
+            SYMBOL,
+            passed,
+            failed_checks=[] if passed else ["trade_size_ks"],
+            inputs=gate.input_fingerprints(layout, DATE, SYMBOL),
+            thresholds=gate.gated_thresholds(Thresholds()),
+        ),
     )
 
 
@@ -227,14 +237,15 @@ def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):
         (50 * S, 5 * S, None, None, None, None),
         (50 * S, 5 * S, None, None, 200 * S, 7 * S),
     ]
-    assert read_unified(layout.root, SYMBOL, DATE).select(levels).collect().rows() == after_row
+    read = read_unified(layout.root, SYMBOL, DATE, on_unverified="include")  # built outside the pipeline
+    assert read.select(levels).collect().rows() == after_row
 
     # per message (the default): a state after each message and snapshot; an event sees the last one at or
     # before it, so a row inside a message sees the book before the message, a trade the book after the last one
     res = build_unified(paths, DATE, dest, book_dest=book_dest, top_n=2)
     assert (res.rows, res.book_rows) == (10, 5)
     assert pl.read_parquet(book_dest)["event_index"].to_list() == [0, 2, 3, 8, 9]
-    joined = read_unified(layout.root, SYMBOL, DATE).collect()
+    joined = read_unified(layout.root, SYMBOL, DATE, on_unverified="include").collect()
     assert joined["book_sequence_number"].to_list() == [10, 10, 11, 12, 12, 12, 12, 12, 13, 14]
     assert joined.select(levels).rows() == [after_row[i] for i in (0, 0, 2, 3, 3, 3, 3, 3, 8, 9)]
 
@@ -284,3 +295,52 @@ def test_simulated_day_equals_the_truth_at_every_update_id(tmp_path):
         full += got_b == want_b and got_a == want_a
     assert checked == len(rows) > 300
     assert full / checked > 0.95  # top 10 complete (not only inside the known range) almost always
+
+
+@pytest.mark.parametrize("require_golden", [False, True])
+def test_no_later_snapshot_to_compare_is_not_checked_never_passed(tmp_path, layout, require_golden):
+    from rlx_pipeline.orchestration.resources import RlxSettings
+    from rlx_pipeline.settings import Settings
+
+    (tmp_path / "src").mkdir()
+    _stage(  # one `book` row: nothing after the seed to compare the reconstruction with
+        tmp_path,
+        layout,
+        [_book_row(T0, 1, [(100 * S, S)], [(101 * S, S)])],
+        [(T0 + 10 * MS, 2, True, 100 * S, 2 * S), (T0 + 20 * MS, 3, False, 101 * S, 3 * S)],
+    )
+    _verdict(layout, True)
+    env = {"RLX_DATA_DIR": str(layout.root), "RLX_REQUIRE_GOLDEN": "1" if require_golden else "0"}
+    rlx = RlxSettings.from_settings(Settings.from_env(env))
+    result = _run(rlx)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert check.metadata["snapshots_compared"].value == 0
+    assert "not checked: no later `book` snapshot to compare with" in check.description
+    if require_golden:
+        assert check.severity == dg.AssetCheckSeverity.ERROR and not result.success
+        assert check.metadata["status"].value == "failed"
+    else:  # a warning: the step and the run succeed
+        assert check.severity == dg.AssetCheckSeverity.WARN and result.success
+        assert check.metadata["status"].value == "not_checked"
+
+
+def test_a_book_left_crossed_is_surfaced_as_a_warning(tmp_path, layout, rlx):
+    (tmp_path / "src").mkdir()
+    _stage(
+        tmp_path,
+        layout,
+        [
+            _book_row(T0, 1, [(100 * S, S)], [(101 * S, S)]),
+            _book_row(T0 + 30 * MS, 3, [(102 * S, S)], [(103 * S, S)]),
+        ],
+        # a bid above the best ask (the ask's removal was lost): crossed, resolved by the documented rule
+        [(T0 + 10 * MS, 2, True, 102 * S, S), (T0 + 30 * MS, 3, False, 103 * S, S)],
+    )
+    _verdict(layout, True)
+    result = _run(rlx)
+    [check] = result.get_asset_check_evaluations()
+    crossed = check.metadata["crossed_messages"].value
+    assert crossed >= 1
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and result.success
+    assert f"{crossed} messages left the book crossed" in check.description

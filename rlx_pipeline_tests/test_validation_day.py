@@ -83,6 +83,51 @@ def test_a_dropped_delta_message_is_a_gap(layout):
     assert _status(strict)["gaps"] is False
 
 
+def _cut_lake(lo_min: int | None = None, hi_min: int | None = None):
+    """The lake day (trades and deltas) without its rows before ``lo_min`` / from ``hi_min`` on (minutes)."""
+
+    def cut(data):
+        lo = scan.NS * 60 * (lo_min or 0) + int(np.datetime64(f"{DAY.date}T00:00:00", "ns").astype(np.int64))
+        hi = lo - scan.NS * 60 * (lo_min or 0) + scan.NS * 60 * (hi_min if hi_min is not None else 1440)
+        keep = (data["trades"]["origin_time"] >= lo) & (data["trades"]["origin_time"] < hi)
+        data["trades"] = {k: np.asarray(v)[keep] for k, v in data["trades"].items()}
+        keep = (data["msg_t"] >= lo) & (data["msg_t"] < hi)
+        for k in ("msg_t", "u", "first_u", "levels"):
+            data[k] = data[k][keep]
+
+    return cut
+
+
+@pytest.mark.parametrize(
+    ("lo_min", "hi_min", "where", "hours"),
+    [(None, 90, "after_lake_end", "01"), (90, None, "before_lake_start", "01"), (30, 61, None, "01")],
+)
+def test_a_lake_cut_short_inside_the_golden_window_is_a_gap(layout, lo_min, hi_min, where, hours):
+    """The golden minutes are 01:00-02:00: a lake day that ends at 01:30 or starts at 01:30 lacks golden update ids
+    and trade ids outside its own id range, counted all the same, with the hour named."""
+    data = write_day(layout, mutate=_cut_lake(lo_min, hi_min))
+    v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    assert _status(v) == {
+        "origin_time": True,
+        "gaps": False,
+        "ks": v.check("ks").passed,
+        "tail": v.check("tail").passed,
+    }
+    cov = v.gaps["golden_coverage"]
+    gone = cov["depth"]["missing"]
+    assert gone > 0 and cov["depth"]["inside_lake_range"] == 0
+    if where:
+        assert cov["depth"][where] == gone
+    assert cov["trades"]["missing"] > 0
+    assert cov["missing_hours"] == hours
+    assert v.gaps["rates"]["depth_messages"] == gone / cov["depth"]["golden"]
+    assert cov["depth"]["golden"] == v.gaps["golden_depth_messages"]
+    assert f"hours with losses (UTC): {hours}" in v.check("gaps").detail
+    # the lake's own id ranges have no hole: only the golden comparison sees the loss
+    assert v.gaps["trade_ids_missing"] == 0 and v.gaps["rates"]["trade_ids"] == 0
+    assert len(data["u"]) > 0
+
+
 def test_duplicated_and_missing_trade_ids_are_gaps(layout):
     def dup(data):
         ids = data["trades"]["trade_id"]
@@ -108,16 +153,23 @@ def test_bad_origin_times_fail_origin_time_only(layout):
     assert v.check("origin_time").value == pytest.approx(21 / o["rows"])
 
 
-def test_without_golden_samples_the_policy_decides(layout):
+def test_without_golden_samples_nothing_unchecked_reads_passed(layout):
     write_day(layout, golden=False)
     v = validate_day(layout, DAY.date, DAY.symbol, TH)
+    # the verdict: the checks that measured decide; the unchecked ones never read passed and are recorded apart
     assert v.passed and v.window_ns is None
+    assert v.failed == [] and v.not_checked == ["ks", "tail"]
     for name in ("ks", "tail"):
         c = v.check(name)
-        assert c.checked is False and "no golden samples" in c.detail
-    assert v.check("gaps").checked and v.check("origin_time").checked
+        assert (c.checked, c.passed, c.status) == (False, False, "not_checked")
+        assert "no golden samples" in c.detail
+    assert v.check("gaps").status == v.check("origin_time").status == "passed"
+    write_report(layout, v)
+    verdict = gate.require_passed(layout, DAY.date, DAY.symbol)
+    assert verdict.passed and verdict.not_checked == ["validation_ks", "validation_tail"]
     strict = validate_day(layout, DAY.date, DAY.symbol, TH, require_golden=True)
-    assert strict.failed == ["ks", "tail"]
+    assert strict.failed == ["ks", "tail"] and strict.not_checked == []
+    assert {c.name: c.status for c in strict.checks}["ks"] == "failed"
     write_report(layout, strict)
     with pytest.raises(gate.GateClosed, match="validation_ks, validation_tail"):
         gate.require_passed(layout, DAY.date, DAY.symbol)
@@ -132,7 +184,7 @@ def test_report_files_and_a_failing_verdict_block(layout):
     assert paths["ecdf"].read_bytes()[:4] == b"\x89PNG"
     report = json.loads(paths["json"].read_text())
     assert report["passed"] and len(report["ks"]) == 4
-    assert "| ks | True | True |" in paths["md"].read_text()
+    assert "| ks | passed |" in paths["md"].read_text()
 
     def shift(data):
         data["trades"]["quantity"] = data["trades"]["quantity"] * 3

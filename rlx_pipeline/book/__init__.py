@@ -5,12 +5,20 @@ lf = read_unified(data_dir, "BTC-USDT", "2024-08-09", "2024-08-10")   # polars L
 """
 
 from rlx_pipeline.book.engine import Book
-from rlx_pipeline.book.read import iter_batches, read_book, read_invalid_intervals, read_unified, scan_day
+from rlx_pipeline.book.read import (
+    UnverifiedDay,
+    iter_batches,
+    read_book,
+    read_invalid_intervals,
+    read_unified,
+    scan_day,
+)
 from rlx_pipeline.book.unified import UnifiedResult, book_path_for, build_unified, intervals_path_for
 
 __all__ = [
     "Book",
     "UnifiedResult",
+    "UnverifiedDay",
     "book_path_for",
     "build_unified",
     "intervals_path_for",

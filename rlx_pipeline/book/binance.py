@@ -1,7 +1,7 @@
 """A local Binance book from a REST snapshot plus depth diffs, by the exchange's rules, on this project's engine.
 
 Used to hold the engine against reality: the best bid/ask after each applied diff must equal the ``bookTicker``
-message carrying the same update id (FIELD_NOTES section 1 for the rules):
+message carrying the same update id (docs/binance.md for the rules):
 
 - diffs before a snapshot are buffered; diffs with ``u <= lastUpdateId`` (USD-M: ``<``) are dropped;
 - spot: the first applied diff has ``U <= lastUpdateId + 1 <= u``, then every diff has ``U == prev_u + 1``;

@@ -18,21 +18,26 @@ it: after a message's last row, the book after that message; inside a message, t
 applies atomically); at a trade, the book after the last message. ``book_sequence_number`` says which update id
 that state is at. Prices and sizes are int64 fixed point at 1e-8 (``rlx_pipeline.fixed_point.expr_to_decimal``
 converts exactly).
+
+Days are read through the gate (``rlx_pipeline.gate.read_problems``): a day its checks do not vouch for raises
+``UnverifiedDay`` unless the caller asks to skip or include it (``on_unverified``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlx_pipeline import schemas
+from rlx_pipeline import gate, schemas
 from rlx_pipeline.book.unified import BUILD_KEY, book_path_for, intervals_path_for
 from rlx_pipeline.layout import DataLayout
 
@@ -46,50 +51,96 @@ def _days(start: str, end: str) -> list[str]:
     return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
-def check_pair(events: Path, book: Path) -> None:
-    """Both files of a day come from the same build (a crash between their two renames would mix builds)."""
+OnUnverified = Literal["raise", "skip", "include"]
+
+
+class UnverifiedDay(RuntimeError):
+    """A requested day whose served stream is not vouched for by its checks (the message says why)."""
+
+
+def _build_id(path: Path) -> str | None:
+    value = (pq.read_schema(path).metadata or {}).get(BUILD_KEY)
+    return value.decode() if value is not None else None
+
+
+def check_pair(events: Path, book: Path) -> str | None:
+    """Both files of a day come from the same build (a crash between their two renames would mix builds);
+    returns the build id."""
     if not book.is_file():
         raise FileNotFoundError(
             f"{book}: the book states of {events} are missing; re-materialize the partition"
         )
-    a = (pq.read_schema(events).metadata or {}).get(BUILD_KEY)
-    b = (pq.read_schema(book).metadata or {}).get(BUILD_KEY)
+    a, b = _build_id(events), _build_id(book)
     if a != b:
         raise ValueError(f"{events} and {book} come from different builds; re-materialize the partition")
+    return a
 
 
 def unified_paths(
-    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str
+    data_dir: str | os.PathLike[str],
+    symbol: str,
+    start: str,
+    end: str,
+    *,
+    on_unverified: OnUnverified = "raise",
 ) -> list[tuple[Path, Path]]:
-    """(events, book) files of ``symbol`` for days ``start``..``end`` (inclusive) that exist, in order."""
+    """(events, book) files of ``symbol`` for days ``start``..``end`` (inclusive) that exist, in order.
+
+    A day whose served stream is not vouched for (``rlx_pipeline.gate.read_problems``: its latest verdict is
+    missing, pending or failed, a blocking check of the day failed since, or the files served are not the build
+    promoted from the inputs the verdict judged) is, by ``on_unverified``: ``"raise"`` (default) an
+    ``UnverifiedDay`` naming the day and why; ``"skip"`` left out with a warning; ``"include"`` read anyway with a
+    warning (e.g. a day reconstructed with the gate overridden, knowingly)."""
+    if on_unverified not in ("raise", "skip", "include"):
+        raise ValueError(f"on_unverified={on_unverified!r}: expected 'raise', 'skip' or 'include'")
     layout = DataLayout(Path(data_dir))
     out = []
     for d in _days(start, end):
         events, book = layout.unified(d, symbol), layout.unified_book(d, symbol)
-        if events.is_file():
-            check_pair(events, book)
-            out.append((events, book))
+        if not events.is_file():
+            continue
+        problems = gate.read_problems(layout, d, symbol, check_pair(events, book))
+        if problems:
+            msg = f"{d}|{symbol} is not verified: " + "; ".join(problems)
+            if on_unverified == "raise":
+                raise UnverifiedDay(
+                    msg + ". Pass on_unverified='skip' to leave it out, 'include' to read it."
+                )
+            warnings.warn(msg + (": skipped" if on_unverified == "skip" else ": read anyway"), stacklevel=3)
+            if on_unverified == "skip":
+                continue
+        out.append((events, book))
     return out
 
 
 def _paths(
-    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None
+    data_dir: str | os.PathLike[str],
+    symbol: str,
+    start: str,
+    end: str | None,
+    on_unverified: OnUnverified,
 ) -> list[tuple[Path, Path]]:
-    paths = unified_paths(data_dir, symbol, start, end or start)
+    paths = unified_paths(data_dir, symbol, start, end or start, on_unverified=on_unverified)
     if not paths:
         raise FileNotFoundError(f"no unified stream for {symbol} {start}..{end or start} under {data_dir}")
     return paths
 
 
 def read_book(
-    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None
+    data_dir: str | os.PathLike[str],
+    symbol: str,
+    start: str,
+    end: str | None = None,
+    *,
+    on_unverified: OnUnverified = "raise",
 ) -> pl.LazyFrame:
     """The book states alone (one row per message and snapshot), lazily."""
-    return pl.scan_parquet([b for _, b in _paths(data_dir, symbol, start, end)])
+    return pl.scan_parquet([b for _, b in _paths(data_dir, symbol, start, end, on_unverified)])
 
 
 def scan_day(events: str | os.PathLike[str], book: str | os.PathLike[str] | None = None) -> pl.LazyFrame:
-    """One day's events (any path ``build_unified`` wrote), each with the book state in force after it."""
+    """One day's events (any path ``build_unified`` wrote), each with the book state in force after it. A file
+    read: no verdict is consulted (``read_unified`` reads days through the gate)."""
     events = Path(events)
     book = Path(book) if book is not None else book_path_for(events)
     check_pair(events, book)
@@ -108,15 +159,21 @@ def _joined(events: Path, book: Path) -> pl.LazyFrame:
 
 
 def read_invalid_intervals(
-    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None
+    data_dir: str | os.PathLike[str],
+    symbol: str,
+    start: str,
+    end: str | None = None,
+    *,
+    on_unverified: OnUnverified = "raise",
 ) -> pl.DataFrame:
     """The spans of the days whose book states are not trusted (``book_valid`` false), one row each with its
     ``date``: ``start``/``end`` (end: the state that re-seeded the book), first and last update id, ``cause``
     (``lost_update_id``: named by the golden samples; ``snapshot_disagreed``: a later snapshot disagreed, the
     span starts at the last one that agreed), ``messages``, and the event rows ``[first_event_index,
-    end_event_index)`` of the day that carry them. A training loop masks or skips these."""
+    end_event_index)`` of the day that carry them. A training loop masks or skips these. ``on_unverified``: as
+    ``read_unified``."""
     days = []
-    for events, _ in _paths(data_dir, symbol, start, end):
+    for events, _ in _paths(data_dir, symbol, start, end, on_unverified):
         path = intervals_path_for(events)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: the invalid intervals of {events} are missing; re-materialize")
@@ -133,10 +190,17 @@ def read_invalid_intervals(
 
 
 def read_unified(
-    data_dir: str | os.PathLike[str], symbol: str, start: str, end: str | None = None, *, book: bool = True
+    data_dir: str | os.PathLike[str],
+    symbol: str,
+    start: str,
+    end: str | None = None,
+    *,
+    book: bool = True,
+    on_unverified: OnUnverified = "raise",
 ) -> pl.LazyFrame:
-    """Events of the days in unified order, lazily; with ``book``, each with the book state in force after it."""
-    paths = _paths(data_dir, symbol, start, end)  # pairs already checked
+    """Events of the days in unified order, lazily; with ``book``, each with the book state in force after it.
+    ``on_unverified``: what to do with a day its checks do not vouch for (``unified_paths``)."""
+    paths = _paths(data_dir, symbol, start, end, on_unverified)  # pairs already checked
     days = [_joined(e, b) if book else pl.scan_parquet(e) for e, b in paths]
     return pl.concat(days, how="vertical")
 
@@ -150,15 +214,23 @@ def iter_batches(
     batch_rows: int = 65_536,
     columns: list[str] | None = None,
     book: bool = True,
+    on_unverified: OnUnverified = "raise",
 ) -> Iterator[pa.RecordBatch]:
     """Event batches in unified order, streaming (memory: a batch and the book states it spans); with ``book``
-    each event gets the book columns of ``read_unified``."""
-    for events, book_path in _paths(data_dir, symbol, start, end):
-        ev_batches = pq.ParquetFile(events).iter_batches(batch_size=batch_rows, columns=columns)
-        if not book:
-            yield from ev_batches
-            continue
-        yield from _with_book(ev_batches, pq.ParquetFile(book_path), batch_rows)
+    each event gets the book columns of ``read_unified``. ``on_unverified``: as ``read_unified``."""
+    for events, book_path in _paths(data_dir, symbol, start, end, on_unverified):
+        yield from iter_day(events, book_path if book else None, batch_rows=batch_rows, columns=columns)
+
+
+def iter_day(
+    events: Path, book: Path | None, *, batch_rows: int = 65_536, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """One day's event batches from its files (a file read, like ``scan_day``), with the book when ``book``."""
+    ev_batches = pq.ParquetFile(events).iter_batches(batch_size=batch_rows, columns=columns)
+    if book is None:
+        yield from ev_batches
+    else:
+        yield from _with_book(ev_batches, pq.ParquetFile(book), batch_rows)
 
 
 def _with_book(

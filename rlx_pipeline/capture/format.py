@@ -4,16 +4,19 @@
 
 - REST depth snapshots: stream ``<symbol>@depthSnapshot``, data = the REST body verbatim.
 - Capture events (session_start, reconnect, gap, resync, rotate, session_end): stream ``rlx@event``.
-- A file is a sequence of independent zstd frames (one per flush, at most ~1 s of data), so a file cut by
-  ``kill -9`` decodes up to its last complete frame. ``<file>.index.json`` sits next to each finished file.
+- A file is a sequence of independent zstd frames (one per flush, at most ~1 s of data, each with zstd's content
+  checksum), so a file cut by ``kill -9`` decodes up to its last complete frame, and a corrupt frame loses only
+  itself: the reader skips to the next frame's magic number and reports the unreadable bytes (``FrameLoss``).
+  ``<file>.index.json`` sits next to each finished file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +24,27 @@ import orjson
 import zstandard
 
 EVENT_STREAM = "rlx@event"
+ZSTD_MAGIC = (0xFD2FB528).to_bytes(4, "little")  # every zstd frame starts with it
 SNAPSHOT_SUFFIX = "@depthSnapshot"
 FLUSH_NS = 1_000_000_000
 
 
 class CaptureFormatError(ValueError):
     """A capture line that is not ``{"capture_ns","stream","data"}``; names the file and line."""
+
+
+@dataclass(frozen=True)
+class FrameLoss:
+    """Bytes of a capture file that could not be decoded: a corrupt region, or a last frame cut by ``kill -9``."""
+
+    path: str
+    offset: int  # where the unreadable bytes start
+    lost_bytes: int
+    truncated_tail: bool  # an incomplete last frame (a killed writer), not corruption
+
+    def __str__(self) -> str:
+        what = "incomplete last frame" if self.truncated_tail else "corrupt zstd data"
+        return f"{self.path}: {what}: {self.lost_bytes} bytes at offset {self.offset} unreadable"
 
 
 def encode_line(capture_ns: int, stream: str, data: bytes) -> bytes:
@@ -93,14 +111,23 @@ def index_path(path: str | os.PathLike[str]) -> Path:
 
 
 class CaptureWriter:
-    """Appends lines to ``<path>.partial`` in zstd frames; ``close()`` renames to ``path`` and writes the index."""
+    """Appends lines to ``<path>.partial`` in zstd frames; ``close()`` renames to ``path`` and writes the index.
+
+    The writer holds an exclusive ``flock`` on its ``.partial`` until it is renamed: ``finalize_partial`` never
+    touches a file a live writer owns, only those of a killed one (the kernel drops the lock with the process).
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, level: int = 3, fsync: bool = True) -> None:
         self.path = Path(path)
         self.partial = Path(f"{self.path}.partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.partial, "ab")  # noqa: SIM115 - owned by the writer
-        self._cctx = zstandard.ZstdCompressor(level=level)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise RuntimeError(f"{self.partial} is being written by another process") from None
+        self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
         self._buf: list[bytes] = []
         self._buf_first_ns: int | None = None
         self._fsync = fsync
@@ -126,11 +153,8 @@ class CaptureWriter:
 
     def close(self) -> Path:
         self.flush()
-        self._file.close()
-        tmp_index = Path(f"{index_path(self.path)}.tmp")
-        tmp_index.write_text(json.dumps(self.index.to_json(), indent=1))
-        os.replace(self.partial, self.path)
-        os.replace(tmp_index, index_path(self.path))
+        _publish(self.partial, self.path, self.index.to_json())
+        self._file.close()  # the lock goes with it, after the rename
         return self.path
 
     def __enter__(self) -> CaptureWriter:
@@ -140,44 +164,148 @@ class CaptureWriter:
         self.close()
 
 
-def iter_frames(path: str | os.PathLike[str], chunk: int = 1 << 22) -> Iterator[bytes]:
-    """Decompressed zstd frames of a capture file, streamed; a truncated last frame is dropped (kill -9)."""
+def _publish(partial: Path, path: Path, index: dict) -> None:
+    tmp_index = Path(f"{index_path(path)}.tmp")
+    tmp_index.write_text(json.dumps(index, indent=1))
+    os.replace(partial, path)
+    os.replace(tmp_index, index_path(path))
+
+
+def finalize_partial(partial: str | os.PathLike[str]) -> tuple[Path, dict] | None:
+    """Finish the ``.partial`` of a killed writer as its ``close()`` would have: cut an incomplete last frame,
+    write the index (from the lines that decode, with what was lost under ``recovered``), rename into place.
+
+    Returns the finished file and the index written, or ``None`` when a live writer holds the file (or it is
+    gone). A name already taken gets a ``-recovered`` suffix.
+    """
+    partial = Path(partial)
+    try:
+        f = open(partial, "rb+")  # noqa: SIM115 - closed below, after the rename
+    except FileNotFoundError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a live writer
+        if not partial.exists() or os.stat(partial).st_ino != os.fstat(f.fileno()).st_ino:
+            return None  # renamed by its writer meanwhile
+        index, losses, bad_lines = CaptureIndex(), [], [0]
+        for _, capture_ns, stream, data in iter_capture_lines(
+            partial,
+            on_loss=losses.append,
+            on_bad_line=lambda _exc: bad_lines.__setitem__(0, bad_lines[0] + 1),
+        ):
+            index.add(capture_ns, stream, data)
+        tail = next((loss for loss in losses if loss.truncated_tail), None)
+        if tail is not None:
+            f.truncate(tail.offset)
+            f.flush()
+            os.fsync(f.fileno())
+        path = Path(str(partial).removesuffix(".partial"))
+        n = 0
+        while path.exists():
+            n += 1
+            path = partial.with_name(
+                partial.name.removesuffix(".jsonl.zst.partial") + f"-recovered{n}.jsonl.zst"
+            )
+        out = index.to_json() | {
+            "recovered": {
+                "from": partial.name,
+                "tail_bytes_cut": tail.lost_bytes if tail else 0,
+                "unreadable_regions": [
+                    {"offset": x.offset, "bytes": x.lost_bytes} for x in losses if not x.truncated_tail
+                ],
+                "malformed_lines": bad_lines[0],
+            }
+        }
+        _publish(partial, path, out)
+    return path, out
+
+
+def iter_frames(
+    path: str | os.PathLike[str],
+    chunk: int = 1 << 22,
+    on_loss: Callable[[FrameLoss], None] | None = None,
+) -> Iterator[bytes]:
+    """Decompressed zstd frames of a capture file, streamed.
+
+    Frames are independent: after undecodable bytes the reader resumes at the next frame magic. Each unreadable
+    region is passed to ``on_loss``; without it a corrupt region raises ``CaptureFormatError`` (after the frames
+    before it) and an incomplete last frame (``kill -9``) is dropped silently.
+    """
     dctx = zstandard.ZstdDecompressor()
     pending = b""
+    offset = 0  # file offset of pending[0]
     with open(path, "rb") as f:
         eof = False
+
+        def read() -> None:
+            nonlocal pending, eof
+            more = f.read(chunk)
+            eof = not more
+            pending += more
+
+        def lose(n: int, tail: bool) -> None:
+            nonlocal pending, offset
+            loss = FrameLoss(str(path), offset, n, tail)
+            pending, offset = pending[n:], offset + n
+            if on_loss is not None:
+                on_loss(loss)
+            elif not tail:
+                raise CaptureFormatError(str(loss))
+
         while not eof or pending:
             if not eof and len(pending) < chunk:
-                more = f.read(chunk)
-                eof = not more
-                pending += more
+                read()
             if not pending:
                 return
             obj = dctx.decompressobj()
             try:
                 out = obj.decompress(pending)
             except zstandard.ZstdError:
-                return  # garbage after the last good frame
+                # skip to the next frame: search past this one's magic, reading on until one is found or EOF
+                start = 1
+                while (nxt := pending.find(ZSTD_MAGIC, start)) < 0 and not eof:
+                    start = max(1, len(pending) - len(ZSTD_MAGIC) + 1)
+                    read()
+                lose(nxt if nxt >= 0 else len(pending), False)
+                continue
             if not obj.eof:
                 if eof:
-                    return  # truncated last frame
-                more = f.read(chunk)
-                eof = not more
-                pending += more
+                    # a later frame's magic: this one was corrupt (its header promised more); else a cut tail
+                    nxt = pending.find(ZSTD_MAGIC, 1)
+                    lose(nxt if nxt > 0 else len(pending), nxt < 0)
+                    continue
+                read()
                 continue
             yield out
-            pending = obj.unused_data
+            consumed = len(pending) - len(obj.unused_data)
+            pending, offset = obj.unused_data, offset + consumed
 
 
-def iter_capture_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, str, bytes]]:
-    """``(line_no, capture_ns, stream, data_bytes)`` per line; ``data_bytes`` is the raw data slice."""
+def iter_capture_lines(
+    path: str | os.PathLike[str],
+    on_loss: Callable[[FrameLoss], None] | None = None,
+    on_bad_line: Callable[[CaptureFormatError], None] | None = None,
+) -> Iterator[tuple[int, int, str, bytes]]:
+    """``(line_no, capture_ns, stream, data_bytes)`` per line; ``data_bytes`` is the raw data slice.
+    ``on_loss``: see ``iter_frames`` (line numbers count the lines read, lost ones are unknown). A line that is not
+    a capture line goes to ``on_bad_line`` and reading goes on; without it, ``CaptureFormatError`` is raised."""
     line_no = 0
-    for frame in iter_frames(path):
+    for frame in iter_frames(path, on_loss=on_loss):
         for line in frame.splitlines():
             line_no += 1
             if not line:
                 continue
-            yield (line_no, *split_line(line, path, line_no))
+            try:
+                parts = split_line(line, path, line_no)
+            except CaptureFormatError as exc:
+                if on_bad_line is None:
+                    raise
+                on_bad_line(exc)
+                continue
+            yield (line_no, *parts)
 
 
 def split_line(line: bytes, path: object, line_no: int) -> tuple[int, str, bytes]:

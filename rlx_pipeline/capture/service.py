@@ -13,7 +13,9 @@
 - Reconnects with exponential backoff + jitter; before the 24 h connection limit a new connection is opened
   before the old one is closed (both are written during the overlap: no dedupe here, keep what was received).
 - Files rotate hourly (capture clock), are flushed + fsynced as small zstd frames at least every second, and a
-  finished file is renamed from ``.partial`` into place with its ``.index.json``.
+  finished file is renamed from ``.partial`` into place with its ``.index.json``. On start, the ``.partial`` files
+  a killed run left under ``out_dir`` (no live writer holds them) are finalised first (``finalize_partial``:
+  incomplete last frame cut, index written, renamed), and each is recorded as a ``recovered`` event.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from rlx_pipeline import depth_rules
-from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
+from rlx_pipeline.capture.format import (
+    EVENT_STREAM,
+    SNAPSHOT_SUFFIX,
+    CaptureWriter,
+    event_data,
+    finalize_partial,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +228,7 @@ class CaptureStats:
     connections: int = 0  # WebSocket connections opened (all links, reconnects and hand-overs included)
     files: list[Path] = field(default_factory=list)
     bytes_written: int = 0
+    recovered: list[Path] = field(default_factory=list)  # .partial files of a killed run, finalised on start
 
 
 @dataclass
@@ -300,6 +309,19 @@ class CaptureService:
             w.flush()
             self._bytes_closed += w._file.tell()
             self.stats.files.append(w.close())
+
+    def _finalize_previous(self) -> list[tuple[Path, dict]]:
+        """Finalise the ``.partial`` files of a killed run (a live writer's are locked and left alone)."""
+        done = []
+        for partial in sorted(self.cfg.out_dir.rglob("*.jsonl.zst.partial")):
+            done_one = finalize_partial(partial)
+            if done_one is None:
+                continue
+            path, index = done_one
+            log.warning("finalised %s of a previous run: %d lines -> %s", partial, index["lines"], path)
+            self.stats.recovered.append(path)
+            done.append(done_one)
+        return done
 
     def write(self, capture_ns: int, stream: str, data: bytes) -> None:
         assert self._writer is not None
@@ -584,6 +606,7 @@ class CaptureService:
             )
             for i, g in enumerate(groups)
         ]
+        recovered = self._finalize_previous()
         self._open_file(self._now())
         self.event(
             "session_start",
@@ -593,6 +616,8 @@ class CaptureService:
             connections=[len(g) for g in groups],
             max_streams_per_connection=self.cfg.max_streams_per_connection,
         )
+        for path, index in recovered:
+            self.event("recovered", symbol=None, file=str(path), lines=index["lines"], **index["recovered"])
         ticker = asyncio.create_task(self._ticker())
         link_tasks = [asyncio.create_task(self._run_link(link)) for link in links]
         wait_for = [*link_tasks, asyncio.create_task(self._stop.wait())]

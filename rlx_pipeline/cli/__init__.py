@@ -34,6 +34,11 @@ _COMMANDS = {
         "Capture Binance streams as golden samples; import captures.",
     ),
     "unified": ("rlx_pipeline.cli.unified", "unified", "Read the unified stream."),
+    "faults": (
+        "rlx_pipeline.cli.faults",
+        "faults_cli",
+        "Corrupt a local lake day or capture with a named fault (to see a check fail).",
+    ),
 }
 
 

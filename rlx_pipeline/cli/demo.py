@@ -22,29 +22,22 @@ DEMO_DATE = "2024-08-09"
 DEMO_SYMBOLS = "BTC-USDT,ETH-USDT"
 LIVE_SPEED = 20.0  # replay speed of the local exchange during the demo's live capture
 
-_DAGSTER_YAML = """\
-# Written by `rlx-pipeline demo`: the embedded default instance (SQLite) for the demo data directory.
-storage:
-  sqlite:
-    base_dir: {base}
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
-telemetry:
-  enabled: false
-"""
+# The repo's dagster.yaml (SQLite, the run queue) is the one instance: the demo installs it into
+# <data-dir>/dagster with its storage there, and the README's dagster dev / daemon commands use that DAGSTER_HOME.
+_REPO_DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
-def _dagster_home(data_dir: Path) -> Path:
-    """``DAGSTER_HOME`` if set, else ``<data-dir>/dagster`` with an embedded-default ``dagster.yaml``."""
+def dagster_home(data_dir: Path) -> Path:
+    """``DAGSTER_HOME`` if set, else ``<data-dir>/dagster``, with the repo's ``dagster.yaml`` installed there
+    (storage under that directory) when it has none; without the repo's file Dagster's defaults apply (SQLite
+    under ``DAGSTER_HOME``)."""
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
     home = data_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(_DAGSTER_YAML.format(base=home / "storage"))
+    if not (home / "dagster.yaml").exists() and _REPO_DAGSTER_YAML.is_file():
+        text = _REPO_DAGSTER_YAML.read_text().replace("base_dir: data/dagster", f"base_dir: {home}")
+        (home / "dagster.yaml").write_text(text)
     return home
 
 
@@ -110,8 +103,18 @@ def _live_capture_available() -> bool:
     help="live: through the local exchange server; perfect: the simulator's own capture file.",
 )
 @click.option("--prepare-only", is_flag=True, help="Only write the lake and captures; do not run Dagster.")
+@click.option(
+    "--verbose", is_flag=True, help="Show Dagster's own logs of the runs (hidden: the summary says it)."
+)
 def demo(
-    data_dir: Path, date: str, symbols: str, minutes: float, seed: int, capture: str, prepare_only: bool
+    data_dir: Path,
+    date: str,
+    symbols: str,
+    minutes: float,
+    seed: int,
+    capture: str,
+    prepare_only: bool,
+    verbose: bool,
 ) -> None:
     """Simulate, capture, publish and run the whole pipeline on a demo day."""
     data_dir = data_dir.absolute()
@@ -119,27 +122,34 @@ def demo(
     # Settings (and the partitions) are read from the environment when the definitions are imported.
     os.environ["RLX_DATA_DIR"] = str(data_dir)
     os.environ.setdefault("RLX_SYMBOLS", ",".join(syms))
+    # The demo day lasts minutes: it needs 1 UTC hour per lake table, not a published day's 23.
+    os.environ.setdefault("RLX_LAKE_MIN_HOURS", "1")
     if capture == "auto":
         capture = "live" if _live_capture_available() else "perfect"
     click.echo(f"rlx-pipeline demo: {date} {', '.join(syms)} under {data_dir}")
     t_start = time.perf_counter()
     _prepare(data_dir, date, syms, minutes, seed, capture)
+    home = dagster_home(data_dir)
+    os.environ["DAGSTER_HOME"] = str(home)
+    env = (
+        f"export DAGSTER_HOME={home} RLX_DATA_DIR={data_dir} "
+        f"RLX_LAKE_MIN_HOURS={os.environ['RLX_LAKE_MIN_HOURS']}"
+    )
     if prepare_only:
         click.echo(
             "prepared. Run the pipeline with:\n"
-            f"  RLX_DATA_DIR={data_dir} dagster asset materialize -m rlx_pipeline.definitions "
-            f"--select '*' --partition '{date}|{syms[0]}'"
+            f"  {env}\n"
+            f"  dagster asset materialize -m rlx_pipeline.definitions --select '*' --partition '{date}|{syms[0]}'"
         )
         return
 
-    home = _dagster_home(data_dir)
-    os.environ["DAGSTER_HOME"] = str(home)
     from rlx_pipeline.orchestration.summary import run_partitions
 
-    ok = run_partitions([f"{date}|{s}" for s in syms], echo=click.echo)
+    ok = run_partitions([f"{date}|{s}" for s in syms], echo=click.echo, verbose=verbose)
     click.echo(f"\ndone in {time.perf_counter() - t_start:.0f} s. Reports: {data_dir / 'reports'}")
     click.echo(
-        f"Open the web UI on this instance:\n  DAGSTER_HOME={home} RLX_DATA_DIR={data_dir} dagster dev"
+        "Open the web UI (and the daemon: schedule, sensors, alerts) on this instance:\n"
+        f"  {env}\n  dagster dev -m rlx_pipeline.definitions      # http://127.0.0.1:3000"
     )
     if not ok:
         sys.exit(1)

@@ -68,17 +68,30 @@ def build(data_dir: Path | None, date: str, symbol: str, top_n: int | None, book
 @click.option("--date", required=True)
 @click.option("--symbol", required=True)
 @click.option("-n", "rows", type=int, default=20, show_default=True)
-def head(data_dir: Path | None, date: str, symbol: str, rows: int) -> None:
+@click.option(
+    "--unverified",
+    type=click.Choice(["raise", "include"]),
+    default="include",
+    show_default=True,
+    help="A day its checks do not vouch for (see README, The gate): refuse, or print it with a warning.",
+)
+def head(data_dir: Path | None, date: str, symbol: str, rows: int, unverified: str) -> None:
     """Print the first events of a day with the best bid/ask in force after each (decimal prices)."""
+    import warnings
+
     import polars as pl
 
-    from rlx_pipeline.book import read_unified
+    from rlx_pipeline.book import UnverifiedDay, read_unified
     from rlx_pipeline.fixed_point import expr_to_decimal
 
     try:
-        lf = read_unified(_settings(data_dir).data_dir, symbol, date)
-    except (FileNotFoundError, ValueError) as e:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lf = read_unified(_settings(data_dir).data_dir, symbol, date, on_unverified=unverified)
+    except (FileNotFoundError, ValueError, UnverifiedDay) as e:
         raise click.ClickException(str(e)) from e
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
     df = (
         lf.head(rows)
         .select(

@@ -135,6 +135,7 @@ class ExchangeServer:
         self.drops: list[tuple[float, int]] = []  # (market s, clients cut) of each scheduled fault
         self.done = asyncio.Event()
         self._first_client = asyncio.Event()
+        self._replay_t0: tuple[float, int] | None = None  # (monotonic s, market ns) of the first frame sent
         self._server = None
         self._replay: asyncio.Task | None = None
 
@@ -219,6 +220,14 @@ class ExchangeServer:
             subscriptions.difference_update(params)
         return orjson.dumps({"result": None, "id": request_id}).decode()
 
+    def market_clock_ns(self) -> int | None:
+        """The replayed market's time now (the first frame's time plus the elapsed time times ``speed``), or
+        None before the replay starts: a capture clocked by it records receive times on the market's clock."""
+        if self._replay_t0 is None:
+            return None
+        wall, market = self._replay_t0
+        return market + int((time.monotonic() - wall) * self.speed * 1e9)
+
     async def _run_replay(self) -> None:
         if self.start_on_first_client:
             await self._first_client.wait()
@@ -227,7 +236,8 @@ class ExchangeServer:
         t0_wall = time.monotonic()
         t0_market: int | None = None
         for send_ns, stream, data in frames:
-            t0_market = send_ns if t0_market is None else t0_market
+            if t0_market is None:
+                t0_market, self._replay_t0 = send_ns, (t0_wall, send_ns)
             market_s = (send_ns - t0_market) / 1e9
             delay = market_s / self.speed - (time.monotonic() - t0_wall)
             if delay > 0:

@@ -17,8 +17,11 @@
   (its spans: ``golden_invalid_spans``).
 - ``book_ticker``: golden bookTicker messages at those update ids against the reconstructed best bid/ask; and,
   not gated, the golden book's own best bid/ask against bookTicker (is the reference itself consistent?).
-- ``coverage``: golden update ids absent from the reconstruction and the reverse, inside the common window, as
-  counts and as runs of consecutive ids with their time ranges.
+- ``coverage``: golden update ids absent from the reconstruction's delta messages anywhere in the golden window
+  (after the day's first golden snapshot, ``golden.window``: start, middle or end, so a lake day cut short cannot
+  read 100%), a gated component; and, reported, the
+  reconstruction's ids absent from golden inside the common id range; as counts and as runs of consecutive ids
+  with their time ranges. Golden trades absent from the reconstruction are in ``trades_golden_in_recon``.
 - ``timing``: reconstructed origin_time minus golden event time, and the receive-time difference, of matched
   trades and of matched book messages.
 
@@ -41,6 +44,7 @@ import polars as pl
 from rlx_pipeline.book.read import check_pair
 from rlx_pipeline.book.unified import intervals_path_for
 from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplayStats
+from rlx_pipeline.golden.window import first_snapshot_update_id
 from rlx_pipeline.layout import DataLayout
 
 CHUNK = 20_000  # golden book states compared per read of the unified book states
@@ -83,6 +87,9 @@ class Fidelity:
         default_factory=list
     )  # the golden reference's own untrusted spans
     book_ticker: Ratio = field(default_factory=Ratio)
+    coverage: Ratio = field(
+        default_factory=Ratio
+    )  # golden update ids found among the reconstruction's messages
     golden_self_book_ticker: Ratio = field(default_factory=Ratio)  # golden replay vs bookTicker (not gated)
     golden_update_ids: int = 0
     recon_update_ids: int = 0
@@ -105,6 +112,7 @@ class Fidelity:
             "book_top5": self.top5,
             "book_topN": self.topn,
             "book_ticker": self.book_ticker,
+            "coverage_update_ids": self.coverage,
         }
 
     @property
@@ -148,12 +156,18 @@ def _dist(x: np.ndarray) -> dict[str, float]:
 
 
 def compare_side(
-    golden: list[tuple[int, int]], recon: list[tuple[int, int]], bound: int | None, is_bid: bool
+    golden: list[tuple[int, int]],
+    recon: list[tuple[int, int]],
+    bound: int | None,
+    is_bid: bool,
+    depth: int | None = None,
 ) -> tuple[bool, int]:
-    """(exact, unknowable levels) for the golden top levels against the reconstruction's (best first).
+    """(exact, unknowable levels) for the golden top ``depth`` levels against the reconstruction's (best first).
 
     A reconstructed level Binance did not have, or with another size, is wrong. A golden level the reconstruction
     lacks is wrong inside the range the reconstruction knows completely (``bound``) and unknowable beyond it.
+    ``golden`` shorter than ``depth`` is the whole side (a thin book): a reconstructed level beyond its last one,
+    among the top ``depth``, is a phantom level and wrong.
     """
     j, unknowable = 0, 0
     for p, q in golden:
@@ -167,6 +181,8 @@ def compare_side(
             return False, unknowable
         else:
             unknowable += 1
+    if depth is not None and len(golden) < depth and j < min(len(recon), depth):
+        return False, unknowable
     return True, unknowable
 
 
@@ -371,8 +387,8 @@ class _BookComparison:
             self.dr.append(rcv - s.capture_ns)
             mn = self._minute(s.event_ns)
             for depth, ratio in ((1, f.top1), (5, f.top5), (n, f.topn)):
-                ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True)
-                ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False)
+                ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True, depth)
+                ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False, depth)
                 ok = ok_b and ok_a
                 ratio.total += 1
                 ratio.matched += ok
@@ -469,26 +485,32 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
     depth_path = layout.golden("depth", date, symbol)
     if not depth_path.is_file():
         return f
+    from_u = first_snapshot_update_id(layout.golden("snapshots", date, symbol))
     g_ids = (
         pl.scan_parquet(depth_path)
         .select(pl.col("final_update_id").alias("u"), pl.col("event_time").cast(pl.Int64).alias("t"))
+        .filter(pl.col("u") > from_u if from_u is not None else pl.lit(True))
         .unique("u")
         .collect()
     )
-    r_ids = (
-        _message_states(pl.scan_parquet(book_path))
+    r_ids = (  # every delta message of the stream, seeded or not: what the lake has
+        uni.filter(pl.col("event_type") == 1)
         .select(pl.col("sequence_number").alias("u"), pl.col("origin_time").cast(pl.Int64).alias("t"))
         .unique("u", keep="last")
         .collect()
     )
     f.golden_update_ids, f.recon_update_ids = len(g_ids), len(r_ids)
+    if len(g_ids):
+        missing = g_ids.join(r_ids, on="u", how="anti")
+        f.golden_ids_missing = len(missing)
+        f.coverage = Ratio(len(g_ids) - len(missing), len(g_ids))
+        f.missing_ranges = _runs(missing)
     if len(g_ids) and len(r_ids):
         lo_u = max(g_ids["u"].min(), r_ids["u"].min())
         hi_u = min(g_ids["u"].max(), r_ids["u"].max())
-        missing = g_ids.filter(pl.col("u").is_between(lo_u, hi_u)).join(r_ids, on="u", how="anti")
         extra = r_ids.filter(pl.col("u").is_between(lo_u, hi_u)).join(g_ids, on="u", how="anti")
-        f.golden_ids_missing, f.recon_ids_not_in_golden = len(missing), len(extra)
-        f.missing_ranges, f.extra_ranges = _runs(missing), _runs(extra)
+        f.recon_ids_not_in_golden = len(extra)
+        f.extra_ranges = _runs(extra)
 
     # --- book and bookTicker, chunk by chunk -------------------------------------------------------------
     del r_ids, g_ids

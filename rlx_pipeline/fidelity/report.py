@@ -151,8 +151,8 @@ def to_markdown(f: Fidelity, images: dict[str, str] | None = None, threshold: fl
         f"gap, until its next snapshot; nothing compared there): {len(f.golden_invalid_spans)}.",
         "",
         f"Update ids: golden {f.golden_update_ids:,}, reconstructed {f.recon_update_ids:,}; golden ids missing "
-        f"from the reconstruction: {f.golden_ids_missing:,}; reconstructed ids Binance never sent: "
-        f"{f.recon_ids_not_in_golden:,} (inside the common window).",
+        f"from the reconstruction (anywhere in the golden window): {f.golden_ids_missing:,}; reconstructed ids "
+        f"Binance never sent: {f.recon_ids_not_in_golden:,} (inside the common id range).",
     ]
     for title, runs in (
         ("Missing in the reconstruction", f.missing_ranges),

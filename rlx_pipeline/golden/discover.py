@@ -1,7 +1,9 @@
-"""Which finished capture files hold a symbol's messages for a day (by their ``.index.json``)."""
+"""Which finished capture files hold a symbol's messages for a day (by their ``.index.json``), and which unfinished
+ones (``.partial``: a capture still running, or killed and not yet finalised by a restart) are not read."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from rlx_pipeline import instruments
@@ -33,3 +35,13 @@ def capture_files_for(capture_dir: str | Path, symbol: str, date: str) -> list[P
         if last >= lo - LOOKBACK_MS and first < hi:
             found.append((index.get("first_capture_ns") or 0, str(path), path))
     return [p for _, _, p in sorted(found)]
+
+
+def partial_files_for(capture_dir: str | Path, date: str) -> list[Path]:
+    """Unfinished capture files (``*.jsonl.zst.partial``) of ``date`` or the day before (the capture service
+    writes under ``<out>/<UTC day>/``; imports under ``imported/``): never read, so reported."""
+    day = dt.date.fromisoformat(date)
+    days = {day.isoformat(), (day - dt.timedelta(days=1)).isoformat()}
+    return sorted(
+        p for p in Path(capture_dir).rglob("*.jsonl.zst.partial") if p.parent.name in days | {"imported"}
+    )

@@ -23,7 +23,12 @@ import orjson
 import pyarrow as pa
 
 from rlx_pipeline import depth_rules, fixed_point, instruments, schemas
-from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureFormatError, iter_capture_lines
+from rlx_pipeline.capture.format import (
+    EVENT_STREAM,
+    SNAPSHOT_SUFFIX,
+    FrameLoss,
+    iter_capture_lines,
+)
 from rlx_pipeline.storage import ParquetBatchWriter
 
 TABLES = {
@@ -56,6 +61,7 @@ class GoldenResult:
     rows: dict[str, int] = field(default_factory=dict)
     messages: Counter = field(default_factory=Counter)
     malformed: list[tuple[str, int, str]] = field(default_factory=list)
+    unreadable_bytes: int = 0  # capture bytes no frame could be decoded from (also listed in ``malformed``)
     gaps: list[Gap] = field(default_factory=list)
     depth_runs: int = 0
     unbridged_runs: int = 0
@@ -86,6 +92,7 @@ class GoldenResult:
             "rows": self.rows,
             "messages": dict(self.messages),
             "malformed_lines": len(self.malformed),
+            "unreadable_bytes": self.unreadable_bytes,
             "malformed": [{"file": f, "line": n, "error": e} for f, n, e in self.malformed[:50]],
             "depth_runs": self.depth_runs,
             "unbridged_runs": self.unbridged_runs,
@@ -197,16 +204,12 @@ def build_golden(
         s = _Session()  # one session across files: an import split at midnight continues in the next file
         for path in files:
             src = str(path)
-            it = iter_capture_lines(path)
-            while True:
-                try:
-                    item = next(it)
-                except StopIteration:
-                    break
-                except CaptureFormatError as exc:
-                    res.malformed.append((src, -1, str(exc)))
-                    continue
-                line_no, capture_ns, stream, data = item
+            # a corrupt frame or a bad line is recorded and reading goes on: frames and lines are independent
+            for line_no, capture_ns, stream, data in iter_capture_lines(
+                path,
+                on_loss=lambda loss: _lost(res, loss),
+                on_bad_line=lambda exc, src=src: res.malformed.append((src, -1, str(exc))),
+            ):
                 lines_seen += 1
                 if progress and lines_seen % 500_000 == 0:
                     progress(lines_seen)
@@ -238,6 +241,12 @@ def build_golden(
     for t in TABLES:
         res.rows.setdefault(t, 0)
     return res
+
+
+def _lost(res: GoldenResult, loss: FrameLoss) -> None:
+    """Unreadable capture bytes (a corrupt frame, a cut last frame): counted as malformed, reading resumes."""
+    res.unreadable_bytes += loss.lost_bytes
+    res.malformed.append((loss.path, -1, str(loss)))
 
 
 def _in_day(ms: int | None, capture_ns: int, lo: int, hi: int) -> bool:

@@ -8,6 +8,16 @@ What the lake can and cannot tell: ``book_delta`` keeps Binance's final update i
 the first one ``U``, so a step between consecutive messages' ids is normal (every update of a 100 ms window
 takes an id) and cannot be told from a lost message: steps are reported, never gated. A decrease can only
 be an error and is gated. Trade ids are consecutive on Binance, so missing ids are lost trades.
+
+A day cut short: Crypto Lake publishes whole UTC days, so each table must have rows in ``min_hours`` of the day's
+24 hours (``RLX_LAKE_MIN_HOURS``, default 23: one quiet hour of a listed pair is allowed); the finding names the
+hours without a row. And the three tables record the same market: a table whose first row comes more than a
+tolerance after the other tables' first row, or whose last row comes that long before theirs, is truncated
+whatever the day's length (``extent_findings``). The tolerance is ``TRUNCATION_TOLERANCE_S`` (5 minutes), far above
+the tables' cadence (depth messages every 100 ms while the book moves, trades of a listed pair seconds apart: the
+real ETHUSDT capture's longest pause between trades is 3.8 s, between depth messages 0.3 s), or 3 times the
+table's own mean spacing when its rows are sparser (a ``book`` with a snapshot every few minutes is not cut short
+because its last one comes minutes before the end).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ KEYS = {
 _LEVEL_PRICES = [f"{s}_{i}_price" for s in ("bid", "ask") for i in range(BOOK_LEVELS)]
 _LEVEL_SIZES = [f"{s}_{i}_size" for s in ("bid", "ask") for i in range(BOOK_LEVELS)]
 MAX_FAILURE_EXAMPLES = 5
+TRUNCATION_TOLERANCE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,77 @@ def day_window_ns(date: str, tolerance_s: float) -> tuple[int, int, int]:
     return start, start - tol, start + 24 * NS_PER_HOUR + tol
 
 
+def hour_ranges(hours: Iterable[int]) -> str:
+    """``{0, 1, 2, 5}`` -> ``"00-02, 05"``: hours of the day as compact ranges."""
+    out: list[str] = []
+    for h in sorted(hours):
+        if out and out[-1][1] == h - 1:
+            out[-1][1] = h
+        else:
+            out.append([h, h])
+    return ", ".join(f"{a:02d}" if a == b else f"{a:02d}-{b:02d}" for a, b in out)
+
+
+Extent = tuple[int, int, int]  # first and last origin_time ns inside the day (+- tolerance), rows
+
+
+def staged_extent(path: str | Path, date: str, tolerance_s: float) -> Extent | None:
+    """The ``Extent`` of a staged table; ``None`` without rows inside the day."""
+    _, lo, hi = day_window_ns(date, tolerance_s)
+    ot = pl.col("origin_time").cast(pl.Int64)
+    inside = ot.filter(ot.is_between(lo, hi))
+    a, b, n = (
+        pl.scan_parquet(path)
+        .select(inside.min().alias("a"), inside.max().alias("b"), inside.len().alias("n"))
+        .collect()
+        .row(0)
+    )
+    return None if a is None else (int(a), int(b), int(n))
+
+
+def extent_findings(
+    table: str,
+    extents: dict[str, Extent | None],
+    tolerance_s: float = TRUNCATION_TOLERANCE_S,
+    name: str = "not_truncated",
+) -> list[Finding]:
+    """Whether ``table`` starts late or ends early against the day's other tables (``extents``: table -> its
+    ``Extent``, the table itself included). Not measurable without another table: reported, passes."""
+    own = extents.get(table)
+    if own is not None and own[2] > 1:  # a sparse table's own spacing widens its tolerance
+        tolerance_s = max(tolerance_s, 3 * (own[1] - own[0]) / (own[2] - 1) / NS_PER_S)
+    others = {k: v for k, v in extents.items() if k != table and v is not None}
+    if own is None or not others:
+        why = "no rows" if own is None else "no other staged table of the day to compare with"
+        return [Finding(name, 0.0, "reported", True, f"{table} not compared ({why})")]
+    first = min(v[0] for v in others.values())
+    last = max(v[1] for v in others.values())
+    late, early = (own[0] - first) / NS_PER_S, (last - own[1]) / NS_PER_S
+    worst = max(late, early, 0.0)
+
+    def ts(ns: int) -> str:
+        return dt.datetime.fromtimestamp(ns // NS_PER_S, tz=dt.UTC).strftime("%H:%M:%S")
+
+    parts = []
+    if late > tolerance_s:
+        parts.append(
+            f"{table} starts {late:.0f} s late ({ts(own[0])} vs {ts(first)}): missing {ts(first)}-{ts(own[0])}"
+        )
+    if early > tolerance_s:
+        parts.append(
+            f"{table} ends {early:.0f} s early ({ts(own[1])} vs {ts(last)}): missing {ts(own[1])}-{ts(last)}"
+        )
+    return [
+        Finding(
+            name,
+            worst,
+            f"<= {tolerance_s:.0f} s later start / earlier end than {', '.join(sorted(others))}",
+            not parts,
+            "; ".join(parts) or f"{table} spans {ts(own[0])}-{ts(own[1])}, the others {ts(first)}-{ts(last)}",
+        )
+    ]
+
+
 @dataclass
 class _Common:
     """Figures every table shares, accumulated batch by batch."""
@@ -107,6 +189,8 @@ class _Common:
     origin_zero: int = 0
     origin_outside: int = 0
     hours: set[int] = field(default_factory=set)
+    first_ns: int | None = None  # first and last origin_time inside the day (+- tolerance)
+    last_ns: int | None = None
     schema_failures: int = 0
     schema_examples: list[str] = field(default_factory=list)
 
@@ -129,6 +213,11 @@ class _Common:
         self.origin_null += ot.null_count()
         self.origin_zero += int((ot == 0).sum())
         self.origin_outside += int(((ot != 0) & ((ot < self.lo) | (ot > self.hi))).sum())
+        valid = ot.filter((ot >= self.lo) & (ot <= self.hi))
+        if len(valid):
+            a, b = int(valid.min()), int(valid.max())
+            self.first_ns = a if self.first_ns is None else min(self.first_ns, a)
+            self.last_ns = b if self.last_ns is None else max(self.last_ns, b)
         hours = ((ot - self.day_start) // NS_PER_HOUR).drop_nulls()
         self.hours.update(int(h) for h in hours.filter((hours >= 0) & (hours < 24)).unique())
         try:
@@ -142,6 +231,10 @@ class _Common:
         except pandera.errors.SchemaError as exc:  # structural: wrong columns or types
             self.schema_failures += max(df.height, 1)
             self.schema_examples.append(str(exc).splitlines()[0])
+
+    @property
+    def extent(self) -> Extent | None:
+        return None if self.first_ns is None else (self.first_ns, self.last_ns, self.rows)
 
     @property
     def origin_invalid(self) -> int:
@@ -159,10 +252,20 @@ class _Common:
             "origin_time_invalid_share": self.origin_invalid / self.rows if self.rows else 1.0,
             "origin_time_tolerance_s": self.tolerance_s,
             "hours_covered": len(self.hours),
+            "hours_missing": hour_ranges(set(range(24)) - self.hours),
+            "first_origin_ns": self.first_ns,
+            "last_origin_ns": self.last_ns,
             "schema_failure_cases": self.schema_failures,
         }
 
-    def findings(self, th: Thresholds, min_rows: int, min_hours: int) -> list[Finding]:
+    def findings(
+        self,
+        th: Thresholds,
+        min_rows: int,
+        min_hours: int,
+        others: dict[str, Extent | None] | None,
+    ) -> list[Finding]:
+        extent = extent_findings(self.table, {**(others or {}), self.table: self.extent})
         nulls = sum(self.null_keys.values())
         share = self.origin_invalid / self.rows if self.rows else 1.0
         return [
@@ -170,9 +273,9 @@ class _Common:
             Finding(
                 "hours_covered",
                 len(self.hours),
-                f">= {min_hours} of 24 UTC hours",
+                f">= {min_hours} of 24 UTC hours (RLX_LAKE_MIN_HOURS)",
                 len(self.hours) >= min_hours,
-                "hours of the day with at least one row",
+                f"hours (UTC) without a row: {hour_ranges(set(range(24)) - self.hours) or 'none'}",
             ),
             Finding(
                 "schema_valid",
@@ -200,13 +303,21 @@ class _Common:
                 f"null={self.origin_null} zero={self.origin_zero} outside={self.origin_outside} "
                 f"(day +/- {self.tolerance_s:g} s)",
             ),
+            *extent,
         ]
 
 
 # --- trades ------------------------------------------------------------------------------------------
 def assess_trades(
-    batches: Iterable[pl.DataFrame], date: str, th: Thresholds, *, min_rows: int = 1, min_hours: int = 1
+    batches: Iterable[pl.DataFrame],
+    date: str,
+    th: Thresholds,
+    *,
+    min_rows: int = 1,
+    min_hours: int = 1,
+    others: dict[str, Extent | None] | None = None,
 ) -> QualityReport:
+    """``others``: the day's other staged tables' extents (``staged_extent``), for the truncation finding."""
     common = _Common("trades", date, th.origin_time_tolerance_s)
     ids: list[np.ndarray] = []
     side_invalid = 0
@@ -231,7 +342,7 @@ def assess_trades(
         "trade_id_missing_share": missing_share,
         "side_invalid": side_invalid,
     }
-    findings = common.findings(th, min_rows, min_hours) + [
+    findings = common.findings(th, min_rows, min_hours, others) + [
         Finding("side_buy_or_sell", side_invalid, "== 0", side_invalid == 0),
         Finding("trade_id_no_duplicates", duplicates, "== 0", duplicates == 0),
         Finding(
@@ -269,8 +380,15 @@ def first_usable_snapshot_in(batches: Iterable[pl.DataFrame]) -> tuple[int, int]
 
 
 def assess_book(
-    batches: Iterable[pl.DataFrame], date: str, th: Thresholds, *, min_rows: int = 1, min_hours: int = 1
+    batches: Iterable[pl.DataFrame],
+    date: str,
+    th: Thresholds,
+    *,
+    min_rows: int = 1,
+    min_hours: int = 1,
+    others: dict[str, Extent | None] | None = None,
 ) -> QualityReport:
+    """``others``: the day's other staged tables' extents (``staged_extent``), for the truncation finding."""
     common = _Common("book", date, th.origin_time_tolerance_s)
     first: tuple[int, int] | None = None
     decreases = crossed = 0
@@ -290,7 +408,7 @@ def assess_book(
         "sequence_decreases": decreases,
         "crossed_rows": crossed,
     }
-    findings = common.findings(th, min_rows, min_hours) + [
+    findings = common.findings(th, min_rows, min_hours, others) + [
         Finding(
             "has_usable_snapshot", int(first is not None), "== 1", first is not None, "two-sided, not crossed"
         ),
@@ -309,8 +427,12 @@ def assess_book_delta(
     first_snapshot_sequence: int | None,
     min_rows: int = 1,
     min_hours: int = 1,
+    others: dict[str, Extent | None] | None = None,
 ) -> QualityReport:
-    """``first_snapshot_sequence``: the staged book's first usable snapshot (``None``: there is none)."""
+    """``first_snapshot_sequence``: the staged book's first usable snapshot (``None``: there is none);
+    ``others``: the day's other staged tables' extents (``staged_extent``). book_delta is staged last (after book
+    and trades): its check also judges each of the others against the rest (``not_truncated_<table>``), so a
+    table checked before its peers were staged is still compared."""
     common = _Common("book_delta", date, th.origin_time_tolerance_s)
     decreases = messages = repeats = unseeded_rows = unseeded_msgs = steps_gt1 = 0
     max_step = 0
@@ -361,7 +483,7 @@ def assess_book_delta(
         "unseeded_messages": unseeded_msgs,
         "unseeded_share": unseeded_share,
     }
-    findings = common.findings(th, min_rows, min_hours) + [
+    findings = common.findings(th, min_rows, min_hours, others) + [
         Finding("sequence_never_decreases", decreases, "== 0", decreases == 0),
         Finding(
             "sequence_steps",
@@ -378,4 +500,7 @@ def assess_book_delta(
             f"{unseeded_rows} rows / {unseeded_msgs} messages precede snapshot seq {first_snapshot_sequence}",
         ),
     ]
+    extents = {**(others or {}), "book_delta": common.extent}
+    for table in sorted(others or {}):
+        findings += extent_findings(table, extents, name=f"not_truncated_{table}")
     return QualityReport("book_delta", date, stats, findings)

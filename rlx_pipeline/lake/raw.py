@@ -1,4 +1,4 @@
-"""Crypto Lake's raw parquet columns (FIELD_NOTES section 2) and the staged table each one becomes.
+"""Crypto Lake's raw parquet columns (docs/crypto-lake.md) and the staged table each one becomes.
 
 Raw files keep cryptofeed's names (``timestamp``, ``receipt_timestamp``, ``amount``, ``id``); times are
 int64 ns, prices and sizes float64. ``book_delta_v2`` is the S3 table name of the staged ``book_delta``.

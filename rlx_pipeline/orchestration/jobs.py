@@ -1,15 +1,21 @@
 """Jobs, the daily schedule (with catch-up) and the check-alert sensor."""
 
 import datetime as dt
+import json
 import os
 import re
 import urllib.parse
+from pathlib import Path
 
 import dagster as dg
-from dagster import DagsterEventType, EventRecordsFilter
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from rlx_pipeline.alerting import Alert, AlertSink
 from rlx_pipeline.orchestration.partitions import PARTITIONS, SETTINGS
+from rlx_pipeline.settings import SettingsError
 
 
 def executor_from_env(kind: str | None = None) -> dg.ExecutorDefinition:
@@ -40,7 +46,6 @@ daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
     selection=dg.AssetSelection.all(),
     partitions_def=PARTITIONS,
-    executor_def=executor_from_env(),
     tags={
         "rlx/lake-endpoint": lake_endpoint(
             SETTINGS.lake_source, SETTINGS.lake_bucket, os.environ.get("AWS_ENDPOINT_URL")
@@ -57,6 +62,18 @@ golden_job = dg.define_asset_job(
 )
 
 CATCHUP_DAYS = 7
+
+
+def sensor_interval_s(value: str | None) -> int:
+    """``RLX_SENSOR_INTERVAL_S``: seconds between sensor evaluations (default 60; the daemon loops every 5 s)."""
+    if not value:
+        return 60
+    if not value.isdigit() or int(value) < 1:
+        raise SettingsError(f"RLX_SENSOR_INTERVAL_S={value!r}: expected a whole number of seconds >= 1")
+    return int(value)
+
+
+SENSOR_INTERVAL_S = sensor_interval_s(os.environ.get("RLX_SENSOR_INTERVAL_S"))
 LAST_ASSET = dg.AssetKey("fidelity_report")
 
 
@@ -114,76 +131,169 @@ def capture_partitions(index: dict, symbols: list[str]) -> list[str]:
     return keys
 
 
+GOLDEN = dg.AssetKey("golden_samples")
+_IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def partitions_in_progress(instance: dg.DagsterInstance) -> set[str]:
+    """Partition keys of the runs queued or running now (any job, launched from anywhere)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=_IN_PROGRESS))
+    return {r.tags["dagster/partition"] for r in runs if "dagster/partition" in r.tags}
+
+
+def golden_version(instance: dg.DagsterInstance, partition: str) -> str | None:
+    """The capture-inputs identity (data version) the partition's latest golden_samples was built from."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=GOLDEN, asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].asset_materialization.tags.get("dagster/data_version") if records else None
+
+
+def capture_requests(
+    instance: dg.DagsterInstance, capture_dir: Path, symbols: list[str], cursor: str | None
+) -> tuple[list[dg.RunRequest], list[str], str]:
+    """golden_job run requests for the partitions that finished capture files touched since ``cursor`` (plus those
+    deferred before), the partitions deferred now (another run is materializing them), and the next cursor.
+
+    A partition whose golden_samples was built from the same capture files (its data version) is not run again;
+    the run key is the partition and that identity, so the daemon launches one run per set of inputs.
+    """
+    from rlx_pipeline.capture.format import read_index
+    from rlx_pipeline.capture.identity import inputs_version
+    from rlx_pipeline.golden import capture_files_for
+
+    state = json.loads(cursor) if cursor else {}
+    since, keys = int(state.get("mtime_ns", 0)), set(state.get("deferred", []))
+    newest = since
+    for index_file in capture_dir.rglob("*.jsonl.zst.index.json"):
+        mtime = index_file.stat().st_mtime_ns
+        if mtime > since:
+            newest = max(newest, mtime)
+            keys.update(capture_partitions(read_index(str(index_file)[: -len(".index.json")]) or {}, symbols))
+    busy = partitions_in_progress(instance) if keys else set()
+    requests, deferred = [], []
+    for key in sorted(keys):
+        date, symbol = key.split("|")
+        version = inputs_version(capture_files_for(capture_dir, symbol, date), capture_dir)
+        if golden_version(instance, key) == version:
+            continue  # already built from exactly these captures
+        if key in busy:
+            deferred.append(key)  # never alongside another run of the partition: asked again next tick
+            continue
+        requests.append(dg.RunRequest(run_key=f"{key}@{version}", partition_key=key))
+    return requests, deferred, json.dumps({"mtime_ns": newest, "deferred": deferred})
+
+
 @dg.sensor(
     job=golden_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="New finished capture files (their .index.json) -> golden_samples of the days they cover.",
+    description="New finished capture files -> golden_samples of the days they cover (once per set of inputs).",
 )
 def new_captures(context: dg.SensorEvaluationContext):
-    from rlx_pipeline.capture.format import read_index
-
-    since = float(context.cursor) if context.cursor else 0.0
-    newest = since
-    requests = []
-    for index_path in sorted(SETTINGS.layout.capture_dir.rglob("*.jsonl.zst.index.json")):
-        mtime = index_path.stat().st_mtime
-        if mtime <= since:
-            continue
-        newest = max(newest, mtime)
-        capture = str(index_path)[: -len(".index.json")]
-        for key in capture_partitions(read_index(capture) or {}, list(SETTINGS.symbols)):
-            requests.append(dg.RunRequest(run_key=f"{capture}@{mtime}|{key}", partition_key=key))
-    if newest > since:
-        context.update_cursor(str(newest))
-    return requests or dg.SkipReason("no new capture file")
+    requests, deferred, cursor = capture_requests(
+        context.instance, SETTINGS.layout.capture_dir, list(SETTINGS.symbols), context.cursor
+    )
+    context.update_cursor(cursor)
+    if deferred:
+        context.log.info(f"deferred while another run materializes them: {', '.join(deferred)}")
+    return requests or dg.SkipReason("no capture file to build")
 
 
-def _alerts_from_records(records, ui_url: str) -> list[Alert]:
-    alerts = []
-    for rec in records:
-        entry = rec.event_log_entry
-        ev = entry.dagster_event.event_specific_data
-        if ev is None or ev.passed:
-            continue
-        md = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
-        value = md.get("value", md.get("score", md.get("coverage", md.get("self_consistency"))))
-        alerts.append(
-            Alert(
-                asset=ev.asset_key.to_user_string(),
-                partition=ev.partition,
-                check=ev.check_name,
-                severity=ev.severity.value if ev.severity else "ERROR",
-                description=ev.description or "",
-                value=float(value) if isinstance(value, int | float) else None,
-                threshold=float(md["threshold"]) if isinstance(md.get("threshold"), int | float) else None,
-                run_id=entry.run_id,
-                url=f"{ui_url}/runs/{entry.run_id}",
-                event_id=rec.storage_id,
+def _alert(record: AssetCheckExecutionRecord, ui_url: str) -> Alert | None:
+    """The alert for a completed check execution that did not pass (its severity says failure or warning)."""
+    entry = record.event
+    ev = entry.dagster_event.event_specific_data if entry and entry.dagster_event else None
+    if ev is None or ev.passed:
+        return None
+    md = {k: getattr(v, "value", v) for k, v in (ev.metadata or {}).items()}
+    value = md.get("value", md.get("score", md.get("coverage", md.get("self_consistency"))))
+    threshold = md.get("threshold")
+    return Alert(
+        asset=ev.asset_key.to_user_string(),
+        partition=ev.partition,
+        check=ev.check_name,
+        severity=ev.severity.value if ev.severity else "ERROR",
+        description=ev.description or "",
+        value=float(value) if isinstance(value, int | float) else None,
+        threshold=float(threshold) if isinstance(threshold, int | float) else None,
+        run_id=record.run_id,
+        url=f"{ui_url}/runs/{record.run_id}",
+        event_id=record.id,
+    )
+
+
+_FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+_PAGE = 200
+
+
+def new_check_failures(
+    instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], cursor: str | None, ui_url: str
+) -> tuple[list[Alert], str]:
+    """Non-passing check executions not reported before ``cursor``, and the next cursor.
+
+    Reads ``asset_check_executions`` (``get_asset_check_execution_history``), which every instance storage
+    supports; the event log's ``get_event_records(after_cursor=...)`` is refused by the default run-sharded
+    SQLite storage. An execution row is created when the check is *planned* and completed later, so row ids
+    are not in completion order: the cursor keeps a watermark (every row at or below it is resolved: completed,
+    or planned in a run that finished without evaluating it) plus the ids above it already reported. A restart
+    from the stored cursor neither repeats nor loses an alert.
+    """
+    state = json.loads(cursor) if cursor else {}
+    watermark, reported = int(state.get("watermark", 0)), set(state.get("reported", []))
+    rows: list[AssetCheckExecutionRecord] = []
+    for key in check_keys:  # newest first, paged down to the watermark
+        page_cursor = None
+        while True:
+            page = instance.event_log_storage.get_asset_check_execution_history(
+                key, limit=_PAGE, cursor=page_cursor
             )
-        )
-    return alerts
+            rows += [r for r in page if r.id > watermark]
+            if len(page) < _PAGE or page[-1].id <= watermark:
+                break
+            page_cursor = page[-1].id
+    rows.sort(key=lambda r: r.id)
+    alerts, pending = [], []
+    for r in rows:
+        if r.status == AssetCheckExecutionRecordStatus.PLANNED:
+            run = instance.get_run_by_id(r.run_id)
+            if run is not None and run.status not in _FINISHED:
+                pending.append(r.id)
+            continue
+        if r.id in reported:
+            continue
+        reported.add(r.id)
+        alert = _alert(r, ui_url)
+        if alert is not None:
+            alerts.append(alert)
+    top = rows[-1].id if rows else watermark
+    watermark = max(watermark, (min(pending) - 1) if pending else top)
+    state = {"watermark": watermark, "reported": sorted(i for i in reported if i > watermark)}
+    return alerts, json.dumps(state)
 
 
 @dg.sensor(
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Every failed check evaluation, once: to the alerts file, the log and RLX_ALERT_WEBHOOK_URL.",
+    description="Every non-passing check evaluation, once: to the alerts file, the log and RLX_ALERT_WEBHOOK_URL.",
 )
 def check_alerts(context: dg.SensorEvaluationContext):
-    after = int(context.cursor) if context.cursor else None
-    records = context.instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=500,
-        ascending=True,
-    )
-    alerts = _alerts_from_records(records, SETTINGS.ui_url)
+    from rlx_pipeline.definitions import defs  # this module is part of the definitions
+
+    check_keys = sorted(defs.resolve_asset_graph().asset_check_keys, key=str)
+    alerts, cursor = new_check_failures(context.instance, check_keys, context.cursor, SETTINGS.ui_url)
     for a in alerts:
         context.log.warning(a.text())
     webhook = os.environ.get("RLX_ALERT_WEBHOOK_URL") or None  # a secret: environment only, never logged
+    # recorded before the cursor moves, and recorded once per key: a crash in between repeats nothing
     counts = AlertSink(SETTINGS.layout.alerts_file, webhook).emit(alerts)  # delivery runs in the background
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
+    context.update_cursor(cursor)
     return dg.SkipReason(f"{counts['recorded']} new alert(s); {counts['owed']} webhook delivery(ies) owed")
 
 

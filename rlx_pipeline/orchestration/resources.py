@@ -18,6 +18,7 @@ class RlxSettings(dg.ConfigurableResource):
     exchange: str
     top_n: int
     ui_url: str
+    require_golden: bool = False  # RLX_REQUIRE_GOLDEN: an unmeasurable check fails instead of warning
     ks_d_max: float
     alpha_diff_max: float
     gap_rate_max: float
@@ -38,6 +39,7 @@ class RlxSettings(dg.ConfigurableResource):
             exchange=s.exchange,
             top_n=s.top_n,
             ui_url=s.ui_url,
+            require_golden=s.require_golden,
             **s.thresholds.__dict__,
         )
 
@@ -69,7 +71,7 @@ class CryptoLakeResource(dg.ConfigurableResource):
     read_mode: str = "stream"  # lakeapi: stream row groups over S3, or load_data (one frame: small days)
     batch_rows: int = 1_000_000  # bounds staging memory
     min_rows: int = 1  # a day with fewer rows fails its check
-    min_hours_covered: int = 1  # UTC hours with data a day needs (24 for strict production gating)
+    min_hours_covered: int = 23  # RLX_LAKE_MIN_HOURS: UTC hours of the day each table must cover
 
     @classmethod
     def from_settings(cls, s: Settings, environ: dict[str, str] | None = None) -> CryptoLakeResource:
@@ -92,6 +94,7 @@ class CryptoLakeResource(dg.ConfigurableResource):
             bucket=s.lake_bucket,
             exchange=s.exchange,
             cache_dir=str(s.layout.lakeapi_cache_dir),
+            min_hours_covered=s.lake_min_hours,
             **creds,
         )
 

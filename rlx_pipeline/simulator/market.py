@@ -6,7 +6,7 @@ The model, per 100 ms step (Binance's depth@100ms batching):
   price walks through are removed and new top levels appear (the book is never crossed);
 - trades arrive from a self-exciting (Hawkes-like) intensity: bursty, clustered inter-arrival times, not Poisson;
   the taker side leans with the fair price; sizes are lognormal below ``size_xmin`` and Pareto above it, with a
-  density exponent ``tail_alpha`` (FIELD_NOTES section 4: alpha ~ 2.4, xmin ~ 0.07 BTC for spot BTCUSDT);
+  density exponent ``tail_alpha`` (docs/statistics.md: alpha ~ 2.4, xmin ~ 0.07 BTC for spot BTCUSDT);
   a taker walks the book level by level, one trade per level, contiguous trade ids;
 - limit-order arrivals and cancels touch levels near the top (geometric distance), with a lognormal count per
   step so levels per depth message have a long tail (BTCUSDT: median ~16, mean ~36);

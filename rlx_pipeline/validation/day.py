@@ -6,7 +6,7 @@ Checks (thresholds from ``Thresholds``; the Dagster checks are ``validation_<nam
   every D (the value shown is the largest): trade size (lake ``trades`` vs golden ``@trade``, both raw trades),
   inter-arrival time of those trades in whole ms (Binance's resolution), 1 s log returns of their prices (last
   price of consecutive seconds), levels per depth message (lake rows per ``sequence_number`` vs golden levels
-  per ``@depth`` message). p-value, Wasserstein distance and n are reported, not gated (FIELD_NOTES 4).
+  per ``@depth`` message). p-value, Wasserstein distance and n are reported, not gated (docs/statistics.md).
   Quoted spread and top-level depth (best bid + best ask size): lake ``book`` rows against the golden bookTicker
   in force at the same update id (like with like: the same book state seen by two recorders).
 - ``tail``: |alpha_lake - alpha_golden| of trade sizes (CSN power-law fits of the same samples).
@@ -16,10 +16,12 @@ Checks (thresholds from ``Thresholds``; the Dagster checks are ``validation_<nam
 - ``origin_time``: null, zero, out-of-day (with tolerance) and backwards origin times of lake trades and delta
   messages (the worse share of the two); receive-minus-origin latency percentiles are reported, not gated.
 
-No golden samples (no capture that day, or none in the window): ``ks`` and ``tail`` are "not checked (no golden
-samples)". Policy ``require_golden`` decides what that means: False (default) lets the lake-only checks
-(``gaps`` on trade ids and sequence order, ``origin_time``) decide the verdict; True fails the unchecked ones,
-so a day is never reconstructed without a golden comparison.
+A check that could not measure (no golden samples that day or in the window, under 20 values a side for K-S, under
+100 positive sizes a side for the tail) never reads passed: its status is ``not_checked`` (``passed`` False, a
+warning in Dagster) with the reason. Policy ``require_golden`` (``RLX_REQUIRE_GOLDEN``) decides what that means for
+the verdict: False (default) lets the checks that did measure (``gaps`` on trade ids and sequence order,
+``origin_time``) decide it, and records the unchecked ones apart; True makes them ``failed``, so a day is never
+reconstructed without a golden comparison.
 
 Memory and checkpoints: ``validation.scan`` (the quote pass is small and not checkpointed: it reruns on resume).
 """
@@ -33,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from rlx_pipeline.fixed_point import SCALE
+from rlx_pipeline.golden.window import first_snapshot_update_id
+from rlx_pipeline.lake.quality import hour_ranges
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.settings import Thresholds
 from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, QuoteScan, Scans, scan_day, scan_quotes
@@ -52,6 +56,9 @@ METRICS = (
 )
 
 
+PASSED, FAILED, NOT_CHECKED = "passed", "failed", "not_checked"
+
+
 @dataclass
 class CheckOutcome:
     name: str
@@ -61,6 +68,12 @@ class CheckOutcome:
     threshold: float
     detail: str
     n: int = 0
+    status: str = (
+        ""  # passed | failed | not_checked (could not measure: never passed); default from ``passed``
+    )
+
+    def __post_init__(self) -> None:
+        self.status = self.status or (PASSED if self.passed else FAILED)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -84,11 +97,16 @@ class DayValidation:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        """The verdict: no check failed (unchecked ones fail only under ``require_golden``)."""
+        return not self.failed
 
     @property
     def failed(self) -> list[str]:
-        return [c.name for c in self.checks if not c.passed]
+        return [c.name for c in self.checks if c.status == FAILED]
+
+    @property
+    def not_checked(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == NOT_CHECKED]
 
     @property
     def samples(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -107,6 +125,7 @@ class DayValidation:
             "symbol": self.symbol,
             "passed": self.passed,
             "failed_checks": self.failed,
+            "not_checked_checks": self.not_checked,
             "golden_window": list(self.window_ns) if self.window_ns else None,
             "golden_minutes_covered": self.covered_minutes,
             "policy": {
@@ -145,6 +164,7 @@ def inputs_for(layout: DataLayout, date: str, symbol: str) -> Inputs:
         layout.golden("depth", date, symbol),
         layout.staged("book", date, symbol),
         layout.golden("book_ticker", date, symbol),
+        layout.golden("snapshots", date, symbol),
     )
 
 
@@ -174,8 +194,9 @@ def validate_day(
 
 
 def _not_checked(name: str, threshold: float, why: str, require_golden: bool) -> CheckOutcome:
-    policy = "fails: require_golden" if require_golden else "lake-only checks decide"
-    return CheckOutcome(name, False, not require_golden, None, threshold, f"not checked ({why}); {policy}")
+    policy = "fails: RLX_REQUIRE_GOLDEN" if require_golden else "a warning: the checks that measured decide"
+    status = FAILED if require_golden else NOT_CHECKED
+    return CheckOutcome(name, False, False, None, threshold, f"not checked ({why}); {policy}", status=status)
 
 
 def validate_inputs(
@@ -228,7 +249,7 @@ def validate_inputs(
     elif mins is None and (s.golden_trades or s.golden_depth):
         v.covered_minutes = -1  # whole tables compared
     _origin(v, s, th)
-    _gaps(v, s, th)
+    _gaps(v, s, th, first_snapshot_update_id(inputs.present("golden_snapshots")))
     _compare(v, s, th, quotes)
     return v
 
@@ -250,27 +271,64 @@ def _origin(v: DayValidation, s: Scans, th: Thresholds) -> None:
     )
 
 
-def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
+def _golden_coverage(s: Scans, from_u: int | None) -> dict:
+    """Golden depth update ids and golden trade ids the lake lacks anywhere in the golden window: before the lake's
+    first id (it starts late), inside its range (a hole), after its last (it ends early). Depth ids count after
+    ``from_u``, the day's first golden snapshot (``golden.window``)."""
+    ld, gd, gt = s.lake_delta, s.golden_depth, s.golden_trades
+    out: dict = {}
+    times: list[np.ndarray] = []
+    if gd is not None and len(gd.u):
+        inside = gd.u > from_u if from_u is not None else np.ones(len(gd.u), bool)
+        gu = gd.u[inside]
+        lacks = ~ld.golden_seen[inside] if ld.messages else np.ones(len(gu), bool)
+        before = gu < ld.seq_min if ld.messages else np.zeros(len(gu), bool)
+        after = gu > ld.seq_max if ld.messages else np.zeros(len(gu), bool)
+        miss = np.flatnonzero(lacks)
+        out["depth"] = {
+            "golden": len(gu),
+            "before_first_golden_snapshot": int((~inside).sum()),  # not counted: no golden book for them
+            "missing": len(miss),
+            "before_lake_start": int((lacks & before).sum()),
+            "inside_lake_range": int((lacks & ~before & ~after).sum()),
+            "after_lake_end": int((lacks & after).sum()),
+            "first_missing_update_ids": gu[miss[:20]].tolist(),
+            # every one (up to MAX_LOST_IDS): reconstruction starts an invalid interval at each (book_valid)
+            "missing_update_ids": gu[miss[:MAX_LOST_IDS]].tolist(),
+        }
+        times.append(gd.t[inside][miss])
+    if gt is not None and len(gt.kept_ids):
+        ids, first = np.unique(gt.kept_ids, return_index=True)
+        lacks = s.lake_trades.lacks(ids)
+        out["trades"] = {
+            "golden": len(ids),
+            "missing": int(lacks.sum()),
+            "first_missing_trade_ids": ids[lacks][:20].tolist(),
+        }
+        times.append(gt.kept_t[first][lacks])
+    t = np.concatenate(times) if times else np.zeros(0, np.int64)
+    day_lo = s.coverage.day_lo
+    hours = {int(h) for h in np.unique((t[t >= day_lo] - day_lo) // (3600 * NS)) if 0 <= h < 24}
+    out["missing_hours"] = hour_ranges(hours)
+    out["missing_times_ns"] = t[:: max(1, len(t) // 200)][:200].tolist()
+    return out
+
+
+def _gaps(v: DayValidation, s: Scans, th: Thresholds, golden_from_u: int | None) -> None:
     ld = s.lake_delta
     g = s.lake_trades.id_summary() or {"trade_id_span": 0, "trade_ids_missing": 0, "trade_ids_duplicated": 0}
-    missing_msgs, golden_msgs, missing_u, missing_t, lost_all = 0, 0, [], [], []
-    if s.golden_depth is not None and len(s.golden_depth.u) and ld.messages:
-        gu = s.golden_depth.u
-        inside = (gu >= ld.seq_min) & (gu <= ld.seq_max)
-        golden_msgs = int(inside.sum())
-        miss = np.flatnonzero(inside & ~ld.golden_seen)
-        missing_msgs = len(miss)
-        missing_u = gu[miss[:20]].tolist()
-        lost_all = gu[miss[:MAX_LOST_IDS]].tolist()
-        missing_t = s.golden_depth.t[miss[:200]].tolist()
+    cov = _golden_coverage(s, golden_from_u)
+    depth = cov.get("depth", {"golden": 0, "missing": 0, "first_missing_update_ids": []})
+    trades = cov.get("trades", {"golden": 0, "missing": 0})
+    golden_msgs, missing_msgs = depth["golden"], depth["missing"]
     silences = sorted(zip(ld.silence_t.tolist(), ld.silence_ns.tolist(), strict=True))
     g |= {
         "golden_depth_messages": golden_msgs,
         "lake_missing_messages": missing_msgs,
-        "first_missing_update_ids": missing_u,
-        # every one (up to MAX_LOST_IDS): reconstruction starts an invalid interval at each (book_valid)
-        "missing_update_ids": lost_all,
-        "missing_update_id_times_ns": missing_t,
+        "first_missing_update_ids": depth["first_missing_update_ids"],
+        "missing_update_ids": depth.get("missing_update_ids", []),
+        "missing_update_id_times_ns": cov["missing_times_ns"],
+        "golden_coverage": cov,
         "golden_own_breaks": s.golden_depth.breaks if s.golden_depth else 0,
         "lake_messages": ld.messages,
         "sequence_backwards": ld.seq_backwards,
@@ -278,6 +336,7 @@ def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
     }
     rates = {
         "depth_messages": missing_msgs / golden_msgs if golden_msgs else 0.0,
+        "golden_trade_ids": trades["missing"] / trades["golden"] if trades["golden"] else 0.0,
         "trade_ids": (g["trade_ids_missing"] + g["trade_ids_duplicated"]) / g["trade_id_span"]
         if g["trade_id_span"]
         else 0.0,
@@ -287,14 +346,25 @@ def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
     v.gaps = g
     # a lost depth message costs seconds (the stream flags them until the next snapshot): RLX_GAP_RATE_MAX; a
     # lost trade cannot be flagged in the stream: trade ids must be complete
-    limits = {"depth_messages": th.gap_rate_max, "trade_ids": 0.0, "sequence_order": th.gap_rate_max}
+    limits = {k: 0.0 if "trade" in k else th.gap_rate_max for k in rates}
     over = {k: r - limits[k] for k, r in rates.items()}
     worst = max(over, key=over.get)
-    depth_part = (
-        f"{missing_msgs} of {golden_msgs} golden depth messages absent from the lake"
-        if golden_msgs
-        else "depth vs golden not checked (no golden samples)"
-    )
+    if golden_msgs or trades["golden"]:
+        where = ", ".join(
+            f"{depth.get(k, 0)} {label}"
+            for k, label in (
+                ("before_lake_start", "before the lake's first"),
+                ("inside_lake_range", "inside its range"),
+                ("after_lake_end", "after its last"),
+            )
+        )
+        golden_part = (
+            f"{missing_msgs} of {golden_msgs} golden depth messages absent from the lake ({where}), "
+            f"{trades['missing']} of {trades['golden']} golden trade ids; hours with losses (UTC): "
+            f"{cov['missing_hours'] or 'none'}"
+        )
+    else:
+        golden_part = "lake vs golden not checked (no golden samples)"
     v.checks.append(
         CheckOutcome(
             "gaps",
@@ -302,10 +372,10 @@ def _gaps(v: DayValidation, s: Scans, th: Thresholds) -> None:
             over[worst] <= 0,
             rates[worst],
             limits[worst],
-            f"worst: {worst}; {depth_part}; {g['trade_ids_missing']} missing and {g['trade_ids_duplicated']} "
+            f"worst: {worst}; {golden_part}; {g['trade_ids_missing']} missing and {g['trade_ids_duplicated']} "
             f"duplicated of {g['trade_id_span']} trade ids; {ld.seq_backwards} of {ld.messages} messages out of "
             "sequence order",
-            golden_msgs + g["trade_id_span"] + ld.messages,
+            golden_msgs + trades["golden"] + g["trade_id_span"] + ld.messages,
         )
     )
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from rlx_pipeline import gate, storage
 from rlx_pipeline.layout import DataLayout
+from rlx_pipeline.settings import Thresholds
 from rlx_pipeline.validation.day import DayValidation, day_start_ns
 
 
@@ -118,16 +119,15 @@ def gap_plot(v: DayValidation) -> bytes:
 
 def to_markdown(v: DayValidation, images: dict[str, str] | None = None) -> str:
     lines = [
-        f"# Validation {v.symbol} {v.date}: {'PASSED' if v.passed else 'FAILED ' + ', '.join(v.failed)}",
+        f"# Validation {v.symbol} {v.date}: {'PASSED' if v.passed else 'FAILED ' + ', '.join(v.failed)}"
+        + (f" (not checked: {', '.join(v.not_checked)})" if v.not_checked else ""),
         "",
-        "| check | checked | passed | value | threshold | n | detail |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| check | status | value | threshold | n | detail |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in v.checks:
         val = "-" if c.value is None else f"{c.value:.4g}"
-        lines.append(
-            f"| {c.name} | {c.checked} | {c.passed} | {val} | {c.threshold:g} | {c.n:,} | {c.detail} |"
-        )
+        lines.append(f"| {c.name} | {c.status} | {val} | {c.threshold:g} | {c.n:,} | {c.detail} |")
     if v.ks:
         lines += [
             "",
@@ -189,8 +189,19 @@ def to_markdown(v: DayValidation, images: dict[str, str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_report(layout: DataLayout, v: DayValidation) -> dict[str, Path]:
-    """Write everything atomically; the verdict last, so a crash never leaves a verdict without its report."""
+def write_report(
+    layout: DataLayout,
+    v: DayValidation,
+    *,
+    inputs: dict[str, str | None] | None = None,
+    thresholds: Thresholds | None = None,
+    run_id: str = "",
+) -> dict[str, Path]:
+    """Write everything atomically; the verdict last, so a crash never leaves a verdict without its report.
+
+    The verdict records what was judged: ``inputs`` (``gate.input_fingerprints`` taken before the tables were
+    read; default: taken now) and ``thresholds`` (the ones in force; default: none recorded, which a gate given the
+    thresholds in force treats as a mismatch)."""
     out_dir = layout.report_dir("validation", v.date, v.symbol)
     paths: dict[str, Path] = {}
     images: dict[str, str] = {}
@@ -210,6 +221,10 @@ def write_report(layout: DataLayout, v: DayValidation) -> dict[str, Path]:
             v.passed,
             [f"validation_{name}" for name in v.failed],  # the Dagster check names
             {c.name: c.value for c in v.checks if c.checked},
+            inputs=inputs if inputs is not None else gate.input_fingerprints(layout, v.date, v.symbol),
+            thresholds=gate.gated_thresholds(thresholds) if thresholds is not None else {},
+            run_id=run_id,
+            not_checked=[f"validation_{name}" for name in v.not_checked],
         ),
     )
     return paths

@@ -44,7 +44,7 @@ BATCH_ROWS = 262_144
 LATENCY_UNIT_NS = 100_000  # latency histogram resolution: 0.1 ms
 SILENCE_NS = 5 * NS  # a pause between lake depth messages longer than this is listed in the gap timeline
 TOP_SILENCES = 50
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: golden trade ids kept (coverage)
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Inputs:
     golden_depth: Path | None = None
     lake_book: Path | None = None  # quotes: Crypto Lake's `book` rows ...
     golden_ticker: Path | None = None  # ... against the golden bookTicker in force at the same update id
+    golden_snapshots: Path | None = None  # where the golden window of update ids starts (``golden.window``)
 
     def present(self, name: str) -> Path | None:
         p = getattr(self, name)
@@ -191,10 +192,22 @@ class TradeScan(_Acc):
 
     SCALARS = ("rows", "covered_rows", "prev_ms", "cur_sec", "cur_price", "last_sec", "last_price")
     SCALARS += ("id_lo", "id_dups", "id_outside")
+    ARRAYS = ("kept_ids", "kept_t")
     HISTS = ("size", "inter_ms", "ret_1s")
 
-    def __init__(self, coverage: Coverage, origin: OriginCounts | None, id_range: tuple[int, int] | None):
+    def __init__(
+        self,
+        coverage: Coverage,
+        origin: OriginCounts | None,
+        id_range: tuple[int, int] | None,
+        keep_ids: bool = False,
+    ):
+        """``keep_ids``: keep every (trade id, time) (golden: which of them the lake lacks, anywhere)."""
         self.cov, self.origin = coverage, origin
+        self.keep_ids = keep_ids
+        self.kept_ids = np.zeros(0, np.int64)
+        self.kept_t = np.zeros(0, np.int64)
+        self._kept: list[tuple[np.ndarray, np.ndarray]] = []
         self.rows = self.covered_rows = 0
         self.prev_ms = self.cur_sec = self.last_sec = NULL
         self.cur_price = self.last_price = 0
@@ -203,7 +216,14 @@ class TradeScan(_Acc):
         self.seen = np.zeros(id_range[1] - id_range[0] + 1 if id_range else 0, np.uint8)
         self.check_ids = id_range is not None
 
+    def _flush_kept(self) -> None:
+        if self._kept:
+            self.kept_ids = np.concatenate([self.kept_ids, *(p[0] for p in self._kept)])
+            self.kept_t = np.concatenate([self.kept_t, *(p[1] for p in self._kept)])
+            self._kept.clear()
+
     def state(self, prefix: str) -> dict[str, np.ndarray]:
+        self._flush_kept()
         out = super().state(prefix)
         out[f"{prefix}.seen"] = np.packbits(self.seen)
         if self.origin is not None:
@@ -222,6 +242,9 @@ class TradeScan(_Acc):
         self.rows += len(t)
         if self.origin is not None:
             self.origin.update(t, r)
+        if self.keep_ids:
+            ok = ids != NULL
+            self._kept.append((ids[ok], t[ok]))
         if self.check_ids:
             ok = ids != NULL
             idx = ids[ok] - self.id_lo
@@ -266,6 +289,17 @@ class TradeScan(_Acc):
         if self.cur_sec != NULL:
             self._seconds(np.array([self.cur_sec]), np.array([self.cur_price]))
             self.cur_sec = NULL
+        self._flush_kept()
+
+    def lacks(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` this (lake) scan never saw, inside its own id span or outside it."""
+        if not self.check_ids:
+            return np.ones(len(ids), bool)
+        idx = ids - self.id_lo
+        inside = (idx >= 0) & (idx < len(self.seen))
+        out = ~inside
+        out[inside] = self.seen[idx[inside]] == 0
+        return out
 
     def id_summary(self) -> dict:
         if not self.check_ids:
@@ -572,7 +606,7 @@ def scan_day(
     if match_window and not g_sources:
         coverage = Coverage(day_lo, np.zeros(1440, bool))
     gd = GoldenDepthScan() if g_depth else None
-    gt = TradeScan(Coverage(day_lo, None), None, None) if g_trades else None
+    gt = TradeScan(Coverage(day_lo, None), None, None, keep_ids=True) if g_trades else None
     lt = TradeScan(coverage, OriginCounts(day_lo, day_hi, tol_ns), _trade_id_range(inputs.lake_trades))
 
     params = {"day_lo": day_lo, "tol_ns": tol_ns, "match_window": match_window, "batch": BATCH_ROWS}

@@ -1,4 +1,4 @@
-"""Statistics that hold up on market data (FIELD_NOTES section 4): K-S gated on D, CSN power-law tails.
+"""Statistics that hold up on market data (docs/statistics.md): K-S gated on D, CSN power-law tails.
 
 Everything works on value histograms (``Hist``: sorted distinct values and their counts), which is what makes
 the statistics streaming and exact at once: a day of trade sizes has a few 10^4 distinct fixed-point sizes

@@ -7,11 +7,16 @@ fidelity_ok         blocking: min over components >= RLX_FIDELITY_MIN; no golden
 
 import base64
 import json
+from collections.abc import Iterator
 
 import dagster as dg
+import pyarrow.parquet as pq
 
+from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.report import to_markdown
+from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 
@@ -22,8 +27,20 @@ from rlx_pipeline.orchestration.resources import RlxSettings
     deps=["unified_stream", "golden_samples"],
     kinds={"polars"},
     owners=["team:market-data"],
+    check_specs=[
+        checking.spec(
+            "fidelity_ok",
+            "fidelity_report",
+            "Overall fidelity (minimum over trades both ways, top-1/5/N within the knowable book, bookTicker) >= "
+            "RLX_FIDELITY_MIN. Without golden samples it is not measurable: reported as not passing, with the "
+            "reason.",
+        )
+    ],
 )
-def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.MaterializeResult:
+@explain_failures
+def fidelity_report(
+    context: dg.AssetExecutionContext, rlx: RlxSettings
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Trade ids, top-1/5/N levels and bookTicker of the reconstruction against what Binance sent, on the minutes
     the golden samples cover; levels the lake data cannot know are counted apart."""
     date, symbol = date_symbol(context)
@@ -47,19 +64,16 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxSettings) -> dg.M
         "invalid_intervals": dg.MetadataValue.int(len(f.intervals)),
     }
     meta.update({k: dg.MetadataValue.json(v.to_dict()) for k, v in f.components().items()})
-    return dg.MaterializeResult(metadata=meta)
+    yield dg.MaterializeResult(metadata=meta)
+    events = rlx.layout.unified(date, symbol)
+    r = json.loads(paths["json"].read_text())
+    build = (pq.read_schema(events).metadata or {}).get(BUILD_KEY, b"").decode() if events.is_file() else None
+    results = [assess_fidelity(r, th, require_golden=rlx.require_golden)]
+    yield from checking.record(context, rlx, results, checked={str(events): build})
 
 
-@dg.asset_check(asset=fidelity_report, blocking=True, partitions_def=PARTITIONS)
-def fidelity_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    """Overall fidelity (minimum over trades both ways, top-1/5/N within the knowable book, bookTicker) >=
-    RLX_FIDELITY_MIN. Without golden samples it is not measurable: reported as not passing, with the reason."""
-    date, symbol = date_symbol(context)
-    path = rlx.layout.report_dir("fidelity", date, symbol) / "report.json"
-    if not path.is_file():
-        return dg.AssetCheckResult(passed=False, description=f"no {path}: materialize fidelity_report first")
-    r = json.loads(path.read_text())
-    th = rlx.thresholds.fidelity_min
+def assess_fidelity(r: dict, th: float, *, require_golden: bool = False) -> dg.AssetCheckResult:
+    """fidelity_ok of a fidelity report (report.json); not measurable fails under ``require_golden``."""
     meta = {
         f"{k}": dg.MetadataValue.float(v["value"])
         for k, v in r["components"].items()
@@ -75,15 +89,19 @@ def fidelity_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.
     meta["checked"] = dg.MetadataValue.bool(bool(r["measurable"]))
     if not r["measurable"]:
         # Policy: "not checked" is neither a pass (dishonest) nor a blocking failure (the day may simply have no
-        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why.
+        # capture): a non-passing WARN, so nothing downstream is blocked and the UI shows why; RLX_REQUIRE_GOLDEN
+        # makes it a failure.
         return dg.AssetCheckResult(
+            check_name="fidelity_ok",
             passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"not checked: {r['reason']}",
+            severity=dg.AssetCheckSeverity.ERROR if require_golden else dg.AssetCheckSeverity.WARN,
+            description=f"not checked: {r['reason']}"
+            + ("; fails: RLX_REQUIRE_GOLDEN" if require_golden else ""),
             metadata=meta,
         )
     score = r["score"]
     return dg.AssetCheckResult(
+        check_name="fidelity_ok",
         passed=score is not None and score >= th,
         description=f"fidelity {score:.4%} (threshold {th:.3%}), lake trade ids are {r['trade_id_kind']}"
         if score is not None
@@ -93,4 +111,4 @@ def fidelity_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.
 
 
 assets = [fidelity_report]
-checks = [fidelity_ok]
+checks: list = []  # every check runs inside its asset's step (check_specs)

@@ -1,21 +1,27 @@
 """Reconstruction: the unified stream of a day (``rlx_pipeline.book``), behind the validation gate.
 
 unified_stream      staged trades + book + book_delta -> unified/dt=/symbol=/events.parquet (the events) and
-                    book.parquet beside it (the top-N book after each message)
-                    and invalid_intervals.parquet (the spans with book_valid false)
-unified_stream_ok   blocking: share of the day inside invalid intervals (RLX_GAP_RATE_MAX), unseeded share
+                    book.parquet beside it (the top-N book after each message), built in .candidate/ and promoted
+                    only when unified_stream_ok passes (else kept under rejected/); served.json records the build
+unified_stream_ok   blocking, in the step: self-consistency with Crypto Lake's own snapshots, unseeded share
 """
 
-import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pyarrow.parquet as pq
 
-from rlx_pipeline import gate, storage
-from rlx_pipeline.book import build_unified, iter_batches
+from rlx_pipeline import gate, promotion, storage
+from rlx_pipeline.book import build_unified, intervals_path_for
+from rlx_pipeline.book.read import iter_day
+from rlx_pipeline.book.unified import BUILD_KEY
+from rlx_pipeline.orchestration import checking
+from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
+from rlx_pipeline.settings import Thresholds
 from rlx_pipeline.validation.report import lost_update_ids
 
 
@@ -42,10 +48,10 @@ _PREVIEW_COLS = [
 ]
 
 
-def _preview(data_dir: Path, date: str, symbol: str, rows: int = 8) -> str:
+def _preview(events: Path, book: Path, rows: int = 8) -> str:
     """The first rows of the stream, each with the best bid/ask in force after it, as a markdown table (event
     types: 0 snapshot, 1 delta, 2 trade)."""
-    first = next(iter_batches(data_dir, symbol, date, batch_rows=rows), None)  # streaming: reads ~rows rows
+    first = next(iter_day(events, book, batch_rows=rows), None)  # streaming: reads ~rows rows
     df = (
         pl.from_arrow(first).select(_PREVIEW_COLS)
         if first is not None
@@ -62,32 +68,59 @@ def _preview(data_dir: Path, date: str, symbol: str, rows: int = 8) -> str:
     deps=["lake_trades", "lake_book", "lake_book_delta", "validation_report"],
     kinds={"numba", "parquet"},
     owners=["team:market-data"],
+    check_specs=[
+        checking.spec(
+            "unified_stream_ok",
+            "unified_stream",
+            "The share of the day inside invalid intervals (book states and time, the larger) <= "
+            "RLX_GAP_RATE_MAX; the reconstructed top 20 equals Crypto Lake's own `book` rows wherever the book is "
+            "known (>= RLX_SELF_CONSISTENCY_MIN; disagreements explained by a lost update id the golden samples "
+            "named left out); the share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX.",
+        )
+    ],
 )
+@explain_failures
 def unified_stream(
     context: dg.AssetExecutionContext, config: ReconstructionConfig, rlx: RlxSettings
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Every Crypto Lake event of the day in chronological order (events.parquet) and the top-N book after each
     message (book.parquet): the book seeded from the first `book` snapshot and replayed through book_delta_v2,
-    merged with trades. Refuses a partition whose validation verdict failed, in this run or any later one, unless
-    overridden."""
+    merged with trades. Refuses a partition whose gate is closed (``rlx_pipeline.gate``), in this run or any
+    later one, unless overridden. The build is served only when unified_stream_ok passes; otherwise it is kept
+    aside under rejected/ and the previous build stays served."""
     date, symbol = date_symbol(context)
     layout = rlx.layout
-    verdict = gate.require_passed(layout, date, symbol, override=config.override_validation_gate)
-    overridden = verdict is None or not verdict.passed
+    current = gate.input_fingerprints(layout, date, symbol)  # one read of each input
+    reasons = gate.closed_reasons(layout, date, symbol, rlx.thresholds, current)
+    if reasons and not config.override_validation_gate:
+        raise gate.closed(reasons)
+    overridden = bool(reasons)
     if overridden:
-        context.log.warning(f"validation gate OVERRIDDEN for {date}|{symbol}: {verdict}")
-    paths = {t: layout.staged(t, date, symbol) for t in ("trades", "book", "book_delta")}
-    res = build_unified(
-        paths,
-        date,
+        context.log.warning(f"validation gate OVERRIDDEN for {date}|{symbol}: {'; '.join(reasons)}")
+    paths = {t: layout.staged(t, date, symbol) for t in gate.STAGED_TABLES}
+    # promoted in this order (readers check each file's build against events.parquet)
+    served = [
+        intervals_path_for(layout.unified(date, symbol)),
+        layout.unified_book(date, symbol),
         layout.unified(date, symbol),
-        book_dest=layout.unified_book(date, symbol),
-        top_n=rlx.top_n,
-        tolerance_s=int(rlx.origin_time_tolerance_s),
-        progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
-        book_every=config.book_every,
-        lost_update_ids=lost_update_ids(layout, date, symbol),
-    )
+    ]
+    label = promotion.build_label(context.run_id)
+    _, cand_book, cand_events = (promotion.candidate_path(p, label) for p in served)
+    try:
+        res = build_unified(
+            paths,
+            date,
+            cand_events,
+            book_dest=cand_book,
+            top_n=rlx.top_n,
+            tolerance_s=int(rlx.origin_time_tolerance_s),
+            progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
+            book_every=config.book_every,
+            lost_update_ids=lost_update_ids(layout, date, symbol),
+        )
+    except BaseException:
+        promotion.discard(served, label)
+        raise
     summary = {
         "rows": res.rows,
         "book_rows": res.book_rows,
@@ -108,17 +141,38 @@ def unified_stream(
         "seconds": res.seconds,
         "gate_overridden": overridden,
     }
+    results = [assess_unified(summary, rlx.thresholds, require_golden=rlx.require_golden)]
+    build_id = (pq.read_schema(cand_events).metadata or {}).get(BUILD_KEY, b"").decode()
+    if checking.failed(results, context.assets_def.check_specs):
+        rejected = promotion.set_aside(served, label)
+        out_path, book_path = rejected / served[2].name, rejected / served[1].name
+        context.log.error(
+            f"unified {date}|{symbol} rejected, kept at {rejected}; the previous build stays served"
+        )
+    else:
+        promotion.promote(served, label)
+        gate.record_served(
+            layout,
+            date,
+            symbol,
+            build_id=build_id,
+            inputs=current,  # what this build is made from (its staged part is recorded)
+            overridden_reasons=reasons,
+            run_id=context.run_id,
+        )
+        rejected = None
+        out_path, book_path = served[2], served[1]
+    summary["served"] = rejected is None
     storage.write_json(_stats_path(rlx, date, symbol), summary)
     rate = res.input_rows / res.seconds if res.seconds else 0.0
     in_mb = sum(p.stat().st_size for p in paths.values()) / 1e6
-    out_path, book_path = layout.unified(date, symbol), layout.unified_book(date, symbol)
     out_mb = (out_path.stat().st_size + book_path.stat().st_size) / 1e6
     mb_per_s = (in_mb + out_mb) / res.seconds if res.seconds else 0.0
     context.log.info(
         f"unified {symbol} {date}: {res.rows:,} rows, {res.book_rows:,} book states in {res.seconds:.1f} s "
         f"({rate:,.0f} rows/s)"
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": dg.MetadataValue.int(res.rows),
             "book_rows": dg.MetadataValue.int(res.book_rows),
@@ -136,27 +190,23 @@ def unified_stream(
             "rows_per_s": dg.MetadataValue.float(round(rate, 1)),
             "mb_per_s": dg.MetadataValue.float(round(mb_per_s, 2)),  # staged read + events and book written
             "size_mb": dg.MetadataValue.float(round(out_mb, 3)),  # events.parquet + book.parquet
-            "preview": dg.MetadataValue.md(_preview(layout.root, date, symbol)),
+            "preview": dg.MetadataValue.md(_preview(out_path, book_path)),
             "top_n": dg.MetadataValue.int(rlx.top_n),
             "gate_overridden": dg.MetadataValue.bool(overridden),
+            "served": dg.MetadataValue.bool(rejected is None),
+            "build_id": dg.MetadataValue.text(build_id),
             "path": dg.MetadataValue.path(str(out_path)),
             "book_path": dg.MetadataValue.path(str(book_path)),
         }
     )
+    # the build id identifies the pair (derived from the inputs' footers and the settings): no second hashing
+    yield from checking.record(context, rlx, results, checked={str(out_path): build_id}, rejected=rejected)
 
 
-@dg.asset_check(asset=unified_stream, blocking=True, partitions_def=PARTITIONS)
-def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) -> dg.AssetCheckResult:
-    """The share of the day inside invalid intervals (book states, and time; the larger) <= RLX_GAP_RATE_MAX; the
-    reconstructed top 20 equals Crypto Lake's own `book` rows wherever the book is known (>= RLX_SELF_CONSISTENCY_MIN;
-    a disagreement explained by a lost update id the golden samples named is left out: its interval flags it); the
-    share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX."""
-    date, symbol = date_symbol(context)
-    path = _stats_path(rlx, date, symbol)
-    if not path.is_file():
-        return dg.AssetCheckResult(passed=False, description=f"no {path}: materialize unified_stream first")
-    s = json.loads(path.read_text())
-    th = rlx.thresholds
+def assess_unified(s: dict, th: Thresholds) -> dg.AssetCheckResult:
+    """unified_stream_ok of a build's summary (stats.json): the share of the day inside invalid intervals (book
+    states and time, the larger) <= RLX_GAP_RATE_MAX, self-consistency (disagreements explained by a lost update
+    id the golden samples named left out) >= RLX_SELF_CONSISTENCY_MIN, unseeded deltas <= RLX_UNSEEDED_DELTA_MAX."""
     sc = s["self_consistency"]
     share = s.get("invalid_share", 0.0)
     problems = []
@@ -178,6 +228,7 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
         problems.append("no book snapshot seeded the day")
     checked = s["stats"]["snapshot_match"] + s["stats"]["snapshot_mismatch"]
     return dg.AssetCheckResult(
+        check_name="unified_stream_ok",
         passed=not problems,
         description="; ".join(problems)
         or (
@@ -189,8 +240,9 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
             "invalid_share_messages": dg.MetadataValue.float(s["invalid_share_messages"]),
             "invalid_share_time": dg.MetadataValue.float(s["invalid_share_time"]),
             "invalid_intervals": dg.MetadataValue.int(s["invalid_intervals"]),
-            "threshold": dg.MetadataValue.float(th.gap_rate_max),
+            "gap_threshold": dg.MetadataValue.float(th.gap_rate_max),
             "self_consistency": dg.MetadataValue.float(sc if sc is not None else -1.0),
+            "threshold": dg.MetadataValue.float(th.self_consistency_min),
             "snapshots_compared": dg.MetadataValue.int(checked),
             "snapshot_mismatches": dg.MetadataValue.int(s["stats"]["snapshot_mismatch"]),
             "unseeded_share": dg.MetadataValue.float(s["unseeded_share"]),
@@ -204,4 +256,4 @@ def unified_stream_ok(context: dg.AssetCheckExecutionContext, rlx: RlxSettings) 
 
 
 assets = [unified_stream]
-checks = [unified_stream_ok]
+checks: list = []  # every check runs inside its asset's step (check_specs)
