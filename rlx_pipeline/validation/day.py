@@ -42,9 +42,8 @@ from rlx_pipeline.settings import Thresholds
 from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, QuoteScan, Scans, scan_day, scan_quotes
 from rlx_pipeline.validation.stats import KS, Hist, PowerLaw, ks_hist, power_law_hist
 
-MAX_LOST_IDS = (
-    100_000  # lost update ids handed to reconstruction; beyond, snapshots that disagree still flag them
-)
+# lost update ids handed to reconstruction; beyond, snapshots that disagree still flag them
+MAX_LOST_IDS = 100_000
 
 METRICS = (
     "trade_size",
