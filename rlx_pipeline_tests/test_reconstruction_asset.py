@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from rlx_pipeline import gate
-from rlx_pipeline.book import book_path_for, build_unified, read_invalid_intervals, read_unified
+from rlx_pipeline.book import book_path_for, build_unified, read_unified
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.orchestration.assets import reconstruction
 from rlx_pipeline.settings import Thresholds
@@ -159,14 +159,16 @@ def test_a_disagreeing_snapshot_flags_the_states_since_the_last_agreeing_one_and
     assert check.metadata["invalid_intervals"].value == 1
     assert check.metadata["invalid_share_messages"].value == 0.25
     assert "u=[3]" in check.description
-    book = pl.read_parquet(layout.unified_book(DATE, SYMBOL))
+    # the build failed its check: kept aside under rejected/, not served
+    [rejected] = (layout.unified_book(DATE, SYMBOL).parent / "rejected").iterdir()
+    book = pl.read_parquet(rejected / "book.parquet")
     assert book.select("sequence_number", "book_valid", "bid_0_size").rows() == [
         (1, True, S),
         (2, False, 2 * S),
         (3, True, 9 * S),  # re-seeded
         (4, True, 9 * S),
     ]
-    [gap] = read_invalid_intervals(layout.root, SYMBOL, DATE).to_dicts()
+    [gap] = pl.read_parquet(rejected / "invalid_intervals.parquet").to_dicts()
     assert (gap["first_update_id"], gap["last_update_id"], gap["cause"], gap["messages"]) == (
         2,
         2,

@@ -28,19 +28,11 @@ CAPACITY = 1 << 16  # levels per side; the farthest level is evicted (and counte
 SNAPSHOT, DELTA, TRADE = 0, 1, 2
 
 # Counters returned by ``replay`` (indices into its stats array).
-# ST_SNAP_LOST: disagreeing snapshots explained by a lost update id the golden samples named (not the engine's).
-(
-    ST_APPLIED,
-    ST_UNSEEDED,
-    ST_STALE,
-    ST_CROSSED,
-    ST_EVICTED,
-    ST_SNAP_MATCH,
-    ST_SNAP_MISMATCH,
-    ST_SEEDS,
-    ST_SNAP_LOST,
-) = range(9)
-N_STATS = 9
+# ST_SNAP_LOST / ST_CROSSED_LOST: disagreeing snapshots and crossed messages explained by a lost update id the golden
+# samples named (not the engine's doing; the invalid interval flags them).
+(ST_APPLIED, ST_UNSEEDED, ST_STALE, ST_CROSSED, ST_EVICTED, ST_SNAP_MATCH, ST_SNAP_MISMATCH, ST_SEEDS, ST_SNAP_LOST,
+ ST_CROSSED_LOST) = range(10)  # fmt: skip
+N_STATS = 10
 N_STATE = 12
 
 # Why a book state is not trusted (``book_cause``; 0: valid): a lost message named by the golden samples (from
@@ -713,6 +705,8 @@ def replay(
             end_of_message = r + 1 == n or ev_type[r + 1] != DELTA or seq[r + 1] != seq[r]
             if end_of_message and _uncross(qty, bits, meta, ovp, ovs, last_was_bid) > 0:
                 stats[ST_CROSSED] += 1
+                if broken:
+                    stats[ST_CROSSED_LOST] += 1
         else:
             out_keep[r] = True
             out_seq[r] = last_seq

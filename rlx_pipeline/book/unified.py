@@ -151,6 +151,7 @@ _STAT_NAMES = [
     "snapshot_mismatch",
     "seeds",
     "snapshot_mismatch_lost",
+    "crossed_lost",
 ]
 
 _SNAP_LEVELS = [

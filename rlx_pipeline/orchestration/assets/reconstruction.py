@@ -229,7 +229,9 @@ def assess_unified(s: dict, th: Thresholds, *, require_golden: bool = False) -> 
     if s["stats"]["seeds"] == 0:
         problems.append("no book snapshot seeded the day")
     checked = s["stats"]["snapshot_match"] + s["stats"]["snapshot_mismatch"]
-    crossed = s["stats"]["crossed"]
+    crossed = s["stats"]["crossed"] - s["stats"].get(
+        "crossed_lost", 0
+    )  # those after a named loss are flagged
     # Could not measure (no later snapshot to compare with) or a book crossed after a message (resolved by the
     # documented rule, but a sign of a lost update): never green; a warning unless RLX_REQUIRE_GOLDEN asks proof.
     doubts = (
