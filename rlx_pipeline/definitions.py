@@ -5,6 +5,7 @@ golden_samples                            (golden)         raw Binance captures,
 validation_report                         (validation)     K-S, power-law, gaps, origin_time -> verdict
 unified_stream                            (reconstruction) book rebuilt from snapshot + deltas, with trades
 fidelity_report                           (fidelity)       the reconstruction against the golden samples
+day_catalog, hftbacktest_export           (catalog, export) which days are usable; an optional hftbacktest file
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import dagster as dg
 
 from rlx_pipeline.orchestration import jobs
 from rlx_pipeline.orchestration.assets import acquisition, fidelity, golden, reconstruction, validation
+from rlx_pipeline.orchestration.assets import catalog as catalog_assets
 from rlx_pipeline.orchestration.partitions import SETTINGS
 from rlx_pipeline.orchestration.resources import build_resources
 
-_stages = (acquisition, golden, validation, reconstruction, fidelity)
+_stages = (acquisition, golden, validation, reconstruction, fidelity, catalog_assets)
 
 defs = dg.Definitions(
     assets=[a for m in _stages for a in m.assets],

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -67,18 +68,22 @@ class CaptureIndex:
     last_event_ms: int | None = None
 
     def add(self, capture_ns: int, stream: str, data: bytes) -> None:
+        # Called for every message the capture writes: the symbol is derived once per new stream, not per line.
         self.lines += 1
-        self.streams[stream] += 1
-        if stream != EVENT_STREAM:
+        streams = self.streams
+        seen = streams.get(stream, 0)
+        streams[stream] = seen + 1
+        if not seen and stream != EVENT_STREAM:
             self.symbols.add(stream.split("@", 1)[0])
-        self.first_capture_ns = capture_ns if self.first_capture_ns is None else self.first_capture_ns
+        if self.first_capture_ns is None:
+            self.first_capture_ns = capture_ns
         self.last_capture_ns = capture_ns
         event_ms = _event_ms(data)
         if event_ms is not None:
-            self.first_event_ms = (
-                event_ms if self.first_event_ms is None else min(self.first_event_ms, event_ms)
-            )
-            self.last_event_ms = event_ms if self.last_event_ms is None else max(self.last_event_ms, event_ms)
+            if self.first_event_ms is None or event_ms < self.first_event_ms:
+                self.first_event_ms = event_ms
+            if self.last_event_ms is None or event_ms > self.last_event_ms:
+                self.last_event_ms = event_ms
 
     def to_json(self) -> dict:
         return {
@@ -92,17 +97,18 @@ class CaptureIndex:
         }
 
 
+_DIGITS = re.compile(rb"[0-9]+")
+
+
 def _event_ms(data: bytes) -> int | None:
-    # Cheap: E (or T) sits near the start of Binance events; avoid a full parse per line.
+    # Cheap: E (or T) sits near the start of Binance events; avoid a full parse per line. The key must lie in
+    # the first 80 bytes; its digits are read wherever they end.
     for key in (b'"E":', b'"T":'):
         i = data.find(key, 0, 80)
         if i >= 0:
-            j = i + 4
-            k = j
-            while k < len(data) and 48 <= data[k] <= 57:
-                k += 1
-            if k > j:
-                return int(data[j:k])
+            m = _DIGITS.match(data, i + 4)
+            if m is not None:
+                return int(m.group())
     return None
 
 

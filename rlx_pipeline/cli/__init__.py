@@ -34,6 +34,12 @@ _COMMANDS = {
         "Capture Binance streams as golden samples; import captures.",
     ),
     "unified": ("rlx_pipeline.cli.unified", "unified", "Read the unified stream."),
+    "export": (
+        "rlx_pipeline.cli.export",
+        "export",
+        "Export usable days to hftbacktest (.npz) or Tardis CSV.",
+    ),
+    "status": ("rlx_pipeline.cli.status", "status", "Which days can be used: one line per day and symbol."),
     "faults": (
         "rlx_pipeline.cli.faults",
         "faults_cli",

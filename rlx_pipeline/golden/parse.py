@@ -118,10 +118,13 @@ def day_bounds_ms(date: str) -> tuple[int, int]:
 
 
 class _Sink:
-    """Column lists per table, flushed to streaming parquet writers."""
+    """Rows per table, written to streaming parquet writers in chunks of exactly ``FLUSH_ROWS`` rows (the row
+    groups, hence the files, do not depend on how the rows arrived: one by one or as columnar batches)."""
 
     def __init__(self, paths: Callable[[str], Path]) -> None:
         self.cols = {t: {f.name: [] for f in s} for t, s in TABLES.items()}
+        self.chunks: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
+        self.pending = Counter()  # rows held in chunks + cols, not yet written
         self.writers = {t: ParquetBatchWriter(paths(t), s) for t, s in TABLES.items()}
         for w in self.writers.values():
             w.__enter__()
@@ -132,22 +135,48 @@ class _Sink:
         for k, v in values.items():
             cols[k].append(v)
         self.rows[table] += 1
-        if len(cols["capture_ns"]) >= FLUSH_ROWS:
+        self.pending[table] += 1
+        if self.pending[table] >= FLUSH_ROWS:
             self.flush(table)
 
-    def flush(self, table: str) -> None:
+    def extend(self, table: str, rows: pa.Table) -> None:
+        """Append a batch of rows already typed as ``TABLES[table]``."""
+        if not len(rows):
+            return
+        self._close_cols(table)
+        self.chunks[table].append(rows)
+        self.rows[table] += len(rows)
+        self.pending[table] += len(rows)
+        if self.pending[table] >= FLUSH_ROWS:
+            self.flush(table)
+
+    def _close_cols(self, table: str) -> None:
         cols = self.cols[table]
         if cols["capture_ns"]:
             schema = TABLES[table]
             arrays = [pa.array(cols[f.name], type=f.type) for f in schema]
-            self.writers[table].write(pa.Table.from_arrays(arrays, schema=schema))
+            self.chunks[table].append(pa.Table.from_arrays(arrays, schema=schema))
             for v in cols.values():
                 v.clear()
+
+    def flush(self, table: str, final: bool = False) -> None:
+        """Write every full ``FLUSH_ROWS`` chunk (and the remainder when ``final``)."""
+        self._close_cols(table)
+        if not self.chunks[table]:
+            return
+        rows = pa.concat_tables(self.chunks[table])
+        done = 0
+        while len(rows) - done >= FLUSH_ROWS or (final and done < len(rows)):
+            n = min(FLUSH_ROWS, len(rows) - done)
+            self.writers[table].write(rows.slice(done, n).combine_chunks())
+            done += n
+        self.chunks[table] = [rows.slice(done)] if done < len(rows) else []
+        self.pending[table] = len(rows) - done
 
     def close(self, ok: bool) -> None:
         for t, w in self.writers.items():
             if ok:
-                self.flush(t)
+                self.flush(t, final=True)
                 w.__exit__(None, None, None)
             else:
                 w.__exit__(RuntimeError, RuntimeError("aborted"), None)
@@ -191,46 +220,29 @@ def build_golden(
     date: str,
     out_path: Callable[[str], Path],
     progress: Callable[[int], None] | None = None,
+    *,
+    columnar: bool = True,
 ) -> GoldenResult:
-    """Parse ``files`` (in capture order) for ``symbol`` (``BTC-USDT``) on ``date``; write the golden tables."""
+    """Parse ``files`` (in capture order) for ``symbol`` (``BTC-USDT``) on ``date``; write the golden tables.
+
+    ``columnar`` decodes lines in batches (:mod:`rlx_pipeline.golden.columnar`); ``False`` sends every line through
+    the per-line parser, the reference the batches are tested against (same tables, byte for byte)."""
     files = [Path(f) for f in files]
     sym = instruments.to_binance(symbol).lower()
     lo, hi = day_bounds_ms(date)
     res = GoldenResult(symbol, date, [str(f) for f in files])
     sink = _Sink(out_path)
     ok = False
-    lines_seen = 0
     try:
-        s = _Session()  # one session across files: an import split at midnight continues in the next file
-        for path in files:
-            src = str(path)
-            # a corrupt frame or a bad line is recorded and reading goes on: frames and lines are independent
-            for line_no, capture_ns, stream, data in iter_capture_lines(
-                path,
-                on_loss=lambda loss: _lost(res, loss),
-                on_bad_line=lambda exc, src=src: res.malformed.append((src, -1, str(exc))),
-            ):
-                lines_seen += 1
-                if progress and lines_seen % 500_000 == 0:
-                    progress(lines_seen)
-                if stream == EVENT_STREAM:
-                    try:
-                        ev = orjson.loads(data)
-                    except orjson.JSONDecodeError as exc:
-                        res.malformed.append((src, line_no, f"bad event: {exc}"))
-                        continue
-                    if ev.get("type") in _RESYNC_EVENTS and _concerns(ev, sym):
-                        s.resync_pending = True
-                    continue
-                name, _, kind = stream.partition("@")
-                if name != sym:
-                    continue
-                try:
-                    msg = orjson.loads(data)
-                    _handle(res, sink, s, kind, msg, capture_ns, src, line_no, lo, hi)
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                    res.malformed.append((src, line_no, f"{stream}: {type(exc).__name__}: {exc}"))
-        if s.unbridged_pending:
+        ctx = _Context(res, sink, _Session(), sym, lo, hi, progress)
+        for path in files:  # one session across files: an import split at midnight continues in the next file
+            if columnar:
+                from rlx_pipeline.golden.columnar import parse_file
+
+                parse_file(ctx, path)
+            else:
+                _parse_file_per_line(ctx, path)
+        if ctx.s.unbridged_pending:
             res.unbridged_runs += 1  # a stale snapshot nothing replaced
         ok = True
     finally:
@@ -241,6 +253,60 @@ def build_golden(
     for t in TABLES:
         res.rows.setdefault(t, 0)
     return res
+
+
+@dataclass
+class _Context:
+    """What one build carries from line to line and file to file."""
+
+    res: GoldenResult
+    sink: _Sink
+    s: _Session
+    sym: str
+    lo: int
+    hi: int
+    progress: Callable[[int], None] | None
+    lines_seen: int = 0
+
+    def count_lines(self, n: int) -> None:
+        before = self.lines_seen
+        self.lines_seen += n
+        if self.progress and self.lines_seen // 500_000 > before // 500_000:
+            self.progress(self.lines_seen // 500_000 * 500_000)
+
+
+def _parse_file_per_line(ctx: _Context, path: Path) -> None:
+    src = str(path)
+    # a corrupt frame or a bad line is recorded and reading goes on: frames and lines are independent
+    for line_no, capture_ns, stream, data in iter_capture_lines(
+        path,
+        on_loss=lambda loss: _lost(ctx.res, loss),
+        on_bad_line=lambda exc: ctx.res.malformed.append((src, -1, str(exc))),
+    ):
+        ctx.count_lines(1)
+        parse_line(ctx, src, line_no, capture_ns, stream, data)
+
+
+def parse_line(ctx: _Context, src: str, line_no: int, capture_ns: int, stream: str, data: bytes) -> None:
+    """One capture line through the per-line parser: events, the symbol's messages, malformed lines."""
+    res, sym = ctx.res, ctx.sym
+    if stream == EVENT_STREAM:
+        try:
+            ev = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            res.malformed.append((src, line_no, f"bad event: {exc}"))
+            return
+        if ev.get("type") in _RESYNC_EVENTS and _concerns(ev, sym):
+            ctx.s.resync_pending = True
+        return
+    name, _, kind = stream.partition("@")
+    if name != sym:
+        return
+    try:
+        msg = orjson.loads(data)
+        _handle(res, ctx.sink, ctx.s, kind, msg, capture_ns, src, line_no, ctx.lo, ctx.hi)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        res.malformed.append((src, line_no, f"{stream}: {type(exc).__name__}: {exc}"))
 
 
 def _lost(res: GoldenResult, loss: FrameLoss) -> None:
@@ -317,51 +383,9 @@ def _handle(
 
     if kind.startswith("depth"):
         U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
-        s.recent.append((U, u, pu, msg["b"], msg["a"]))
-        if s.snapshot_id is not None:
-            if depth_rules.in_snapshot(u, s.snapshot_id, pu is not None):
-                return _depth_rows(sink, origin, msg, in_day)  # older than the snapshot: kept, not applied
-            bridged = depth_rules.bridges(U, u, s.snapshot_id, pu is not None)
-            if in_day:
-                res.depth_runs += 1
-            # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
-            # later snapshot of the session replaces it (decided when one arrives, or at the end).
-            s.unbridged_pending = not bridged and in_day
-            s.snapshot_id, s.prev_u, s.resync_pending = None, u, False
-            s.book_valid = bridged
-        elif s.prev_u is None:
-            # Before any snapshot of the session: kept, not applied (Binance buffers these until its snapshot).
-            if in_day:
-                res.unseeded_depth_messages += 1
-            return _depth_rows(sink, origin, msg, in_day)
-        else:
-            expected_ok = depth_rules.continues(U, pu, s.prev_u)
-            if not expected_ok and in_day:
-                res.gaps.append(Gap(src, line_no, s.prev_u + 1, U, declared=s.resync_pending))
-            if not expected_ok:
-                s.book_valid = False
-            s.prev_u, s.resync_pending = u, False
-        if in_day and not s.written_in_day and s.book_valid:
-            # The day starts inside a session seeded on an earlier day: carry the book in.
-            res.carried_snapshots += 1
-            res.depth_runs += 1
-            carried = {"capture_ns": capture_ns, "source_file": f"carried:{src}", "line_no": -1}
-            for is_bid, book in ((True, s.bids), (False, s.asks)):
-                ordered = sorted(book.items(), reverse=is_bid)
-                for i, (p, q) in enumerate(ordered):
-                    sink.add(
-                        "snapshots",
-                        **carried,
-                        last_update_id=U - 1,
-                        side_is_bid=is_bid,
-                        level=i,
-                        price=p,
-                        size=q,
-                    )
-        if in_day:
-            s.written_in_day = True
-        _apply(s.bids, msg["b"])
-        _apply(s.asks, msg["a"])
+        if depth_sync(res, sink, s, U, u, pu, msg["b"], msg["a"], capture_ns, src, line_no, in_day):
+            _apply(s.bids, msg["b"])
+            _apply(s.asks, msg["a"])
         return _depth_rows(sink, origin, msg, in_day)
 
     if not in_day:
@@ -412,6 +436,69 @@ def _handle(
     return None
 
 
+def depth_sync(
+    res: GoldenResult,
+    sink: _Sink,
+    s: _Session,
+    U: int,
+    u: int,
+    pu: object,
+    bids: list | None,
+    asks: list | None,
+    capture_ns: int,
+    src: str,
+    line_no: int,
+    in_day: bool,
+) -> bool:
+    """Continuity of one depth message (ids only); writes a carried snapshot when the day starts inside a
+    session. True when the message's levels apply to the book. ``bids``/``asks`` (raw level lists) are only
+    needed while the book can still be carried into the day (``not s.written_in_day``); None after that."""
+    s.recent.append((U, u, pu, bids, asks))
+    if s.snapshot_id is not None:
+        if depth_rules.in_snapshot(u, s.snapshot_id, pu is not None):
+            return False  # older than the snapshot: kept, not applied
+        bridged = depth_rules.bridges(U, u, s.snapshot_id, pu is not None)
+        if in_day:
+            res.depth_runs += 1
+        # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
+        # later snapshot of the session replaces it (decided when one arrives, or at the end).
+        s.unbridged_pending = not bridged and in_day
+        s.snapshot_id, s.prev_u, s.resync_pending = None, u, False
+        s.book_valid = bridged
+    elif s.prev_u is None:
+        # Before any snapshot of the session: kept, not applied (Binance buffers these until its snapshot).
+        if in_day:
+            res.unseeded_depth_messages += 1
+        return False
+    else:
+        expected_ok = depth_rules.continues(U, pu, s.prev_u)
+        if not expected_ok and in_day:
+            res.gaps.append(Gap(src, line_no, s.prev_u + 1, U, declared=s.resync_pending))
+        if not expected_ok:
+            s.book_valid = False
+        s.prev_u, s.resync_pending = u, False
+    if in_day and not s.written_in_day and s.book_valid:
+        # The day starts inside a session seeded on an earlier day: carry the book in.
+        res.carried_snapshots += 1
+        res.depth_runs += 1
+        carried = {"capture_ns": capture_ns, "source_file": f"carried:{src}", "line_no": -1}
+        for is_bid, book in ((True, s.bids), (False, s.asks)):
+            ordered = sorted(book.items(), reverse=is_bid)
+            for i, (p, q) in enumerate(ordered):
+                sink.add(
+                    "snapshots",
+                    **carried,
+                    last_update_id=U - 1,
+                    side_is_bid=is_bid,
+                    level=i,
+                    price=p,
+                    size=q,
+                )
+    if in_day:
+        s.written_in_day = True
+    return True
+
+
 def _bridge_buffered(res: GoldenResult, s: _Session, last_id: int, in_day: bool) -> None:
     """Replay the diffs written before the snapshot line that are newer than it; the first must bridge."""
     newer = [d for d in s.recent if not depth_rules.in_snapshot(d[1], last_id, d[2] is not None)]
@@ -424,8 +511,9 @@ def _bridge_buffered(res: GoldenResult, s: _Session, last_id: int, in_day: bool)
     for dU, du, dpu, b, a in newer:
         if prev is not None and not depth_rules.continues(dU, dpu, prev):
             bridged = False  # a break among them was recorded as a gap when it arrived
-        _apply(s.bids, b)
-        _apply(s.asks, a)
+        if b is not None:
+            _apply(s.bids, b)
+            _apply(s.asks, a)
         prev = du
     if in_day:
         res.depth_runs += 1

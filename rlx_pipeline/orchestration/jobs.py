@@ -44,7 +44,7 @@ def lake_endpoint(lake_source: str, bucket: str, endpoint_url: str | None = None
 
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("catalog", "export"),  # the per-day pipeline
     partitions_def=PARTITIONS,
     tags={
         "rlx/lake-endpoint": lake_endpoint(
