@@ -143,6 +143,25 @@ def unified_events_schema() -> pa.Schema:
     )
 
 
+def invalid_intervals_schema() -> pa.Schema:
+    """``invalid_intervals.parquet`` beside a day's unified stream: the spans whose book states are not trusted
+    (``book_valid`` false), from the first such state (``start``) to the state that re-seeded the book (``end``;
+    the last untrusted state's time when the day ends first)."""
+    return pa.schema(
+        [
+            ("start", TS),
+            ("end", TS),
+            ("first_update_id", pa.int64()),  # sequence number of the first untrusted state
+            ("last_update_id", pa.int64()),  # ... and of the last one
+            ("cause", pa.string()),  # lost_update_id (named by the golden samples) or snapshot_disagreed
+            ("messages", pa.int64()),  # untrusted book states (one per delta message)
+            ("first_event_index", pa.int64()),  # event rows [first, end) of events.parquet carry them
+            ("end_event_index", pa.int64()),
+            ("resolved", pa.bool_()),  # False: the day ended before a snapshot re-seeded the book
+        ]
+    )
+
+
 def unified_book_schema(top_n: int = 10) -> pa.Schema:
     """``book.parquet``: the top-N book after the event at ``event_index`` (its row in ``events.parquet``); it
     holds until the next book row."""
@@ -157,6 +176,9 @@ def unified_book_schema(top_n: int = 10) -> pa.Schema:
             # levels beyond them were never in a snapshot and are only known where a delta touched them.
             ("bid_known_min_price", pa.int64()),
             ("ask_known_max_price", pa.int64()),
+            # False from a proven loss (or the last snapshot that agreed) until a snapshot re-seeds the book:
+            # the state may be wrong (``rlx_pipeline.book.unified``; the spans: ``invalid_intervals.parquet``)
+            ("book_valid", pa.bool_()),
         ]
         + _book_level_fields(top_n)
     )

@@ -35,7 +35,7 @@ class Thresholds:
 
     ks_d_max: float = 0.10  # RLX_KS_D_MAX
     alpha_diff_max: float = 0.30  # RLX_ALPHA_DIFF_MAX
-    gap_rate_max: float = 0.0  # RLX_GAP_RATE_MAX: share of delta messages after a sequence gap
+    gap_rate_max: float = 0.002  # RLX_GAP_RATE_MAX: share of the day inside invalid intervals (README)
     origin_time_invalid_max: float = 0.001  # RLX_ORIGIN_TIME_INVALID_MAX
     origin_time_tolerance_s: float = 60.0  # RLX_ORIGIN_TIME_TOLERANCE_S: slack around the partition's day
     unseeded_delta_max: float = (

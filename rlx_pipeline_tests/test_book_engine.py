@@ -415,7 +415,7 @@ def test_cli_builds_a_day_and_prints_its_head(tmp_path):
     assert out.exit_code == 0, out.output
     events = pl.read_parquet(layout.unified(DATE, "BTC-USDT"))
     assert f"{events.height:,} events" in out.output
-    assert pl.read_parquet(layout.unified_book(DATE, "BTC-USDT")).width == 7 + 4 * 3
+    assert pl.read_parquet(layout.unified_book(DATE, "BTC-USDT")).width == 8 + 4 * 3
     out = runner.invoke(main, ["unified", "head", *args, "-n", "5"])
     assert out.exit_code == 0, out.output
     assert "bid_0_price" in out.output and "book_sequence_number" in out.output

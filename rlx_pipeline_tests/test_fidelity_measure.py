@@ -107,15 +107,22 @@ def write_golden(layout, sc: Scenario, book_ticker: bool = True, early_diff: boo
         storage.write_table(g("book_ticker"), pa.Table.from_pylist(bt, schema=schemas.GOLDEN_BOOK_TICKER))
 
 
-def unified_rows(sc: Scenario, bid_bound: int | None = 0, ask_bound: int | None = 10**12) -> list[dict]:
+def unified_rows(
+    sc: Scenario,
+    bid_bound: int | None = 0,
+    ask_bound: int | None = 10**12,
+    invalid: frozenset[int] = frozenset(),
+) -> list[dict]:
     """A faithful reconstruction: one delta row per message with the book after it, one row per trade (no
-    book). ``write_unified`` splits the rows into events.parquet and the delta rows' states, book.parquet."""
+    book). ``write_unified`` splits the rows into events.parquet and the delta rows' states, book.parquet.
+    States at the update ids ``invalid`` are marked ``book_valid`` false."""
     rows = []
     empty = {f"{s}_{i}_{w}": None for s in ("bid", "ask") for i in range(TOP_N) for w in ("price", "size")}
     for u, (bids, asks) in sc.books.items():
         row = dict(empty, origin_time=_t(u), received_time=_t(u) + 5_000_000, event_type=1, sequence_number=u,
                    is_last_in_message=True, side_is_bid=None, price=None, size=None, trade_id=None,
-                   bid_known_min_price=bid_bound, ask_known_max_price=ask_bound)  # fmt: skip
+                   bid_known_min_price=bid_bound, ask_known_max_price=ask_bound,
+                   book_valid=u not in invalid)  # fmt: skip
         for i, (p, q) in enumerate(sorted(bids.items(), reverse=True)[:TOP_N]):
             row[f"bid_{i}_price"], row[f"bid_{i}_size"] = p, q
         for i, (p, q) in enumerate(sorted(asks.items())[:TOP_N]):
@@ -217,6 +224,31 @@ def test_a_wrong_third_level_lowers_top5_and_topN_but_not_top1(layout, sc):
     assert comps(f) == {**CLEAN, "book_top5": (N_MSGS - 1, N_MSGS), "book_topN": (N_MSGS - 1, N_MSGS)}
     assert [(m["component"], m["u"]) for m in f.mismatches] == [("book", 110)]
     assert sum(t["topN_mismatched"] for t in f.timeline) == 1
+
+
+def test_a_wrong_state_inside_an_invalid_interval_is_flagged_not_wrong_and_outside_it_is_an_error(layout, sc):
+    write_golden(layout, sc)
+    rows = unified_rows(sc, invalid=frozenset({110, 111}))
+    next(r for r in rows if r["sequence_number"] == 110 and r["event_type"] == 1)["bid_2_size"] += 1
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    # the gated figures cover the valid states only, all exact; the flagged ones are counted apart
+    assert comps(f) == {
+        **CLEAN,
+        "book_top1": (N_MSGS - 2, N_MSGS - 2),
+        "book_top5": (N_MSGS - 2, N_MSGS - 2),
+        "book_topN": (N_MSGS - 2, N_MSGS - 2),
+        "book_ticker": (N_MSGS - 2, N_MSGS - 2),
+    }
+    assert f.score == 1.0 and (f.flagged.matched, f.flagged.total) == (1, 2) and not f.mismatches
+    assert sum(t["flagged"] for t in f.timeline) == 2
+    # the same wrong state marked valid is an error
+    rows = unified_rows(sc, invalid=frozenset({111}))
+    next(r for r in rows if r["sequence_number"] == 110 and r["event_type"] == 1)["bid_2_size"] += 1
+    write_unified(layout, rows)
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f)["book_topN"] == (N_MSGS - 2, N_MSGS - 1) and f.score < 1.0
+    assert [(m["component"], m["u"]) for m in f.mismatches] == [("book", 110)]
 
 
 def test_a_stale_top_lowers_top1_and_book_ticker(layout, sc):
@@ -414,7 +446,7 @@ def _snap(last: int, bids: dict, asks: dict, cap: int = 0) -> SnapshotMessage:
 
 
 def _msg(U: int, u: int, levels=(), cap: int = 0) -> DepthMessage:
-    return DepthMessage(cap, 0, 0, U, u, None, list(levels))
+    return DepthMessage(cap, 0, u, U, u, None, list(levels))  # event time: u ns
 
 
 def test_replay_gap_invalidates_until_a_bridging_snapshot():
@@ -428,11 +460,14 @@ def test_replay_gap_invalidates_until_a_bridging_snapshot():
     assert [s.u for s in r.out] == [12, 13]
     assert r.out[-1].bids == [(99, 2)] and r.out[-1].asks == [(101, 1)]
     assert (r.stats.gaps, r.stats.dropped_before_snapshot) == (1, 1)
+    assert r.invalid_spans == [{"start_ns": 15, "after_update_id": 13, "end_ns": None, "resumed_at": None}]
     r.out.clear()
     r.snapshot(_snap(15, {98: 4}, {101: 1}))  # the buffered 15 is dropped, 16 bridges
     r.diff(_msg(17, 17, [(False, 102, 5)]))
     assert [s.u for s in r.out] == [16, 17]
     assert r.out[-1].asks == [(101, 1), (102, 5)] and r.out[-1].bids == [(98, 4)]
+    # the golden reference was untrusted from the gap (u=15) until 16 bridged the next snapshot
+    assert r.invalid_spans == [{"start_ns": 15, "after_update_id": 13, "end_ns": 16, "resumed_at": 16}]
     r.snapshot(_snap(16, {1: 1}, {2: 2}))  # valid and already past it: not needed
     r.diff(_msg(18, 18))
     r.diff(_msg(18, 18))  # a duplicate (overlapping connections): dropped

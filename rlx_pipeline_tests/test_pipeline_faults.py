@@ -11,8 +11,9 @@ import pytest
 
 from rlx_pipeline.orchestration.assets import acquisition, fidelity, golden, reconstruction, validation
 from rlx_pipeline.orchestration.resources import build_resources
+from rlx_pipeline.settings import Settings
 from rlx_pipeline.simulator import SimConfig, faults, simulate
-from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
+from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SHORT_DAY_HOURS, SYMBOL
 
 _STAGES = (acquisition, golden, validation, reconstruction, fidelity)
 ASSETS = [a for m in _STAGES for a in m.assets]
@@ -200,14 +201,24 @@ def test_a_day_without_golden_samples_runs_lake_only_and_says_so(truth, settings
     assert _fidelity(layout)["measurable"] is False
 
 
-def test_dropped_delta_messages_show_as_missing_update_ids_in_fidelity(truth, settings, layout):
+def test_dropped_delta_messages_show_as_missing_update_ids_in_fidelity(truth, tmp_path, layout):
     tables, gone = faults.drop_delta_messages(truth.lake_tables(), 3, seed=1)
     _prepare(truth, layout, tables=tables)
-    _run_past_checks(settings)
+    # three gaps in 90 s put ~30% of this short day in invalid intervals: let the stream be served to measure it
+    _run_past_checks(
+        Settings.from_env(
+            {"RLX_DATA_DIR": str(layout.root), "RLX_LAKE_MIN_HOURS": SHORT_DAY_HOURS, "RLX_GAP_RATE_MAX": "1"}
+        )
+    )
     report = _fidelity(layout)
     assert report["golden_update_ids_missing_in_recon"] == 3
     assert report["recon_update_ids_not_in_golden"] == 0
-    assert report["components"]["book_topN"]["total"] == len(truth.market.depth) - 3
+    # every message the lake has is compared: valid states in the gated figure, the flagged ones apart
+    assert report["flagged_not_wrong"]["total"] > 0
+    assert (
+        report["components"]["book_topN"]["total"] + report["flagged_not_wrong"]["total"]
+        == len(truth.market.depth) - 3
+    )
     assert report["components"]["trades_golden_in_recon"]["value"] == 1.0
 
 

@@ -169,7 +169,11 @@ def test_a_failed_rebuild_leaves_the_previous_stream_served_and_the_read_api_ref
     # the failed build is kept aside with both its files; the previous build stays served and readable
     rejected = Path(check.metadata["rejected_path"].value)
     assert rejected.parent == layout.unified(DATE, SYMBOL).parent / "rejected"
-    assert {p.name for p in rejected.iterdir()} == {"events.parquet", "book.parquet"}
+    assert {p.name for p in rejected.iterdir()} == {
+        "events.parquet",
+        "book.parquet",
+        "invalid_intervals.parquet",
+    }
     assert _served(layout) == good
     mat = result.asset_materializations_for_node("unified_stream")[0].metadata
     assert mat["served"].value is False and mat["path"].value == str(rejected / "events.parquet")

@@ -131,14 +131,51 @@ def test_passed_verdict_materializes_with_metadata_and_is_idempotent(tmp_path, l
     assert (out.read_bytes(), book.read_bytes()) == before
 
 
-def test_a_disagreeing_snapshot_fails_the_blocking_check_and_names_it(tmp_path, layout, rlx):
-    _small_day(tmp_path, layout, disagree=True)
+def test_a_disagreeing_snapshot_flags_the_states_since_the_last_agreeing_one_and_fails_over_the_share(
+    tmp_path, layout, rlx
+):
+    """No golden data: the snapshot at u=3 disagrees (bid 100 of size 9, the book has 2), so the book is not trusted
+    from the last snapshot that agreed (the seed, u=1) until u=3 re-seeds it: the state after u=2 is flagged,
+    1 of 4 states (25% > RLX_GAP_RATE_MAX)."""
+    (tmp_path / "src").mkdir()
+    _stage(
+        tmp_path,
+        layout,
+        [
+            _book_row(T0, 1, [(100 * S, S)], [(101 * S, S)]),
+            _book_row(T0 + 10 * MS, 3, [(100 * S, 9 * S)], [(101 * S, S)]),
+        ],
+        [
+            (T0 + 5 * MS, 2, True, 100 * S, 2 * S),
+            (T0 + 10 * MS, 3, False, 101 * S, 1 * S),
+            (T0 + 20 * MS, 4, False, 101 * S, 3 * S),
+        ],
+    )
     _verdict(layout, True)
     result = _run(rlx)
     [check] = result.get_asset_check_evaluations()
     assert not check.passed and check.metadata["snapshot_mismatches"].value == 1
-    assert check.metadata["first_mismatched_snapshots"].value == [2]
-    assert "u=[2]" in check.description
+    assert check.metadata["first_mismatched_snapshots"].value == [3]
+    assert check.metadata["invalid_intervals"].value == 1
+    assert check.metadata["invalid_share_messages"].value == 0.25
+    assert "u=[3]" in check.description
+    # the build failed its check: kept aside under rejected/, not served
+    [rejected] = (layout.unified_book(DATE, SYMBOL).parent / "rejected").iterdir()
+    book = pl.read_parquet(rejected / "book.parquet")
+    assert book.select("sequence_number", "book_valid", "bid_0_size").rows() == [
+        (1, True, S),
+        (2, False, 2 * S),
+        (3, True, 9 * S),  # re-seeded
+        (4, True, 9 * S),
+    ]
+    [gap] = pl.read_parquet(rejected / "invalid_intervals.parquet").to_dicts()
+    assert (gap["first_update_id"], gap["last_update_id"], gap["cause"], gap["messages"]) == (
+        2,
+        2,
+        "snapshot_disagreed",
+        1,
+    )
+    assert (gap["first_event_index"], gap["end_event_index"], gap["resolved"]) == (1, 3, True)
 
 
 def test_deletes_re_adds_far_levels_and_ties_give_exact_books(tmp_path):

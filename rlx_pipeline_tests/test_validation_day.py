@@ -74,10 +74,13 @@ def test_a_dropped_delta_message_is_a_gap(layout):
     gone = int(data["u"][len(data["u"]) // 2])  # middle of the day: inside the golden window
     write_day(layout, drop_u=[gone])
     v = validate_day(layout, DAY.date, DAY.symbol, TH)
-    assert _status(v) == {"origin_time": True, "gaps": False, "ks": True, "tail": True}
+    # one vendor-typical gap passes at the default threshold: reconstruction flags it (handed every lost id)
+    assert _status(v) == {"origin_time": True, "gaps": True, "ks": True, "tail": True}
     assert v.gaps["lake_missing_messages"] == 1
-    assert v.gaps["first_missing_update_ids"] == [gone]
+    assert v.gaps["first_missing_update_ids"] == v.gaps["missing_update_ids"] == [gone]
     assert v.gaps["rates"]["depth_messages"] == 1 / v.gaps["golden_depth_messages"]
+    strict = validate_day(layout, DAY.date, DAY.symbol, Thresholds(gap_rate_max=0.0))
+    assert _status(strict)["gaps"] is False
 
 
 def _cut_lake(lo_min: int | None = None, hi_min: int | None = None):

@@ -28,10 +28,16 @@ CAPACITY = 1 << 16  # levels per side; the farthest level is evicted (and counte
 SNAPSHOT, DELTA, TRADE = 0, 1, 2
 
 # Counters returned by ``replay`` (indices into its stats array).
-ST_APPLIED, ST_UNSEEDED, ST_STALE, ST_CROSSED, ST_EVICTED, ST_SNAP_MATCH, ST_SNAP_MISMATCH, ST_SEEDS = range(
-    8
-)
-N_STATS = 8
+# ST_SNAP_LOST / ST_CROSSED_LOST: disagreeing snapshots and crossed messages explained by a lost update id the golden
+# samples named (not the engine's doing; the invalid interval flags them).
+(ST_APPLIED, ST_UNSEEDED, ST_STALE, ST_CROSSED, ST_EVICTED, ST_SNAP_MATCH, ST_SNAP_MISMATCH, ST_SEEDS, ST_SNAP_LOST,
+ ST_CROSSED_LOST) = range(10)  # fmt: skip
+N_STATS = 10
+N_STATE = 12
+
+# Why a book state is not trusted (``book_cause``; 0: valid): a lost message named by the golden samples (from
+# the loss to the next snapshot), or a later snapshot that disagreed (from the last snapshot that agreed).
+CAUSE_VALID, CAUSE_LOST_UPDATE_ID, CAUSE_SNAPSHOT_DISAGREED = 0, 1, 2
 
 M_BASE, M_BEST, M_COUNT, M_TICK, M_OVN, M_CAP = range(6)  # meta columns
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -512,38 +518,48 @@ def _resolve(
     mismatch_seq,
     tmp_x,
     tmp_s,
+    reseed,
 ):
     """Compare snapshot ``k`` with the book (counted), then apply it: on a mismatch it resyncs the book; on a
     match it still adds the levels beyond the known range that the book could not know. The known range grows
-    to the snapshot's. Returns (bid_boundary, ask_boundary)."""
+    to the snapshot's, unless the book was not trusted (``reseed``) or disagreed: then the book and its known
+    range are the snapshot's alone. Returns (bid_boundary, ask_boundary, matched)."""
     levels = snap_p.shape[1] // 2
-    if _snapshot_matches(
+    matched = _snapshot_matches(
         snap_p, snap_s, k, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary, tmp_x, tmp_s
-    ):
+    )
+    if matched:
         stats[ST_SNAP_MATCH] += 1
     else:
         if stats[ST_SNAP_MISMATCH] < mismatch_seq.shape[0]:
             mismatch_seq[stats[ST_SNAP_MISMATCH]] = k_seq
         stats[ST_SNAP_MISMATCH] += 1
-    _apply_snapshot(snap_p, snap_s, k, qty, bits, meta, ovp, ovs, True)
+        if reseed:
+            stats[ST_SNAP_LOST] += 1
+    fresh = reseed or not matched
+    # After a loss the levels beyond the snapshot may be stale (a lost delete would later cross the book): the
+    # book becomes the snapshot alone, as when seeding; deeper levels return as deltas touch them.
+    _apply_snapshot(snap_p, snap_s, k, qty, bits, meta, ovp, ovs, not fresh)
     db, da = _deepest(snap_p, k, 0, levels), _deepest(snap_p, k, levels, levels)
     if db != 0:
-        bid_boundary = min(bid_boundary, db)
+        bid_boundary = db if fresh else min(bid_boundary, db)
     if da != 0:
-        ask_boundary = max(ask_boundary, da)
-    return bid_boundary, ask_boundary
+        ask_boundary = da if fresh else max(ask_boundary, da)
+    return bid_boundary, ask_boundary, matched
 
 
 @njit(cache=True)
 def _publish(
-    book_row, book_p, book_s, book_known, m, row, qty, bits, meta, ovp, ovs, top_n, bid_b, ask_b, tmp_x, tmp_s
-):
+    book_row, book_p, book_s, book_known, book_cause, m, row, qty, bits, meta, ovp, ovs, top_n, bid_b, ask_b,
+    cause, tmp_x, tmp_s,
+):  # fmt: skip
     """Write the book state after event ``row`` (replacing one already written for that row); returns m."""
     if m > 0 and book_row[m - 1] == row:
         m -= 1
     book_row[m] = row
     book_known[m, 0] = bid_b
     book_known[m, 1] = ask_b
+    book_cause[m] = cause
     _write_top(book_p, book_s, m, qty, bits, meta, ovp, ovs, top_n, tmp_x, tmp_s)
     return m + 1
 
@@ -551,16 +567,29 @@ def _publish(
 @njit(cache=True)
 def _resolve_and_publish(
     snap_p, snap_s, k, k_seq, qty, bits, meta, ovp, ovs, bid_b, ask_b, stats, mismatch_seq,
-    book_row, book_p, book_s, book_known, m, row, top_n, tmp_x, tmp_s,
+    book_row, book_p, book_s, book_known, book_cause, m, row, top_n, tmp_x, tmp_s, broken, agree_m, chunk_out,
 ):  # fmt: skip
-    """A pending snapshot resolved (``_resolve``) and the state it leaves published after event ``row``.
-    Returns (m, bid boundary, ask boundary)."""
-    bid_b, ask_b = _resolve(
-        snap_p, snap_s, k, k_seq, qty, bits, meta, ovp, ovs, bid_b, ask_b, stats, mismatch_seq, tmp_x, tmp_s
-    )
-    m = _publish(
-        book_row, book_p, book_s, book_known, m, row, qty, bits, meta, ovp, ovs, top_n, bid_b, ask_b, tmp_x, tmp_s
+    """A pending snapshot resolved (``_resolve``) and the state it leaves published after event ``row``: the
+    book is re-seeded and trusted again. A disagreement with no located loss (``broken``) proves one somewhere
+    since the last resolved snapshot (state ``agree_m`` of this chunk, -1: an earlier chunk, then
+    ``chunk_out[1]`` is set for the caller's held states): those states are marked. Returns (m, bid boundary,
+    ask boundary); ``chunk_out[0]`` is the published state's index."""
+    bid_b, ask_b, matched = _resolve(
+        snap_p, snap_s, k, k_seq, qty, bits, meta, ovp, ovs, bid_b, ask_b, stats, mismatch_seq, tmp_x, tmp_s,
+        broken,
     )  # fmt: skip
+    end = m - 1 if m > 0 and book_row[m - 1] == row else m  # the state at ``row`` is replaced
+    if not matched and not broken:
+        for i in range(agree_m + 1, end):
+            if book_cause[i] == CAUSE_VALID:
+                book_cause[i] = CAUSE_SNAPSHOT_DISAGREED
+        if agree_m < 0:
+            chunk_out[1] = 1
+    m = _publish(
+        book_row, book_p, book_s, book_known, book_cause, m, row, qty, bits, meta, ovp, ovs, top_n, bid_b, ask_b,
+        CAUSE_VALID, tmp_x, tmp_s,
+    )  # fmt: skip
+    chunk_out[0] = m - 1
     return m, bid_b, ask_b
 
 
@@ -579,8 +608,7 @@ def replay(
     meta,
     ovp,
     ovs,
-    state,  # int64[10]: unused, unused, seeded, last_seq, pending snapshot (-1: none), pending_seq, last_was_bid,
-    #        seed_seq, bid boundary, ask boundary
+    state,  # int64[N_STATE]: see new_state
     stats,  # int64[N_STATS]
     top_n,
     out_seq,  # int64[n]: the sequence number each row carries (trades: last applied)
@@ -589,15 +617,26 @@ def replay(
     book_p,  # int64[m, 2*top_n]: top-N book states (bids then asks; 0 = no level)
     book_s,
     book_known,  # int64[m, 2]: bid and ask price boundaries of the completely known book (see _side_matches)
+    book_cause,  # int8[m]: CAUSE_VALID, or why the state is not trusted
     mismatch_seq,  # int64[k]: sequence numbers of the first k snapshots that disagreed with the book
     per_message,  # bool: a book state after each message (its last row) and where a snapshot was applied; else
     #               after every kept row, trades included
+    breaks,  # int64[b], ascending: final update ids of messages the golden samples show the lake lost
+    chunk_out,  # int64[2], in/out: (index of the last state a snapshot resolved in this chunk or -1, 1 when a
+    #             disagreeing snapshot marks states of earlier chunks too)
 ):
     """Replay events in unified order; returns the number of book states written (``m`` is enough when it
-    counts the message ends and snapshots, or the rows when not ``per_message``)."""
+    counts the message ends and snapshots, or the rows when not ``per_message``).
+
+    Trust: a delta after a lost update id (``breaks``) starts an untrusted span; a snapshot that disagrees with
+    the book, with no loss located, marks the states since the last resolved snapshot. Either ends at the next
+    snapshot, which re-seeds the book and shrinks the known range to its own."""
     seeded, last_seq = state[2] != 0, state[3]
     pending, pending_seq, last_was_bid, seed_seq = state[4], state[5], state[6] != 0, state[7]
     bid_boundary, ask_boundary = state[8], state[9]
+    bi, broken = state[10], state[11] != 0
+    nb = breaks.shape[0]
+    agree_m = -1  # the last state a snapshot resolved, in this chunk
     levels = snap_p.shape[1] // 2
     tmp_x = np.empty(max(top_n, levels + 1), np.int64)
     tmp_s = np.empty(max(top_n, levels + 1), np.int64)
@@ -611,8 +650,13 @@ def replay(
         if pending >= 0 and (t != DELTA or seq[r] > pending_seq):
             m, bid_boundary, ask_boundary = _resolve_and_publish(
                 snap_p, snap_s, pending, pending_seq, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary,
-                stats, mismatch_seq, book_row, book_p, book_s, book_known, m, r - 1, top_n, tmp_x, tmp_s,
+                stats, mismatch_seq, book_row, book_p, book_s, book_known, book_cause, m, r - 1, top_n, tmp_x,
+                tmp_s, broken, agree_m, chunk_out,
             )  # fmt: skip
+            agree_m = m - 1
+            broken = False
+            while bi < nb and breaks[bi] <= pending_seq:  # losses the snapshot already contains
+                bi += 1
             pending = -1
         if t == SNAPSHOT:
             k = snap_idx[r]
@@ -643,6 +687,10 @@ def replay(
                 out_keep[r] = False
                 out_seq[r] = seq[r]
                 continue
+            while bi < nb and breaks[bi] < seq[r]:  # a message lost before this one
+                if breaks[bi] > last_seq:  # (not one the book's last snapshot already contains)
+                    broken = True
+                bi += 1
             s = 0 if is_bid[r] else 1
             x = price[r] if is_bid[r] else -price[r]
             e = _fast_set(qty, bits, meta, s, x, size[r])  # called directly: see _fast_set
@@ -657,6 +705,8 @@ def replay(
             end_of_message = r + 1 == n or ev_type[r + 1] != DELTA or seq[r + 1] != seq[r]
             if end_of_message and _uncross(qty, bits, meta, ovp, ovs, last_was_bid) > 0:
                 stats[ST_CROSSED] += 1
+                if broken:
+                    stats[ST_CROSSED_LOST] += 1
         else:
             out_keep[r] = True
             out_seq[r] = last_seq
@@ -665,32 +715,26 @@ def replay(
         if not seeded or (per_message and not end_of_message):
             continue  # mid-message: the book after the message is written at its last row
         m = _publish(
-            book_row,
-            book_p,
-            book_s,
-            book_known,
-            m,
-            r,
-            qty,
-            bits,
-            meta,
-            ovp,
-            ovs,
-            top_n,
-            bid_boundary,
-            ask_boundary,
-            tmp_x,
-            tmp_s,
-        )
+            book_row, book_p, book_s, book_known, book_cause, m, r, qty, bits, meta, ovp, ovs, top_n,
+            bid_boundary, ask_boundary, CAUSE_LOST_UPDATE_ID if broken else CAUSE_VALID, tmp_x, tmp_s,
+        )  # fmt: skip
+        if t == SNAPSHOT:
+            agree_m = m - 1  # the seeding snapshot
+            chunk_out[0] = agree_m
     if pending >= 0 and n > 0:  # the chunk ends: every delta of the snapshot's sequence number is in it
         m, bid_boundary, ask_boundary = _resolve_and_publish(
             snap_p, snap_s, pending, pending_seq, qty, bits, meta, ovp, ovs, bid_boundary, ask_boundary,
-            stats, mismatch_seq, book_row, book_p, book_s, book_known, m, n - 1, top_n, tmp_x, tmp_s,
+            stats, mismatch_seq, book_row, book_p, book_s, book_known, book_cause, m, n - 1, top_n, tmp_x, tmp_s,
+            broken, agree_m, chunk_out,
         )  # fmt: skip
+        broken = False
+        while bi < nb and breaks[bi] <= pending_seq:
+            bi += 1
         pending = -1
     state[2], state[3] = 1 if seeded else 0, last_seq
     state[4], state[5], state[6], state[7] = pending, pending_seq, 1 if last_was_bid else 0, seed_seq
     state[8], state[9] = bid_boundary, ask_boundary
+    state[10], state[11] = bi, 1 if broken else 0
     return m
 
 
@@ -707,8 +751,10 @@ def apply_rows(is_bid, price, size, qty, bits, meta, ovp, ovs):
 
 
 def new_state() -> tuple[tuple, np.ndarray, np.ndarray]:
-    """(book, state, stats) for ``replay``: an empty, unseeded book (``new_book``)."""
-    state = np.zeros(10, dtype=np.int64)
+    """(book, state, stats) for ``replay``: an empty, unseeded book (``new_book``). ``state``: unused, unused,
+    seeded, last_seq, pending snapshot (-1: none), pending_seq, last_was_bid, seed_seq, bid boundary, ask
+    boundary, next break, broken (a lost message since the last snapshot)."""
+    state = np.zeros(N_STATE, dtype=np.int64)
     state[4] = -1
     return new_book(), state, np.zeros(N_STATS, dtype=np.int64)
 

@@ -7,6 +7,10 @@
     mids = read_book("data", "BTC-USDT", "2024-08-09").select("origin_time", "bid_0_price", "ask_0_price")
     for batch in iter_batches("data", "BTC-USDT", "2024-08-09", batch_rows=100_000):
         ...  # pyarrow.RecordBatch in unified order, day after day, each event with the book in force after it
+    gaps = read_invalid_intervals("data", "BTC-USDT", "2024-08-09", "2024-08-10")  # spans not to trust
+
+Every book state carries ``book_valid``: False inside an invalid interval (a proven loss of a depth message, until
+a snapshot re-seeds the book), so ``lf.filter(pl.col("book_valid"))`` keeps the events whose book is trusted.
 
 A day is ``events.parquet`` (one row per event) and ``book.parquet`` (the top-N book after each message and
 snapshot, keyed by ``event_index``, the event's row in its day). An event carries the last book state at or before
@@ -33,8 +37,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlx_pipeline import gate
-from rlx_pipeline.book.unified import BUILD_KEY, book_path_for
+from rlx_pipeline import gate, schemas
+from rlx_pipeline.book.unified import BUILD_KEY, book_path_for, intervals_path_for
 from rlx_pipeline.layout import DataLayout
 
 # Book columns that would clash with the event's own, renamed when joined onto events.
@@ -152,6 +156,37 @@ def _joined(events: Path, book: Path) -> pl.LazyFrame:
         .join_asof(bk, on="event_index", strategy="backward")
         .drop("event_index")
     )
+
+
+def read_invalid_intervals(
+    data_dir: str | os.PathLike[str],
+    symbol: str,
+    start: str,
+    end: str | None = None,
+    *,
+    on_unverified: OnUnverified = "raise",
+) -> pl.DataFrame:
+    """The spans of the days whose book states are not trusted (``book_valid`` false), one row each with its
+    ``date``: ``start``/``end`` (end: the state that re-seeded the book), first and last update id, ``cause``
+    (``lost_update_id``: named by the golden samples; ``snapshot_disagreed``: a later snapshot disagreed, the
+    span starts at the last one that agreed), ``messages``, and the event rows ``[first_event_index,
+    end_event_index)`` of the day that carry them. A training loop masks or skips these. ``on_unverified``: as
+    ``read_unified``."""
+    days = []
+    for events, _ in _paths(data_dir, symbol, start, end, on_unverified):
+        path = intervals_path_for(events)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the invalid intervals of {events} are missing; re-materialize")
+        if (pq.read_schema(path).metadata or {}).get(BUILD_KEY) != (
+            pq.read_schema(events).metadata or {}
+        ).get(BUILD_KEY):
+            raise ValueError(f"{events} and {path} come from different builds; re-materialize the partition")
+        date = events.parent.parent.name.removeprefix("dt=")
+        days.append(pl.read_parquet(path).with_columns(pl.lit(date).alias("date")))
+    schema = pl.from_arrow(schemas.invalid_intervals_schema().empty_table()).with_columns(
+        pl.lit("").alias("date")
+    )
+    return pl.concat([schema.clear(), *days], how="vertical")
 
 
 def read_unified(

@@ -18,9 +18,14 @@ Rules (``rlx_pipeline.book.engine`` implements them):
 - the first ``book`` snapshot seeds the book; deltas before it cannot be applied (counted as ``unseeded``, not
   emitted); deltas at or before its sequence number are already in it (``stale``, not emitted);
 - every later snapshot is compared with the reconstructed top 20 once all deltas of its sequence number are
-  applied (``snapshot_match`` / ``snapshot_mismatch``); either way it is then applied (on a mismatch this
-  resyncs the book: its price range is replaced, deeper levels kept) and the resulting state is published at
+  applied (``snapshot_match`` / ``snapshot_mismatch``); either way it is then applied (its price range replaced,
+  deeper levels kept; after a loss the book becomes the snapshot alone) and the resulting state is published at
   the row before the event that resolved it (the last delta of that sequence number, or the snapshot's row);
+- trust (``book_valid``): a delta after an update id the golden samples show lost (``lost_update_ids``) starts an
+  invalid span; a snapshot that disagrees with no loss located proves one since the last resolved snapshot, and
+  the states since then are marked (they are held back until a snapshot resolves them, so across chunks too).
+  Either span ends at the next snapshot, which re-seeds the book; the known range is then the snapshot's alone.
+  The spans go to ``invalid_intervals.parquet`` (``intervals_path_for``);
 - a book crossed at the end of a message is resolved by removing the crossing levels of the side that was not
   updated last (``crossed`` counts the messages);
 - trades do not change the book (the exchange's deltas carry their effect);
@@ -52,7 +57,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numba import njit
 
-from rlx_pipeline import schemas
+from rlx_pipeline import schemas, storage
 from rlx_pipeline.book import engine
 from rlx_pipeline.storage import ParquetBatchWriter
 
@@ -60,7 +65,11 @@ NS = 1_000_000_000
 LEVELS = schemas.BOOK_LEVELS
 MAX_MISMATCHES = 20  # disagreeing snapshots named in the result (all are counted)
 BUILD_KEY = b"rlx.unified_build"  # the same id in events.parquet and book.parquet: written together
-EVENTS_FILE, BOOK_FILE = "events.parquet", "book.parquet"
+EVENTS_FILE, BOOK_FILE, INTERVALS_FILE = "events.parquet", "book.parquet", "invalid_intervals.parquet"
+CAUSES = {
+    engine.CAUSE_LOST_UPDATE_ID: "lost_update_id",
+    engine.CAUSE_SNAPSHOT_DISAGREED: "snapshot_disagreed",
+}
 IN_FLIGHT = 2  # chunks queued for the writer: two keep both cores busy when replay and encoding alternate
 BOOK_ROW_GROUP = 131_072  # book states per row group (~50 MB in memory at top 10)
 
@@ -72,6 +81,15 @@ def book_path_for(events: str | Path) -> Path:
     if events.name == EVENTS_FILE:
         return events.with_name(BOOK_FILE)
     return events.with_name(f"{events.stem}.book.parquet")
+
+
+def intervals_path_for(events: str | Path) -> Path:
+    """Where the invalid intervals of an events file go: ``invalid_intervals.parquet`` beside
+    ``events.parquet``, otherwise ``<stem>.intervals.parquet``."""
+    events = Path(events)
+    if events.name == EVENTS_FILE:
+        return events.with_name(INTERVALS_FILE)
+    return events.with_name(f"{events.stem}.intervals.parquet")
 
 
 @dataclass
@@ -86,10 +104,35 @@ class UnifiedResult:
     input_rows: int = 0
     mismatched_snapshots: list[int] = field(default_factory=list)  # sequence numbers of the first ones
     bucketed: list[str] = field(default_factory=list)  # staged tables that were not sorted (slower path)
+    intervals_path: Path | None = None
+    intervals: list[dict] = field(default_factory=list)  # the rows of invalid_intervals.parquet
+    invalid_states: int = 0  # book states with book_valid false
+    span_ns: int = 0  # from the first book state to the last
+
+    @property
+    def invalid_share_messages(self) -> float:
+        """Share of the day's book states (one per delta message) inside invalid intervals."""
+        return self.invalid_states / self.book_rows if self.book_rows else 0.0
+
+    @property
+    def invalid_share_time(self) -> float:
+        """Share of the day's time (first to last book state) inside invalid intervals."""
+        return sum(i["end"] - i["start"] for i in self.intervals) / self.span_ns if self.span_ns else 0.0
+
+    @property
+    def invalid_share(self) -> float:
+        """The gated gap metric: the larger of the two shares."""
+        return max(self.invalid_share_messages, self.invalid_share_time)
 
     @property
     def self_consistency(self) -> float | None:
-        n = self.stats.get("snapshot_match", 0) + self.stats.get("snapshot_mismatch", 0)
+        """Share of later snapshots that agreed with the book, those that disagreed because of a lost update id
+        the golden samples named left out (the loss explains them; the interval flags them)."""
+        n = (
+            self.stats.get("snapshot_match", 0)
+            + self.stats.get("snapshot_mismatch", 0)
+            - self.stats.get("snapshot_mismatch_lost", 0)
+        )
         return self.stats.get("snapshot_match", 0) / n if n else None
 
     @property
@@ -107,6 +150,8 @@ _STAT_NAMES = [
     "snapshot_match",
     "snapshot_mismatch",
     "seeds",
+    "snapshot_mismatch_lost",
+    "crossed_lost",
 ]
 
 _SNAP_LEVELS = [
@@ -240,13 +285,16 @@ def _footer(path: Path) -> bytes:
         return size.to_bytes(8, "little") + f.read(n)
 
 
-def _build_id(paths: dict[str, Path], date: str, top_n: int, tolerance_s: int, book_every: str) -> str:
+def _build_id(
+    paths: dict[str, Path], date: str, top_n: int, tolerance_s: int, book_every: str, breaks: np.ndarray
+) -> str:
     """Pairs events.parquet with its book.parquet. Derived from the inputs and the settings, not drawn at random,
     so that rebuilding the same day gives byte-identical files (a rebuild of the same inputs writes the same
     content, so even a crash between the two renames cannot mix different builds)."""
     h = hashlib.sha256(f"{date}|{top_n}|{tolerance_s}|{book_every}".encode())
     for table in sorted(paths):
         h.update(table.encode() + _footer(Path(paths[table])))
+    h.update(breaks.tobytes())
     return h.hexdigest()[:32]
 
 
@@ -323,17 +371,38 @@ def _events_table(ev: dict[str, np.ndarray], keep: np.ndarray, last: np.ndarray,
     )
 
 
-def _book_table(
-    index: np.ndarray, ev: dict[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, p, s, known, top_n: int
-) -> pa.Table:
+def _book_piece(
+    index: np.ndarray, ev: dict[str, np.ndarray], rows: np.ndarray, seq: np.ndarray, p, s, known, cause
+):
+    """One chunk's book states as arrays, held until no later snapshot can change their ``book_valid``."""
+    return {
+        "index": index,
+        "t": ev["t"][rows],
+        "r": ev["r"][rows],
+        "ev": ev["ev"][rows],
+        "seq": seq[rows],
+        "p": p,
+        "s": s,
+        "known": known,
+        "cause": cause.copy(),
+    }
+
+
+def _slice(piece: dict[str, np.ndarray], a: int, b: int | None = None) -> dict[str, np.ndarray]:
+    return {k: v[a:b] for k, v in piece.items()}
+
+
+def _book_table(piece: dict[str, np.ndarray], top_n: int) -> pa.Table:
+    p, s, known = piece["p"], piece["s"], piece["known"]
     cols = [
-        pa.array(index),
-        pa.array(ev["t"][rows]).view(schemas.TS),
-        pa.array(ev["r"][rows]).view(schemas.TS),
-        pa.array(ev["ev"][rows]),
-        pa.array(seq[rows]),
+        pa.array(piece["index"]),
+        pa.array(piece["t"]).view(schemas.TS),
+        pa.array(piece["r"]).view(schemas.TS),
+        pa.array(piece["ev"]),
+        pa.array(piece["seq"]),
         pa.array(np.ascontiguousarray(known[:, 0])),
         pa.array(np.ascontiguousarray(known[:, 1])),
+        pa.array(piece["cause"] == engine.CAUSE_VALID),
     ]
     for off in (0, top_n):  # bids, then asks (the schema's order)
         for i in range(top_n):
@@ -342,6 +411,75 @@ def _book_table(
             mask = empty if empty.any() else None
             cols += [pa.array(price, mask=mask), pa.array(s[:, off + i], mask=mask)]
     return pa.Table.from_arrays(cols, schema=schemas.unified_book_schema(top_n))
+
+
+class _Intervals:
+    """Runs of untrusted book states, fed piece by piece in order: the rows of ``invalid_intervals.parquet``."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.open: dict | None = None  # the run in progress
+        self.invalid = 0
+        self.first_t: int | None = None
+        self.last_t = 0
+
+    def feed(self, piece: dict[str, np.ndarray]) -> None:
+        cause = piece["cause"]
+        bad = cause != engine.CAUSE_VALID
+        n = len(bad)
+        if n == 0:
+            return
+        if self.first_t is None:
+            self.first_t = int(piece["t"][0])
+        self.last_t = int(piece["t"][-1])
+        self.invalid += int(bad.sum())
+        frm = 0
+        for e in np.flatnonzero(np.diff(np.r_[self.open is not None, bad].astype(np.int8))).tolist():
+            if bad[e]:  # a run starts at row e
+                self.open = {"start": int(piece["t"][e]), "first_update_id": int(piece["seq"][e]),
+                             "first_event_index": int(piece["index"][e]), "messages": 0, "lost": False}  # fmt: skip
+                frm = e
+            else:  # the run ends: row e is the re-seeded state
+                self._extend(piece, frm, e)
+                self._close(int(piece["t"][e]), int(piece["index"][e]), True)
+        if self.open is not None:
+            self._extend(piece, frm, n)
+
+    def _extend(self, piece: dict[str, np.ndarray], a: int, b: int) -> None:
+        o = self.open
+        if b > a:
+            o["messages"] += b - a
+            o["lost"] |= bool((piece["cause"][a:b] == engine.CAUSE_LOST_UPDATE_ID).any())
+            o["last"] = (int(piece["t"][b - 1]), int(piece["seq"][b - 1]), int(piece["index"][b - 1]))
+
+    def _close(self, end: int, end_index: int, resolved: bool) -> None:
+        o, self.open = self.open, None
+        cause = engine.CAUSE_LOST_UPDATE_ID if o["lost"] else engine.CAUSE_SNAPSHOT_DISAGREED
+        self.rows.append(
+            {
+                "start": o["start"],
+                "end": end,
+                "first_update_id": o["first_update_id"],
+                "last_update_id": o["last"][1],
+                "cause": CAUSES[cause],
+                "messages": o["messages"],
+                "first_event_index": o["first_event_index"],
+                "end_event_index": end_index,
+                "resolved": resolved,
+            }
+        )
+
+    def finish(self) -> list[dict]:
+        if self.open is not None:  # the day ended before a snapshot re-seeded the book
+            self._close(self.open["last"][0], self.open["last"][2] + 1, False)
+        return self.rows
+
+    def table(self) -> pa.Table:
+        schema = schemas.invalid_intervals_schema()
+        cols = [pa.array([r[f.name] for r in self.rows], pa.int64() if f.type == schemas.TS else f.type)
+                for f in schema]  # fmt: skip
+        return pa.Table.from_arrays([c.view(schemas.TS) if c.type == pa.int64() and f.type == schemas.TS else c
+                                     for c, f in zip(cols, schema, strict=True)], schema=schema)  # fmt: skip
 
 
 def _write(
@@ -363,16 +501,31 @@ def build_unified(
     tolerance_s: int = 60,
     progress: Callable[[str], None] | None = None,
     book_every: str = "message",
+    lost_update_ids: np.ndarray | list[int] | None = None,
 ) -> UnifiedResult:
-    """``paths`` maps ``trades``, ``book``, ``book_delta`` to staged parquet files; writes the events to ``dest``
-    and the book states to ``book_dest`` (default ``book_path_for(dest)``), both atomically."""
+    """``paths`` maps ``trades``, ``book``, ``book_delta`` to staged parquet files; writes the events to ``dest``,
+    the book states to ``book_dest`` (default ``book_path_for(dest)``) and the invalid intervals to
+    ``intervals_path_for(dest)``, each atomically. ``lost_update_ids``: final update ids of depth messages the
+    golden samples hold and the lake lacks (``validation`` finds them); each starts an invalid interval at the
+    next message."""
+    breaks = np.unique(np.asarray(lost_update_ids if lost_update_ids is not None else [], dtype=np.int64))
     if book_every not in ("message", "row"):
         raise ValueError(f"book_every={book_every!r}: expected 'message' or 'row'")
     bucketed: set[str] = set()
     while True:
         try:
             return _build(
-                paths, date, dest, book_dest, top_n, chunk_s, tolerance_s, progress, book_every, bucketed
+                paths,
+                date,
+                dest,
+                book_dest,
+                top_n,
+                chunk_s,
+                tolerance_s,
+                progress,
+                book_every,
+                bucketed,
+                breaks,
             )
         except _Unsorted as e:
             # the partial output is discarded (atomic writers); rare: Crypto Lake tables come in time order
@@ -390,18 +543,24 @@ def _build(
     progress: Callable[[str], None] | None,
     book_every: str,
     bucketed: set[str],
+    breaks: np.ndarray,
 ) -> UnifiedResult:
     t0 = time.perf_counter()
     dest = Path(dest)
     book_dest = Path(book_dest) if book_dest is not None else book_path_for(dest)
     day_lo, day_hi = _day_ns(date)
     lo_all, hi_all = day_lo - tolerance_s * NS, day_hi + tolerance_s * NS
-    build = {BUILD_KEY: _build_id(paths, date, top_n, tolerance_s, book_every).encode()}
+    build = {BUILD_KEY: _build_id(paths, date, top_n, tolerance_s, book_every, breaks).encode()}
     events_schema = schemas.unified_events_schema().with_metadata(build)
     book_schema = schemas.unified_book_schema(top_n).with_metadata(build)
     book_state, state, stats = engine.new_state()
     mismatch_seq = np.zeros(MAX_MISMATCHES, dtype=np.int64)
-    result = UnifiedResult(dest, book_dest)
+    result = UnifiedResult(dest, book_dest, intervals_path=intervals_path_for(dest))
+    held: list[
+        dict[str, np.ndarray]
+    ] = []  # book states after the last resolved snapshot: their trust may change
+    intervals = _Intervals()
+    chunk_out = np.zeros(2, np.int64)
     by_type = np.zeros(3, dtype=np.int64)
     pending: list[Future] = []  # chunks queued for the writer thread
     book_buf: list[pa.Table] = []  # a chunk has ~9,000 book states: written in row groups of BOOK_ROW_GROUP
@@ -457,10 +616,13 @@ def _build(
             )  # column-major: Arrow takes columns as is
             book_s = np.empty((cap, 2 * top_n), np.int64, order="F")
             book_known = np.empty((cap, 2), np.int64, order="F")
+            book_cause = np.empty(cap, np.int8)
+            chunk_out[:] = (-1, 0)
             m = engine.replay(
                 kind, key, ev["is_bid"], ev["price"], ev["size"], ev["snap"], snap_p, snap_s,
                 *book_state, state, stats, top_n,
-                seq, keep, book_row, book_p, book_s, book_known, mismatch_seq, per_message,
+                seq, keep, book_row, book_p, book_s, book_known, book_cause, mismatch_seq, per_message,
+                breaks, chunk_out,
             )  # fmt: skip
             rows = book_row[:m]
             if keep.all():
@@ -471,9 +633,22 @@ def _build(
                 index = written + before[rows]
                 kept = int(before[-1]) + 1
             events = _events_table(ev, keep, last, seq)
-            book = _book_table(index, ev, rows, seq, book_p[:m], book_s[:m], book_known[:m], top_n)
+            piece = _book_piece(index, ev, rows, seq, book_p[:m], book_s[:m], book_known[:m], book_cause[:m])
             written += kept
-            book_buf.append(book)
+            if chunk_out[
+                1
+            ]:  # a disagreeing snapshot proved a loss since the last resolved one: in held states
+                for h in held:
+                    h["cause"][h["cause"] == engine.CAUSE_VALID] = engine.CAUSE_SNAPSHOT_DISAGREED
+            if chunk_out[0] >= 0:  # states up to the last resolved snapshot are final
+                cut = int(chunk_out[0]) + 1
+                held, ready = [_slice(piece, cut)], [*held, _slice(piece, 0, cut)]
+            else:
+                ready = []
+                held.append(piece)
+            for r in ready:
+                intervals.feed(r)
+                book_buf.append(_book_table(r, top_n))
             flush_book = sum(len(b) for b in book_buf) >= BOOK_ROW_GROUP
             books = pa.concat_tables(book_buf) if flush_book else None
             if flush_book:
@@ -487,8 +662,16 @@ def _build(
                 progress(f"{dt.datetime.fromtimestamp(edge / NS, dt.UTC):%H:%M} {written:,} rows")
         for f in pending:
             f.result()
+        for r in held:  # the day ends: no snapshot disagreed since the last one
+            intervals.feed(r)
+            book_buf.append(_book_table(r, top_n))
         if book_buf:
             book_writer.write(pa.concat_tables(book_buf))
+        result.intervals = intervals.finish()
+        result.invalid_states = intervals.invalid
+        result.span_ns = intervals.last_t - intervals.first_t if intervals.first_t is not None else 0
+        storage.write_table(result.intervals_path, intervals.table().replace_schema_metadata(build),
+                            fixed_point_scale=False)  # fmt: skip
         result.rows = writer.rows
         result.book_rows = book_writer.rows
     result.by_type = {"snapshot": int(by_type[0]), "delta": int(by_type[1]), "trade": int(by_type[2])}

@@ -86,6 +86,8 @@ class DepthReplay:
         self.buffer: deque[DepthMessage] = deque()
         self.stats = ReplayStats()
         self.out: list[GoldenState] = []
+        # spans with no valid golden book after a gap (event times, ns; end None: never bridged again)
+        self.invalid_spans: list[dict] = []
 
     def snapshot(self, s: SnapshotMessage) -> None:
         self.stats.snapshots += 1
@@ -118,6 +120,8 @@ class DepthReplay:
                 self._buffer(m)
                 return
             self.valid = True
+            if self.invalid_spans and self.invalid_spans[-1]["end_ns"] is None:
+                self.invalid_spans[-1].update(end_ns=m.event_ns, resumed_at=u)
         elif self.valid:
             if u <= self.prev_u:
                 self.stats.stale += 1
@@ -125,6 +129,14 @@ class DepthReplay:
             if not depth_rules.continues(U, pu, self.prev_u):
                 self.stats.gaps += 1
                 self.valid = False
+                self.invalid_spans.append(
+                    {
+                        "start_ns": m.event_ns,
+                        "after_update_id": self.prev_u,
+                        "end_ns": None,
+                        "resumed_at": None,
+                    }
+                )
                 self._buffer(m)
                 return
         else:

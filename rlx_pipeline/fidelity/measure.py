@@ -9,7 +9,12 @@
   top 1 / 5 / N (the unified stream's ``book.parquet``: its last delta state at ``u``). Levels beyond the range
   the reconstruction knows completely (``bid_known_min_price`` / ``ask_known_max_price``: never in a lake
   snapshot, never touched by a delta) are *unknowable*, counted apart and excluded from the blocking figure;
-  everything inside it must be exact. Trades are compared from ``events.parquet``.
+  everything inside it must be exact. Trades are compared from ``events.parquet``. States inside the stream's
+  invalid intervals (``book_valid`` false: a proven loss until the next snapshot) are *flagged, not wrong*:
+  compared and counted apart (``flagged``), excluded from the blocking figure; a mismatch in a state marked
+  valid is an error. The golden side likewise: after a silent gap in a capture the golden replay has no valid
+  book until its next snapshot bridges the diffs (``golden_book``), so nothing is compared against it there
+  (its spans: ``golden_invalid_spans``).
 - ``book_ticker``: golden bookTicker messages at those update ids against the reconstructed best bid/ask; and,
   not gated, the golden book's own best bid/ask against bookTicker (is the reference itself consistent?).
 - ``coverage``: golden update ids absent from the reconstruction's delta messages anywhere in the golden window
@@ -37,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from rlx_pipeline.book.read import check_pair
+from rlx_pipeline.book.unified import intervals_path_for
 from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplayStats
 from rlx_pipeline.golden.window import first_snapshot_update_id
 from rlx_pipeline.layout import DataLayout
@@ -73,6 +79,13 @@ class Fidelity:
     topn: Ratio = field(default_factory=Ratio)
     topn_raw: Ratio = field(default_factory=Ratio)  # all levels, unknowable ones included (not gated)
     unknowable_levels: int = 0
+    flagged: Ratio = field(default_factory=Ratio)  # top-N comparisons in invalid intervals (not gated)
+    intervals: list[dict] = field(
+        default_factory=list
+    )  # the stream's invalid intervals (invalid_intervals.parquet)
+    golden_invalid_spans: list[dict] = field(
+        default_factory=list
+    )  # the golden reference's own untrusted spans
     book_ticker: Ratio = field(default_factory=Ratio)
     coverage: Ratio = field(
         default_factory=Ratio
@@ -119,6 +132,9 @@ class Fidelity:
             "components": {k: v.to_dict() for k, v in self.components().items()},
             "book_topN_all_levels": self.topn_raw.to_dict(),
             "unknowable_levels": self.unknowable_levels,
+            "flagged_not_wrong": self.flagged.to_dict(),
+            "invalid_intervals": self.intervals,
+            "golden_invalid_spans": self.golden_invalid_spans,
             "golden_book_vs_book_ticker": self.golden_self_book_ticker.to_dict(),
             "golden_update_ids": self.golden_update_ids,
             "recon_update_ids": self.recon_update_ids,
@@ -279,6 +295,14 @@ def _trades(
         f.timing_ms["lake_receive_minus_capture"] = _dist(f.timing_samples["trade_receive"])
 
 
+def _intervals(events: Path) -> list[dict]:
+    """The stream's invalid intervals (times as ns), or none for a stream built before they existed."""
+    path = intervals_path_for(events)
+    if not path.is_file():
+        return []
+    return pl.read_parquet(path).with_columns(pl.col("start", "end").cast(pl.Int64)).to_dicts()
+
+
 def _message_states(book: pl.LazyFrame) -> pl.LazyFrame:
     """``book.parquet`` rows of deltas. One per message, unless the stream was built with ``book_every="row"``
     (one per row): callers keep the last one per sequence number, the book after the whole message."""
@@ -295,8 +319,9 @@ class _BookComparison:
         self.listed = {"book": 0, "book_ticker": 0, "golden_book_ticker": 0}
 
     def _minute(self, event_ns: int) -> list[int]:
-        # compared, topN bad, bookTicker compared, bookTicker bad, spread n, golden spread sum, recon spread sum
-        return self.timeline.setdefault((event_ns // 60_000_000_000) % 1440, [0, 0, 0, 0, 0, 0, 0])
+        # compared, topN bad, bookTicker compared, bookTicker bad, spread n, golden spread sum, recon spread sum,
+        # flagged (inside invalid intervals)
+        return self.timeline.setdefault((event_ns // 60_000_000_000) % 1440, [0, 0, 0, 0, 0, 0, 0, 0])
 
     def _list(self, kind: str, item: dict) -> None:
         if self.listed[kind] < MAX_LISTED:
@@ -317,6 +342,7 @@ class _BookComparison:
                 pl.col("received_time").cast(pl.Int64),
                 "bid_known_min_price",
                 "ask_known_max_price",
+                "book_valid",
                 *self.cols,
             )
             .collect()
@@ -344,12 +370,19 @@ class _BookComparison:
             r = rows.get(s.u)
             if r is None:
                 continue
-            t, rcv, kb, ka = r[1], r[2], r[3], r[4]
-            lv = r[5:]
+            t, rcv, kb, ka, valid = r[1], r[2], r[3], r[4], r[5]
+            lv = r[6:]
             rb = [(lv[2 * i], lv[2 * i + 1]) for i in range(n) if lv[2 * i] is not None]
             ra = [
                 (lv[2 * n + 2 * i], lv[2 * n + 2 * i + 1]) for i in range(n) if lv[2 * n + 2 * i] is not None
             ]
+            if not valid:  # inside an invalid interval: flagged, not wrong (not in any gated figure)
+                ok_b, _ = compare_side(s.bids[:n], rb, kb, True)
+                ok_a, _ = compare_side(s.asks[:n], ra, ka, False)
+                f.flagged.total += 1
+                f.flagged.matched += ok_b and ok_a
+                self._minute(s.event_ns)[7] += 1
+                continue
             self.dt.append(t - s.event_ns)
             self.dr.append(rcv - s.capture_ns)
             mn = self._minute(s.event_ns)
@@ -411,6 +444,7 @@ class _BookComparison:
                 "book_ticker_mismatched": v[3],
                 "golden_spread_mean": v[5] / v[4] if v[4] else None,
                 "recon_spread_mean": v[6] / v[4] if v[4] else None,
+                "flagged": v[7],
             }
             for k, v in sorted(self.timeline.items())
         ]
@@ -429,6 +463,7 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
             f.reason = f"no unified stream at {p}"
             return f
     check_pair(uni_path, book_path)  # both files from the same build
+    f.intervals = _intervals(uni_path)
     g_times = []
     for table, col in (("trades", "trade_time"), ("agg_trades", "trade_time"), ("depth", "event_time")):
         p = layout.golden(table, date, symbol)
@@ -491,6 +526,7 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
     cmp.finish()
     stats: ReplayStats = book.replay.stats
     f.replay = stats.to_dict()
+    f.golden_invalid_spans = book.replay.invalid_spans
     return f
 
 

@@ -83,6 +83,36 @@ def spread_png(f: Fidelity) -> bytes | None:
     return _png(plt, fig)
 
 
+def intervals_png(f: Fidelity) -> bytes | None:
+    """The day as a timeline: the stream's invalid intervals (red: book_valid false, flagged not wrong) and the
+    golden reference's own untrusted spans (orange: after a capture gap, until its next snapshot)."""
+    if not (f.intervals or f.golden_invalid_spans):
+        return None
+    plt, fig, ax = _fig(6.0, 1.6)
+    hour = 3.6e12
+    day0 = min([i["start"] for i in f.intervals] + [g["start_ns"] for g in f.golden_invalid_spans])
+    day0 -= day0 % (86_400 * 10**9)
+    for i in f.intervals:
+        a, b = (i["start"] - day0) / hour, (i["end"] - day0) / hour
+        ax.axvspan(a, max(b, a + 1e-3), ymin=0.5, ymax=0.95, color="tab:red")
+    for g in f.golden_invalid_spans:
+        a = (g["start_ns"] - day0) / hour
+        b = (g["end_ns"] - day0) / hour if g["end_ns"] is not None else 24.0
+        ax.axvspan(a, max(b, a + 1e-3), ymin=0.05, ymax=0.45, color="tab:orange")
+    ax.set_xlim(0, 24)
+    ax.set_yticks([0.25, 0.72], ["golden", "stream"], fontsize=7)
+    ax.set_xlabel(
+        f"hour of the day (UTC): {len(f.intervals)} invalid intervals (red), "
+        f"{len(f.golden_invalid_spans)} golden gaps (orange)",
+        fontsize=8,
+    )
+    return _png(plt, fig)
+
+
+def _ts(ns: int) -> str:
+    return np.datetime_as_string(np.datetime64(ns, "ns"), unit="ms")
+
+
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.4%}"
 
@@ -116,6 +146,10 @@ def to_markdown(f: Fidelity, images: dict[str, str] | None = None, threshold: fl
         "",
         f"Golden levels beyond what the lake data can know (unknowable, not wrong): {f.unknowable_levels:,}.",
         "",
+        f"Book states inside the stream's invalid intervals (flagged, not wrong; not gated): {f.flagged.total:,} "
+        f"compared, {f.flagged.matched:,} equal anyway. Golden spans without a valid reference (after a capture "
+        f"gap, until its next snapshot; nothing compared there): {len(f.golden_invalid_spans)}.",
+        "",
         f"Update ids: golden {f.golden_update_ids:,}, reconstructed {f.recon_update_ids:,}; golden ids missing "
         f"from the reconstruction (anywhere in the golden window): {f.golden_ids_missing:,}; reconstructed ids "
         f"Binance never sent: {f.recon_ids_not_in_golden:,} (inside the common id range).",
@@ -135,6 +169,19 @@ def to_markdown(f: Fidelity, images: dict[str, str] | None = None, threshold: fl
             lines += [
                 f"| {r['first_u']} | {r['last_u']} | {r['count']} | {r['from']} | {r['to']} |" for r in runs
             ]
+    if f.intervals:
+        lines += [
+            "",
+            f"Invalid intervals of the stream ({len(f.intervals)}; `book_valid` false):",
+            "",
+            "| start | end | first u | last u | cause | messages |",
+            "| --- " * 6 + "|",
+        ]
+        lines += [
+            f"| {_ts(i['start'])} | {_ts(i['end'])} | {i['first_update_id']} | {i['last_update_id']} "
+            f"| {i['cause']} | {i['messages']:,} |"
+            for i in f.intervals[:50]
+        ]
     if f.replay:
         lines += ["", "Golden replay: " + ", ".join(f"{k} {v:,}" for k, v in f.replay.items())]
     if f.timing_ms:
@@ -156,7 +203,13 @@ def write_report(layout: DataLayout, f: Fidelity, threshold: float | None = None
     """report.json, report.md and the PNGs (only those with data) under ``reports/fidelity/dt=/symbol=/``."""
     out = layout.report_dir("fidelity", f.date, f.symbol)
     paths: dict[str, Path] = {}
-    for name, render in (("timeline", timeline_png), ("timing", timing_png), ("spread", spread_png)):
+    renders = (
+        ("timeline", timeline_png),
+        ("timing", timing_png),
+        ("spread", spread_png),
+        ("intervals", intervals_png),
+    )
+    for name, render in renders:
         png = render(f)
         if png:
             paths[name] = storage.write_bytes(out / f"{name}.png", png)
@@ -166,6 +219,6 @@ def write_report(layout: DataLayout, f: Fidelity, threshold: float | None = None
     body["threshold"] = threshold
     body["passed"] = None if f.score is None or threshold is None else f.score >= threshold
     paths["json"] = storage.write_json(out / "report.json", body)
-    images = {k: f"{k}.png" for k in ("timeline", "timing", "spread") if k in paths}
+    images = {k: f"{k}.png" for k in ("timeline", "timing", "spread", "intervals") if k in paths}
     paths["md"] = storage.write_text(out / "report.md", to_markdown(f, images, threshold))
     return paths

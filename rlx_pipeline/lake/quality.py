@@ -348,8 +348,8 @@ def assess_trades(
         Finding(
             "trade_id_gaps",
             missing_share,
-            f"<= {th.gap_rate_max} missing share",
-            missing_share <= th.gap_rate_max,
+            "== 0 missing (a lost trade cannot be flagged in the stream)",
+            missing_share == 0,
             f"{gaps} gaps, {missing} missing ids of {expected}",
         ),
     ]

@@ -14,6 +14,8 @@ expected effect.
 | corrupt_rows          | negative size, NaN size and a crossed price on random delta rows             |
 | zero_origin_times     | sets ``timestamp`` to 0 on ``n`` random trades                                |
 | reorder_delta_messages| swaps ``n`` random pairs of adjacent book_delta_v2 messages (rows move whole)  |
+| drop_delta_message    | removes every row of one chosen book_delta_v2 message (one vendor gap)        |
+| outage                | removes every book_delta_v2 and book row of a time window (a vendor outage)   |
 | drop_depth_frames     | removes ``n`` depth frames from a capture (a silent gap)                      |
 | duplicate_frames      | repeats ``n`` random frames right after themselves                            |
 | reorder_frames        | swaps ``n`` random pairs of adjacent depth frames in a capture                |
@@ -45,6 +47,30 @@ def drop_delta_messages(tables: Tables, n: int, seed: int = 0) -> tuple[Tables, 
     gone = np.sort(_rng(seed).choice(seqs[1:-1], n, replace=False))
     keep = pc.invert(pc.is_in(deltas["sequence_number"], pa.array(gone)))
     return {**tables, "book_delta_v2": deltas.filter(keep)}, gone.tolist()
+
+
+def drop_delta_message(tables: Tables, sequence_number: int) -> Tables:
+    """Every row of the book_delta_v2 message ``sequence_number`` removed (one lost message, as a vendor gap)."""
+    deltas = tables["book_delta_v2"]
+    return {
+        **tables,
+        "book_delta_v2": deltas.filter(pc.not_equal(deltas["sequence_number"], sequence_number)),
+    }
+
+
+def outage(tables: Tables, start_ns: int, seconds: float) -> tuple[Tables, list[int]]:
+    """Every book_delta_v2 and book row with ``timestamp`` in [start_ns, start_ns + seconds) removed; returns the
+    sequence numbers of the delta messages lost."""
+    end = start_ns + int(seconds * 1e9)
+    out = dict(tables)
+    for name in ("book_delta_v2", "book"):
+        t = tables[name]
+        ts = t["timestamp"].cast(pa.int64())
+        inside = pc.and_(pc.greater_equal(ts, start_ns), pc.less(ts, end))
+        if name == "book_delta_v2":
+            gone = np.unique(t.filter(inside)["sequence_number"].to_numpy()).tolist()
+        out[name] = t.filter(pc.invert(inside))
+    return out, gone
 
 
 def reorder_delta_messages(tables: Tables, n: int, seed: int = 0) -> tuple[Tables, list[int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,12 @@ def write_report(
         ),
     )
     return paths
+
+
+def lost_update_ids(layout: DataLayout, date: str, symbol: str) -> list[int]:
+    """Final update ids of the depth messages the golden samples hold and the day's lake data lost (from the
+    validation report; none without a report or golden samples): reconstruction flags the book from each."""
+    path = layout.report_dir("validation", date, symbol) / "report.json"
+    if not path.is_file():
+        return []
+    return [int(u) for u in json.loads(path.read_text()).get("gaps", {}).get("missing_update_ids", [])]

@@ -49,7 +49,7 @@ def fidelity_report(
     paths = write_report(rlx.layout, f, th)
     images = {
         k: "data:image/png;base64," + base64.b64encode(paths[k].read_bytes()).decode()
-        for k in ("timeline", "timing", "spread")
+        for k in ("timeline", "timing", "spread", "intervals")
         if k in paths
     }
     context.log.info(f"fidelity {date}|{symbol}: {f.score if f.measurable else f.reason}")
@@ -59,6 +59,9 @@ def fidelity_report(
         "checked": dg.MetadataValue.bool(f.measurable),
         "report": dg.MetadataValue.md(to_markdown(f, images, th)),
         "report_path": dg.MetadataValue.path(str(paths["md"])),
+        # comparisons inside invalid intervals, not gated
+        "flagged_not_wrong": dg.MetadataValue.json(f.flagged.to_dict()),
+        "invalid_intervals": dg.MetadataValue.int(len(f.intervals)),
     }
     meta.update({k: dg.MetadataValue.json(v.to_dict()) for k, v in f.components().items()})
     yield dg.MaterializeResult(metadata=meta)

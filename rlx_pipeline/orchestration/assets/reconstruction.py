@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rlx_pipeline import gate, promotion, storage
-from rlx_pipeline.book import build_unified
+from rlx_pipeline.book import build_unified, intervals_path_for
 from rlx_pipeline.book.read import iter_day
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.orchestration import checking
@@ -22,6 +22,7 @@ from rlx_pipeline.orchestration.failures import explain_failures
 from rlx_pipeline.orchestration.partitions import PARTITIONS, date_symbol
 from rlx_pipeline.orchestration.resources import RlxSettings
 from rlx_pipeline.settings import Thresholds
+from rlx_pipeline.validation.report import lost_update_ids
 
 
 class ReconstructionConfig(dg.Config):
@@ -71,9 +72,10 @@ def _preview(events: Path, book: Path, rows: int = 8) -> str:
         checking.spec(
             "unified_stream_ok",
             "unified_stream",
-            "The reconstructed top 20 equals Crypto Lake's own `book` rows wherever the book is known "
-            "(>= RLX_SELF_CONSISTENCY_MIN), and the share of deltas before the first snapshot <= "
-            "RLX_UNSEEDED_DELTA_MAX.",
+            "The share of the day inside invalid intervals (book states and time, the larger) <= "
+            "RLX_GAP_RATE_MAX; the reconstructed top 20 equals Crypto Lake's own `book` rows wherever the book is "
+            "known (>= RLX_SELF_CONSISTENCY_MIN; disagreements explained by a lost update id the golden samples "
+            "named left out); the share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX.",
         )
     ],
 )
@@ -96,9 +98,14 @@ def unified_stream(
     if overridden:
         context.log.warning(f"validation gate OVERRIDDEN for {date}|{symbol}: {'; '.join(reasons)}")
     paths = {t: layout.staged(t, date, symbol) for t in gate.STAGED_TABLES}
-    served = [layout.unified_book(date, symbol), layout.unified(date, symbol)]  # promoted in this order
+    # promoted in this order (readers check each file's build against events.parquet)
+    served = [
+        intervals_path_for(layout.unified(date, symbol)),
+        layout.unified_book(date, symbol),
+        layout.unified(date, symbol),
+    ]
     label = promotion.build_label(context.run_id)
-    cand_book, cand_events = (promotion.candidate_path(p, label) for p in served)
+    _, cand_book, cand_events = (promotion.candidate_path(p, label) for p in served)
     try:
         res = build_unified(
             paths,
@@ -109,6 +116,7 @@ def unified_stream(
             tolerance_s=int(rlx.origin_time_tolerance_s),
             progress=lambda msg: context.log.info(f"unified {symbol} {date}: {msg}"),
             book_every=config.book_every,
+            lost_update_ids=lost_update_ids(layout, date, symbol),
         )
     except BaseException:
         promotion.discard(served, label)
@@ -121,6 +129,15 @@ def unified_stream(
         "self_consistency": res.self_consistency,
         "unseeded_share": res.unseeded_share,
         "mismatched_snapshot_sequence_numbers": res.mismatched_snapshots,
+        "invalid_intervals": len(res.intervals),
+        "invalid_states": res.invalid_states,
+        "invalid_share_messages": res.invalid_share_messages,
+        "invalid_share_time": res.invalid_share_time,
+        "invalid_share": res.invalid_share,
+        "first_invalid_intervals": [
+            {k: v for k, v in i.items() if k in ("start", "end", "first_update_id", "cause", "messages")}
+            for i in res.intervals[:10]
+        ],
         "seconds": res.seconds,
         "gate_overridden": overridden,
     }
@@ -128,7 +145,7 @@ def unified_stream(
     build_id = (pq.read_schema(cand_events).metadata or {}).get(BUILD_KEY, b"").decode()
     if checking.failed(results, context.assets_def.check_specs):
         rejected = promotion.set_aside(served, label)
-        out_path, book_path = rejected / served[1].name, rejected / served[0].name
+        out_path, book_path = rejected / served[2].name, rejected / served[1].name
         context.log.error(
             f"unified {date}|{symbol} rejected, kept at {rejected}; the previous build stays served"
         )
@@ -144,7 +161,7 @@ def unified_stream(
             run_id=context.run_id,
         )
         rejected = None
-        out_path, book_path = served[1], served[0]
+        out_path, book_path = served[2], served[1]
     summary["served"] = rejected is None
     storage.write_json(_stats_path(rlx, date, symbol), summary)
     rate = res.input_rows / res.seconds if res.seconds else 0.0
@@ -168,6 +185,8 @@ def unified_stream(
             "unseeded_share": dg.MetadataValue.float(res.unseeded_share),
             "crossed_messages": dg.MetadataValue.int(res.stats["crossed"]),
             "snapshot_mismatches": dg.MetadataValue.int(res.stats["snapshot_mismatch"]),
+            "invalid_intervals": dg.MetadataValue.int(len(res.intervals)),
+            "invalid_share": dg.MetadataValue.float(res.invalid_share),
             "rows_per_s": dg.MetadataValue.float(round(rate, 1)),
             "mb_per_s": dg.MetadataValue.float(round(mb_per_s, 2)),  # staged read + events and book written
             "size_mb": dg.MetadataValue.float(round(out_mb, 3)),  # events.parquet + book.parquet
@@ -185,9 +204,10 @@ def unified_stream(
 
 
 def assess_unified(s: dict, th: Thresholds, *, require_golden: bool = False) -> dg.AssetCheckResult:
-    """unified_stream_ok of a build's summary (stats.json): the reconstructed top 20 equals Crypto Lake's own
-    `book` rows wherever the book is known (>= RLX_SELF_CONSISTENCY_MIN), and the share of deltas before the first
-    snapshot <= RLX_UNSEEDED_DELTA_MAX. No later snapshot to compare with (not checked) or a book left crossed
+    """unified_stream_ok of a build's summary (stats.json): the share of the day inside invalid intervals (book
+    states and time, the larger) <= RLX_GAP_RATE_MAX; the reconstructed top 20 equals Crypto Lake's own `book`
+    rows wherever the book is known (>= RLX_SELF_CONSISTENCY_MIN; disagreements explained by a lost update id the
+    golden samples named left out), and the share of deltas before the first snapshot <= RLX_UNSEEDED_DELTA_MAX. No later snapshot to compare with (not checked) or a book left crossed
     after a message: a non-passing WARN (not checked fails under ``require_golden``, RLX_REQUIRE_GOLDEN)."""
     sc = s["self_consistency"]
     problems = []
@@ -196,12 +216,22 @@ def assess_unified(s: dict, th: Thresholds, *, require_golden: bool = False) -> 
         problems.append(
             f"self-consistency {sc:.4%} < {th.self_consistency_min:.3%} (first disagreeing snapshots u={first})"
         )
+    share = s.get("invalid_share", 0.0)
+    if share > th.gap_rate_max:
+        first = s.get("mismatched_snapshot_sequence_numbers", [])[:5]
+        problems.append(
+            f"{share:.4%} of the day inside {s['invalid_intervals']} invalid intervals > {th.gap_rate_max:.3%} "
+            f"(messages {s['invalid_share_messages']:.4%}, time {s['invalid_share_time']:.4%}; first disagreeing "
+            f"snapshots u={first})"
+        )
     if s["unseeded_share"] > th.unseeded_delta_max:
         problems.append(f"unseeded deltas {s['unseeded_share']:.3%} > {th.unseeded_delta_max:.3%}")
     if s["stats"]["seeds"] == 0:
         problems.append("no book snapshot seeded the day")
     checked = s["stats"]["snapshot_match"] + s["stats"]["snapshot_mismatch"]
-    crossed = s["stats"]["crossed"]
+    crossed = s["stats"]["crossed"] - s["stats"].get(
+        "crossed_lost", 0
+    )  # those after a named loss are flagged
     # Could not measure (no later snapshot to compare with) or a book crossed after a message (resolved by the
     # documented rule, but a sign of a lost update): never green; a warning unless RLX_REQUIRE_GOLDEN asks proof.
     doubts = (
@@ -213,7 +243,9 @@ def assess_unified(s: dict, th: Thresholds, *, require_golden: bool = False) -> 
         )
     if require_golden and sc is None:
         problems.append(doubts.pop(0) + "; fails: RLX_REQUIRE_GOLDEN")
-    summary = f"{checked} later snapshots all matched" if sc == 1.0 else f"self-consistency {sc}"
+    summary = (
+        f"{checked} later snapshots all matched" if sc == 1.0 else f"self-consistency {sc}"
+    ) + f"; {s.get('invalid_intervals', 0)} invalid intervals flagged ({share:.4%} of the day)"
     status = "failed" if problems else "not_checked" if sc is None else "warning" if doubts else "passed"
     return dg.AssetCheckResult(
         check_name="unified_stream_ok",
@@ -221,6 +253,12 @@ def assess_unified(s: dict, th: Thresholds, *, require_golden: bool = False) -> 
         severity=dg.AssetCheckSeverity.ERROR if problems else dg.AssetCheckSeverity.WARN,
         description="; ".join(problems + doubts) or summary,
         metadata={
+            "invalid_share": dg.MetadataValue.float(share),
+            "invalid_share_messages": dg.MetadataValue.float(s.get("invalid_share_messages", 0.0)),
+            "invalid_share_time": dg.MetadataValue.float(s.get("invalid_share_time", 0.0)),
+            "invalid_intervals": dg.MetadataValue.int(s.get("invalid_intervals", 0)),
+            "gap_threshold": dg.MetadataValue.float(th.gap_rate_max),
+            "first_invalid_intervals": dg.MetadataValue.json(s.get("first_invalid_intervals", [])),
             "self_consistency": dg.MetadataValue.float(sc if sc is not None else -1.0),
             "threshold": dg.MetadataValue.float(th.self_consistency_min),
             "snapshots_compared": dg.MetadataValue.int(checked),
