@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from sortedcontainers import SortedDict
 
-from rlx_pipeline import depth_rules
+from rlx_pipeline import venues
 
 BUFFER_MAX = 50_000  # diffs kept while waiting for a snapshot (Binance: buffer until the snapshot arrives)
 
@@ -110,10 +110,10 @@ class DepthReplay:
     def _diff(self, m: DepthMessage, replay: bool) -> None:
         U, u, pu = m.first_id, m.final_id, m.prev_final_id
         if self.pending is not None:
-            if depth_rules.in_snapshot(u, self.pending, pu is not None):
+            if venues.rules_of_diff(pu).in_snapshot(u, self.pending):
                 self.stats.dropped_before_snapshot += 1
                 return
-            bridged = depth_rules.bridges(U, u, self.pending, pu is not None)
+            bridged = venues.rules_of_diff(pu).bridges(U, u, self.pending)
             self.pending = None
             if not bridged:
                 self.stats.unbridged += 1
@@ -126,7 +126,7 @@ class DepthReplay:
             if u <= self.prev_u:
                 self.stats.stale += 1
                 return
-            if not depth_rules.continues(U, pu, self.prev_u):
+            if not venues.rules_of_diff(pu).continues(U, pu, self.prev_u):
                 self.stats.gaps += 1
                 self.valid = False
                 self.invalid_spans.append(
