@@ -78,7 +78,8 @@ def hftbacktest_cmd(
 @click.option(
     "--exchange",
     default=None,
-    help="Tardis exchange name source (default: the symbol's venue: BTC-USDT BINANCE, BTC-USDT-PERP BINANCE_FUTURES).",
+    help="Tardis exchange name source (default: the symbol's venue: BTC-USDT BINANCE, "
+    "BTC-USDT-PERP BINANCE_FUTURES).",
 )
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def tardis_cmd(

@@ -98,7 +98,8 @@ def _upload(paths: list[Path], root: Path, endpoint: str, bucket: str) -> None:
 )
 def from_capture(files: tuple[Path, ...], data_dir: Path | None, book_every_s: float) -> None:
     """Render native capture files (see `capture import` for other formats) as Crypto Lake tables, each under
-    the exchange and symbol of the venue the file holds (spot: BINANCE/BTC-USDT, USD-M: BINANCE_FUTURES/BTC-USDT-PERP)."""
+    the exchange and symbol of the venue the file holds (spot: BINANCE/BTC-USDT, USD-M:
+    BINANCE_FUTURES/BTC-USDT-PERP)."""
     from rlx_pipeline.capture.format import read_index
     from rlx_pipeline.golden.lake_render import render_lake_from_capture
 

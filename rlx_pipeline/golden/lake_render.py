@@ -4,10 +4,11 @@ So a user's own captures, or the real samples, run through the whole pipeline as
 
 - ``trades``: one row per ``@trade`` message (taker side from ``m``), origin = ``T``, receipt = capture time;
 - ``book_delta_v2``: one row per level of every depth message applied to a bridged book, ``sequence_number = u``,
-  origin = ``E``. The venue's depth rules (``venues.DepthRules``): diffs before their snapshot are buffered, the ones the snapshot already holds
-  (spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``) dropped, and a diff written *before* the snapshot line
-  (it arrived while the REST call was in flight) can be the one that bridges it; a snapshot that arrives while the
-  book is synced and already past it (a rotation's fresh snapshot) changes nothing;
+  origin = ``E``. The venue's depth rules (``venues.DepthRules``): diffs before their snapshot are buffered, the
+  ones the snapshot already holds (spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``) dropped, and a diff
+  written *before* the snapshot line (it arrived while the REST call was in flight) can be the one that bridges
+  it; a snapshot that arrives while the book is synced and already past it (a rotation's fresh snapshot) changes
+  nothing;
 - ``book``: the 20 best levels of the book rebuilt from the REST snapshot and diffs: at each snapshot, every
   ``book_every_s`` seconds, and at the first message of each UTC day (so every day can be seeded on its own).
 
