@@ -16,6 +16,8 @@ default streams, the connection limits and the depth sync rules; the files it wr
   written as ``<symbol>@depthSnapshot``; every decision is recorded as an ``rlx@event`` line.
 - Reconnects with exponential backoff + jitter; before the 24 h connection limit a new connection is opened
   before the old one is closed (both are written during the overlap: no dedupe here, keep what was received).
+  The overlap opens with a ``reconnect`` event naming the ``previous`` connection and ends with ``handover_end``
+  once everything the old connection received is written (golden drops the overlap's duplicates).
 - Files rotate hourly (capture clock), are flushed + fsynced as small zstd frames at least every second, and a
   finished file is renamed from ``.partial`` into place with its ``.index.json``. On start, the ``.partial`` files
   a killed run left under ``out_dir`` (no live writer holds them) are finalised first (``finalize_partial``:
@@ -562,6 +564,8 @@ class CaptureService:
                 await self._sleep_unless_stopped(min(1.0, self.cfg.max_connection_s / 4))
                 await old_ws.close()
                 await old_reader
+                # Everything the old connection received is written: golden ends the overlap here.
+                self._link_event("handover_end", link, connection=old_no, next=conn_no)
         finally:
             stopper.cancel()
             if ws is not None:

@@ -33,8 +33,10 @@ from rlx_pipeline.golden.parse import (
     _apply,
     _Context,
     _lost,
+    _Session,
     _Sink,
     depth_sync,
+    overlap_duplicate,
     parse_line,
 )
 
@@ -307,15 +309,22 @@ def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: p
         res.last_event_ms = t_max if res.last_event_ms is None else max(res.last_event_ms, t_max)
 
     # Tables in the order their first rows arrive (the order of the result's row counts), as line by line.
-    firsts = day.group_by("group").agg(pl.col("pos").min()).sort("pos").iter_rows() if day.height else []
-    first_rows = [(pos, _TABLE_OF[group]) for group, pos in firsts]
+    first_rows = _first_rows(day)
+    dropped: list[int] = []  # positions of a hand-over overlap's duplicates
     depth = tl.filter(pl.col("group") == "depth")
     if depth.height:
-        _depth_sync(ctx, src, depth, first_rows)
-    _touch(ctx.sink, first_rows, None)
+        _depth_sync(ctx, src, depth, first_rows, dropped)
     trades = tl.filter(pl.col("group") == "trade")
     if trades.height:
-        _trade_ids(ctx, trades["t"], trades["in_day"])
+        _trade_ids(ctx, trades["t"], trades["in_day"], trades["pos"], dropped)
+    for group, column in (("aggTrade", "agg_id"), ("bookTicker", "u")):
+        part = tl.filter(pl.col("group") == group)
+        if part.height:
+            _last_ids(ctx, group, part[column], part["in_day"], part["pos"], dropped)
+    if dropped:
+        day = day.filter(~pl.col("pos").is_in(dropped))
+        first_rows = _first_rows(day)
+    _touch(ctx.sink, first_rows, None)
 
     origin = [pl.col("capture_ns"), pl.col("line_no")]
     if not day.height:
@@ -329,6 +338,11 @@ def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: p
         rows = levels if heads.height == depth.height else levels.filter(pl.col("pos").is_in(heads["pos"]))
         rows = rows.with_columns(line_no=pl.col("pos") + first_no)
         _extend(ctx.sink, "depth", rows.select(*origin, **_DEPTH_HEAD, **_LEVEL), src)
+
+
+def _first_rows(day: pl.DataFrame) -> list[tuple[int, str]]:
+    firsts = day.group_by("group").agg(pl.col("pos").min()).sort("pos").iter_rows() if day.height else []
+    return [(pos, _TABLE_OF[group]) for group, pos in firsts]
 
 
 def _extend(sink: _Sink, table: str, frame: pl.DataFrame, src: str) -> None:
@@ -355,10 +369,17 @@ def _touch(sink: _Sink, first_rows: list[tuple[int, str]], before: int | None) -
             sink.rows[table] += 0
 
 
-def _depth_sync(ctx: _Context, src: str, depth: pl.DataFrame, first_rows: list[tuple[int, str]]) -> None:
-    """Depth continuity over the segment's diffs, in order (ids only, once the book no longer matters)."""
+def _overlap(s: _Session, kind: str) -> bool:
+    return s.overlap_open or kind in s.draining
+
+
+def _depth_sync(
+    ctx: _Context, src: str, depth: pl.DataFrame, first_rows: list[tuple[int, str]], dropped: list[int]
+) -> None:
+    """Depth continuity over the segment's diffs, in order (ids only, once the book no longer matters); the
+    positions of a hand-over overlap's duplicates go to ``dropped``."""
     res, sink, s = ctx.res, ctx.sink, ctx.s
-    if s.written_in_day and s.snapshot_id is None and s.prev_u is not None:
+    if s.written_in_day and s.snapshot_id is None and s.prev_u is not None and not _overlap(s, "depth"):
         # The usual segment: a running session whose diffs all continue each other. Nothing is recorded but the
         # last id and the diffs kept to bridge a later snapshot; any break takes the loop below.
         prev = pl.concat([pl.Series([s.prev_u], dtype=pl.Int64), depth["u"].head(-1)])
@@ -375,6 +396,9 @@ def _depth_sync(ctx: _Context, src: str, depth: pl.DataFrame, first_rows: list[t
             return
     cols = depth.select("U", "u", "pu", "capture_ns", "line_no", "in_day", "pos")
     for i, (U, u, pu, capture_ns, line_no, in_day, pos) in enumerate(cols.iter_rows()):
+        if s.snapshot_id is None and overlap_duplicate(res, s, "depth", u, s.prev_u, in_day):
+            dropped.append(pos)
+            continue
         if s.written_in_day:
             depth_sync(res, sink, s, U, u, pu, None, None, capture_ns, src, line_no, in_day)
             continue
@@ -387,10 +411,13 @@ def _depth_sync(ctx: _Context, src: str, depth: pl.DataFrame, first_rows: list[t
             _apply(s.asks, asks)
 
 
-def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series) -> None:
+def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series, pos: pl.Series, dropped: list[int]) -> None:
     res, s = ctx.res, ctx.s
     prev = s.prev_trade_id
-    for tid, day in zip(ids.to_list(), in_day.to_list(), strict=True):
+    for tid, day, p in zip(ids.to_list(), in_day.to_list(), pos.to_list(), strict=True):
+        if overlap_duplicate(res, s, "trade", tid, prev, day):
+            dropped.append(p)
+            continue
         if not day:
             prev = tid
             continue
@@ -401,3 +428,19 @@ def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series) -> None:
                 res.trade_id_gaps += 1
         prev = max(tid, prev or tid)
     s.prev_trade_id = prev
+
+
+def _last_ids(
+    ctx: _Context, kind: str, ids: pl.Series, in_day: pl.Series, pos: pl.Series, dropped: list[int]
+) -> None:
+    """The newest id of ``kind`` (aggTrade, bookTicker); during a hand-over overlap, its duplicates dropped."""
+    res, s = ctx.res, ctx.s
+    if not _overlap(s, kind):
+        top = ids.max()
+        s.last_id[kind] = max(top, s.last_id.get(kind, top))
+        return
+    for ident, day, p in zip(ids.to_list(), in_day.to_list(), pos.to_list(), strict=True):
+        if overlap_duplicate(res, s, kind, ident, s.last_id.get(kind), day):
+            dropped.append(p)
+        else:
+            s.last_id[kind] = max(ident, s.last_id.get(kind, ident))

@@ -9,6 +9,14 @@
   by a *carried* snapshot: the book rebuilt from that session's raw snapshot and diffs, written with
   ``source_file = "carried:<file>"`` and ``line_no = -1`` so it is never mistaken for a received message.
 - A malformed line is recorded with file and line number and skipped; the rest of the file still loads.
+- Connection hand-over: the capture opens a new connection before closing the old one, and keeps both streams
+  (a ``reconnect`` event with ``previous`` opens the overlap, ``handover_end`` closes it once the old connection's
+  last message is written). From the overlap's start until, after its end, each kind's first message newer than
+  the last one kept, a message whose id is not newer than the last one kept of its kind (depth ``u <= prev_u``,
+  trade id, aggTrade id, bookTicker ``u``) is the other connection's copy: dropped from the tables and counted as
+  ``overlap_duplicates``, not as a gap or a duplicate trade. Outside a hand-over the same message still counts
+  against integrity (a silent gap, a duplicate trade id). A capture without ``handover_end`` events (written before
+  they existed) keeps the overlap open until its next ``session_start``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ FLUSH_ROWS = 200_000
 MS = 1_000_000
 RECENT_DIFFS = 512  # diffs kept to bridge a snapshot whose response came after them (seconds of depth)
 _RESYNC_EVENTS = {"reconnect", "resync", "gap", "session_start", "rotate"}
+_OVERLAP_KINDS = ("depth", "trade", "aggTrade", "bookTicker")  # kinds whose ids show an overlap's duplicates
 
 
 @dataclass
@@ -71,6 +80,7 @@ class GoldenResult:
     unseeded_depth_messages: int = 0  # depth messages before any snapshot of their session
     trade_id_gaps: int = 0
     trade_id_duplicates: int = 0
+    overlap_duplicates: int = 0  # messages a hand-over overlap delivered twice (dropped)
     minutes: set[int] = field(default_factory=set)
     first_event_ms: int | None = None
     last_event_ms: int | None = None
@@ -105,6 +115,7 @@ class GoldenResult:
             "gaps": [g.__dict__ for g in self.gaps[:50]],
             "trade_id_gaps": self.trade_id_gaps,
             "trade_id_duplicates": self.trade_id_duplicates,
+            "overlap_duplicates": self.overlap_duplicates,
             "minutes_covered": len(self.minutes),
             "coverage": round(self.coverage, 6),
             "first_event_ms": self.first_event_ms,
@@ -196,6 +207,9 @@ class _Session:
         self.last_event_ms: int | None = None
         self.written_in_day = False
         self.unbridged_pending = False
+        self.overlap_open = False  # two connections of a hand-over are both writing
+        self.draining: set[str] = set()  # kinds not yet past the closed overlap's last message
+        self.last_id: dict[str, int] = {}  # newest aggTrade id, bookTicker update id
         # Diffs written before a snapshot line can be the ones that bridge it (they arrived while the REST request
         # was in flight; Binance's procedure buffers them): the last few are kept to replay through the snapshot.
         self.recent: deque[tuple[int, int, int | None, list, list]] = deque(maxlen=RECENT_DIFFS)
@@ -296,8 +310,16 @@ def parse_line(ctx: _Context, src: str, line_no: int, capture_ns: int, stream: s
         except orjson.JSONDecodeError as exc:
             res.malformed.append((src, line_no, f"bad event: {exc}"))
             return
-        if ev.get("type") in _RESYNC_EVENTS and _concerns(ev, sym):
+        if not _concerns(ev, sym):
+            return
+        kind = ev.get("type")
+        if kind in _RESYNC_EVENTS:
             ctx.s.resync_pending = True
+        if kind == "reconnect" and ev.get("previous") is not None:
+            ctx.s.overlap_open = True
+        elif kind == "handover_end" or kind == "session_start":
+            ctx.s.draining = set(_OVERLAP_KINDS) if ctx.s.overlap_open and kind == "handover_end" else set()
+            ctx.s.overlap_open = False
         return
     name, _, kind = stream.partition("@")
     if name != sym:
@@ -383,11 +405,20 @@ def _handle(
 
     if kind.startswith("depth"):
         U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+        if s.snapshot_id is None and overlap_duplicate(res, s, "depth", u, s.prev_u, in_day):
+            return None
         if depth_sync(res, sink, s, U, u, pu, msg["b"], msg["a"], capture_ns, src, line_no, in_day):
             _apply(s.bids, msg["b"])
             _apply(s.asks, msg["a"])
         return _depth_rows(sink, origin, msg, in_day)
 
+    if kind == "trade" and overlap_duplicate(res, s, kind, int(msg["t"]), s.prev_trade_id, in_day):
+        return None
+    if kind in ("aggTrade", "bookTicker"):
+        ident = int(msg["a" if kind == "aggTrade" else "u"])
+        if overlap_duplicate(res, s, kind, ident, s.last_id.get(kind), in_day):
+            return None
+        s.last_id[kind] = max(ident, s.last_id.get(kind, ident))
     if not in_day:
         if kind == "trade":
             s.prev_trade_id = int(msg["t"])
@@ -434,6 +465,21 @@ def _handle(
             ask_qty=fixed_point.parse(msg["A"]),
         )
     return None
+
+
+def overlap_duplicate(
+    res: GoldenResult, s: _Session, kind: str, ident: int, last: int | None, in_day: bool
+) -> bool:
+    """True when a hand-over overlap is open (or draining) for ``kind`` and ``ident`` is not newer than ``last``,
+    the newest id kept: the other connection's copy, counted and dropped. A newer id ends the draining."""
+    if not (s.overlap_open or kind in s.draining):
+        return False
+    if last is not None and ident <= last:
+        if in_day:
+            res.overlap_duplicates += 1
+        return True
+    s.draining.discard(kind)
+    return False
 
 
 def depth_sync(
