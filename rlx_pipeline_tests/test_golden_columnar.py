@@ -147,6 +147,22 @@ def _the_day(path: Path) -> Path:
         _line(E + 31, "btcusdt@trade", _trade(63, E + 31)),  # back in the day
         b"garbage that is not a capture line\n",  # recorded; reading goes on
         _line(E + 32, "btcusdt@trade", _trade(64, E + 32)),
+        # a hand-over: both connections write for a while, the copies are dropped (and counted)
+        _line(E + 33, EVENT_STREAM, event_data("reconnect", symbols=["btcusdt"], previous=1)),
+        _line(E + 34, "btcusdt@depth@100ms", _depth(139, 140, E + 34, [["59999", "1"]])),
+        _line(E + 35, "btcusdt@depth@100ms", _depth(137, 138, E + 35, [["1", "1"]])),  # a copy
+        _line(E + 36, "btcusdt@trade", _trade(65, E + 36)),
+        _line(E + 37, "btcusdt@trade", _trade(64, E + 37)),  # a copy
+        _line(E + 38, "btcusdt@aggTrade", _agg(3, E + 38)),
+        _line(E + 39, "btcusdt@aggTrade", _agg(3, E + 39)),  # a copy
+        _line(E + 40, "btcusdt@bookTicker", _ticker(140)),
+        _line(E + 41, "btcusdt@bookTicker", _ticker(134)),  # a copy
+        _line(E + 42, "btcusdt@trade", _trade(65, E + 42)),  # a copy
+        _line(E + 43, EVENT_STREAM, event_data("handover_end", symbols=["btcusdt"], connection=1)),
+        _line(E + 44, "btcusdt@depth@100ms", _depth(139, 140, E + 44, [["59999", "1"]])),  # late copy
+        _line(E + 45, "btcusdt@depth@100ms", _depth(141, 142, E + 45)),
+        _line(E + 46, "btcusdt@trade", _trade(66, E + 46)),
+        _line(E + 47, "btcusdt@trade", _trade(66, E + 47)),  # past the overlap: a duplicate again
     ]
     frames: list[list[bytes] | bytes] = [lines[i : i + 4] for i in range(0, len(lines), 4)]
     frames.insert(5, b"\x28\xb5\x2f\xfd corrupt frame")  # unreadable bytes: recorded where they are met
@@ -166,11 +182,12 @@ def test_columnar_batches_write_what_the_per_line_parser_writes(tmp_path, monkey
     res, tables = _build(files, tmp_path / "new")
     assert tables == ref_tables
     assert json.dumps(res.summary()) == json.dumps(ref.summary())
-    # The capture exercises what it says: carried book, gaps, declared resync, every kind, malformed lines.
+    # The capture exercises what it says: carried book, gaps, declared resync, every kind, malformed lines,
+    # a hand-over overlap.
     assert ref.carried_snapshots == 1 and ref.rows["snapshots"] == 4 + 2
     assert [(g.expected, g.got, g.declared) for g in ref.gaps] == [(108, 110, False), (112, 120, True)]
-    assert (ref.trade_id_gaps, ref.trade_id_duplicates) == (1, 1)
-    assert ref.rows == {"trades": 10, "snapshots": 6, "depth": 9, "agg_trades": 1, "book_ticker": 1}
+    assert (ref.trade_id_gaps, ref.trade_id_duplicates, ref.overlap_duplicates) == (1, 2, 6)
+    assert ref.rows == {"trades": 13, "snapshots": 6, "depth": 11, "agg_trades": 2, "book_ticker": 2}
     assert [n for _, n, _ in ref.malformed] == [18, 19, -1, 23, 25, 26, 27, 30, -1]
     assert ref.unreadable_bytes == 18 and "corrupt zstd data" in ref.malformed[2][2]
     assert "line 35: not a capture line" in ref.malformed[-1][2]
