@@ -195,3 +195,22 @@ def test_a_reconnect_of_another_connection_does_not_declare_this_symbols_gap(tmp
     )
     assert [g.declared for g in other.gaps] == [False] and len(other.silent_gaps) == 1
     assert [g.declared for g in own.gaps] == [True] and own.silent_gaps == []
+
+
+def test_a_handover_drops_its_copies_but_declares_no_break(tmp_path):
+    """A hand-over (a ``reconnect`` naming the ``previous`` connection) is not a resync: the overlap's copies are
+    dropped, a real break during it stays silent."""
+    lines = [
+        (1, "btcusdt@depthSnapshot", _snap(10, [], [])),
+        (2, "btcusdt@depth@100ms", _depth(11, 12, E + 1)),
+        (3, EVENT_STREAM, event_data("reconnect", symbol=None, symbols=["btcusdt"], previous=1)),
+        (4, "btcusdt@depth@100ms", _depth(13, 14, E + 2)),
+        (5, "btcusdt@depth@100ms", _depth(11, 12, E + 1)),  # the new connection's copy
+        (6, "btcusdt@depth@100ms", _depth(20, 21, E + 3)),  # a gap: 15..19 lost
+        (7, EVENT_STREAM, event_data("handover_end", symbol=None, symbols=["btcusdt"], connection=1)),
+    ]
+    res = build_golden(
+        [write_capture(tmp_path / "c.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
+    )
+    assert [(g.expected, g.got, g.declared) for g in res.gaps] == [(15, 20, False)]
+    assert res.overlap_duplicates == 1 and res.rows["depth"] == 3

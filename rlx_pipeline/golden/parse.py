@@ -15,7 +15,8 @@
   the last one kept, a message whose id is not newer than the last one kept of its kind (depth ``u <= prev_u``,
   trade id, aggTrade id, bookTicker ``u``) is the other connection's copy: dropped from the tables and counted as
   ``overlap_duplicates``, not as a gap or a duplicate trade. Outside a hand-over the same message still counts
-  against integrity (a silent gap, a duplicate trade id). A capture without ``handover_end`` events (written before
+  against integrity (a silent gap, a duplicate trade id). A hand-over is not a resync: a break during it is silent
+  unless the capture declared it (its own ``gap``/``resync`` events). A capture without ``handover_end`` events (written before
   they existed) keeps the overlap open until its next ``session_start``.
 """
 
@@ -313,13 +314,16 @@ def parse_line(ctx: _Context, src: str, line_no: int, capture_ns: int, stream: s
         if not _concerns(ev, sym):
             return
         kind = ev.get("type")
-        if kind in _RESYNC_EVENTS:
-            ctx.s.resync_pending = True
         if kind == "reconnect" and ev.get("previous") is not None:
+            # a hand-over: the old connection still runs, nothing is resynced, so a break is not declared
             ctx.s.overlap_open = True
-        elif kind == "handover_end" or kind == "session_start":
-            ctx.s.draining = set(_OVERLAP_KINDS) if ctx.s.overlap_open and kind == "handover_end" else set()
+        elif kind in _RESYNC_EVENTS:
+            ctx.s.resync_pending = True
+        if kind == "handover_end":
+            ctx.s.draining = set(_OVERLAP_KINDS) if ctx.s.overlap_open else set()
             ctx.s.overlap_open = False
+        elif kind == "session_start":
+            ctx.s.draining, ctx.s.overlap_open = set(), False
         return
     name, _, kind = stream.partition("@")
     if name != sym:
