@@ -204,13 +204,13 @@ def test_a_handover_drops_its_copies_but_declares_no_break(tmp_path):
         (1, "btcusdt@depthSnapshot", _snap(10, [], [])),
         (2, "btcusdt@depth@100ms", _depth(11, 12, E + 1)),
         (3, EVENT_STREAM, event_data("reconnect", symbol=None, symbols=["btcusdt"], previous=1)),
-        (4, "btcusdt@depth@100ms", _depth(13, 14, E + 2)),
+        (4, "btcusdt@depth@100ms", _depth(15, 16, E + 2)),  # a gap right after it: 13..14 lost
         (5, "btcusdt@depth@100ms", _depth(11, 12, E + 1)),  # the new connection's copy
-        (6, "btcusdt@depth@100ms", _depth(20, 21, E + 3)),  # a gap: 15..19 lost
+        (6, "btcusdt@depth@100ms", _depth(17, 18, E + 3)),
         (7, EVENT_STREAM, event_data("handover_end", symbol=None, symbols=["btcusdt"], connection=1)),
     ]
     res = build_golden(
         [write_capture(tmp_path / "c.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
     )
-    assert [(g.expected, g.got, g.declared) for g in res.gaps] == [(15, 20, False)]
+    assert [(g.expected, g.got, g.declared) for g in res.gaps] == [(13, 15, False)]
     assert res.overlap_duplicates == 1 and res.rows["depth"] == 3
