@@ -13,6 +13,7 @@ from rlx_pipeline.capture.format import encode_line, iter_capture_lines
 from rlx_pipeline.capture.service import CaptureConfig, run_capture
 from rlx_pipeline.exchange import ExchangeThread
 from rlx_pipeline.golden import TABLES, build_golden
+from rlx_pipeline.golden.lake_render import render_lake_from_capture
 from rlx_pipeline.orchestration.assets.golden import golden_integrity
 from rlx_pipeline.simulator import SimConfig, simulate
 
@@ -77,6 +78,14 @@ def test_handover_overlap_duplicates_are_dropped_not_gaps(tmp_path, symbol, venu
         assert ids == sorted(set(ids)) and ids == list(range(ids[0], ids[0] + len(ids)))
     ticker_u = tables["book_ticker"]["update_id"].to_pylist()
     assert ticker_u == sorted(set(ticker_u))
+
+    # rendered as Crypto Lake tables: every diff once from the first bridged one on, every trade once
+    [lake] = render_lake_from_capture([path], tmp_path / "lake").values()
+    seq = pq.read_table(lake["book_delta_v2"])["sequence_number"].to_pylist()
+    seq = [x for i, x in enumerate(seq) if i == 0 or x != seq[i - 1]]
+    assert seq == sent_u[sent_u.index(seq[0]) :] and len(seq) > len(sent_u) // 2
+    lake_ids = pq.read_table(lake["trades"])["id"].to_pylist()
+    assert lake_ids == sorted(set(lake_ids)) and ("trades" not in id_kinds or len(lake_ids) > 0)
 
     # the batched path writes the same tables and the same summary
     res_c, tables_c = _golden(path, symbol, tmp_path / "golden_c", columnar=True)

@@ -2,13 +2,15 @@
 
 So a user's own captures, or the real samples, run through the whole pipeline as if Crypto Lake had them:
 
-- ``trades``: one row per ``@trade`` message (taker side from ``m``), origin = ``T``, receipt = capture time;
+- ``trades``: one row per ``@trade`` message (taker side from ``m``), origin = ``T``, receipt = capture time; a
+  trade id not newer than the last one rendered (a hand-over's copy) is skipped: Crypto Lake has one row a trade;
 - ``book_delta_v2``: one row per level of every depth message applied to a bridged book, ``sequence_number = u``,
   origin = ``E``. The venue's depth rules (``venues.DepthRules``): diffs before their snapshot are buffered, the
   ones the snapshot already holds (spot ``u <= lastUpdateId``, USD-M ``u < lastUpdateId``) dropped, and a diff
   written *before* the snapshot line (it arrived while the REST call was in flight) can be the one that bridges
   it; a snapshot that arrives while the book is synced and already past it (a rotation's fresh snapshot) changes
-  nothing;
+  nothing; a diff already applied (``u <= prev_u``: the other connection's copy during a hand-over) is skipped,
+  as the capture's own ``DepthSync`` does;
 - ``book``: the 20 best levels of the book rebuilt from the REST snapshot and diffs: at each snapshot, every
   ``book_every_s`` seconds, and at the first message of each UTC day (so every day can be seeded on its own).
 
@@ -68,6 +70,7 @@ class _State:
     valid: bool = False
     last_book_ns: int = 0
     last_date: str | None = None
+    last_trade_id: int | None = None
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DIFFS))  # (capture_ns, msg) not applied
 
 
@@ -119,6 +122,14 @@ class _Renderer:
             )
             rows.clear()
 
+    def new_trade(self, sym: str, trade_id: int) -> bool:
+        """False for a trade id already rendered (overlapping connections at a hand-over write it twice)."""
+        s = self.states.setdefault(sym, _State())
+        if s.last_trade_id is not None and trade_id <= s.last_trade_id:
+            return False
+        s.last_trade_id = trade_id
+        return True
+
     def snapshot(self, sym: str, snap: dict) -> None:
         s = self.states.setdefault(sym, _State())
         last = int(snap["lastUpdateId"])
@@ -151,6 +162,8 @@ class _Renderer:
                 self.day(sym, date).books.append(_book_row(s, msg["E"] * MS - 1, capture_ns - 1, last))
                 s.last_book_ns, s.last_date = msg["E"] * MS, date
         elif s.prev_u is not None and s.valid:
+            if u <= s.prev_u:
+                return  # already applied: the other connection's copy during a hand-over
             s.valid = rules.continues(U, pu, s.prev_u)
         if not s.valid:
             if not replayed:
@@ -199,6 +212,8 @@ def render_lake_from_capture(
                     continue
                 msg = orjson.loads(data)
                 if kind == "trade":
+                    if not r.new_trade(sym, int(msg["t"])):
+                        continue
                     date = _date(msg["T"])
                     r.day(sym, date).trades.append(
                         (
