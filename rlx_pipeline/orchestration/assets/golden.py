@@ -123,6 +123,8 @@ def golden_integrity(s: dict) -> dg.AssetCheckResult:
             **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
             "declared_resyncs": dg.MetadataValue.int(s["declared_resyncs"]),
             "depth_runs": dg.MetadataValue.int(s["depth_runs"]),
+            # a hand-over's copies, dropped (not a failure); older summaries lack the count
+            "overlap_duplicates": dg.MetadataValue.int(s.get("overlap_duplicates", 0)),
             "gaps": dg.MetadataValue.json(s["gaps"][:20]),
             "malformed": dg.MetadataValue.json(s["malformed"][:20]),
         },
