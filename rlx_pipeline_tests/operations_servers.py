@@ -5,6 +5,8 @@ the helpers return None when they are absent so the tests skip."""
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import pwd
 import shutil
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +24,29 @@ from pathlib import Path
 from rlx_pipeline_tests.lake_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def webhook_server(path: str = "/hook") -> Iterator[tuple[str, list[dict]]]:
+    """A local Slack-compatible webhook: yields its URL (ending in ``path``) and the JSON bodies it received."""
+    received: list[dict] = []
+
+    class _Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's API
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{path}", received
+    finally:
+        server.shutdown()
+
 
 SQLITE_DAGSTER_YAML = """\
 storage:

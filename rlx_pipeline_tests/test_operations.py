@@ -16,6 +16,7 @@ from rlx_pipeline.orchestration import jobs
 from rlx_pipeline.orchestration.assets import golden
 from rlx_pipeline.settings import Settings
 from rlx_pipeline_tests.lake_fixtures import free_port
+from rlx_pipeline_tests.operations_servers import webhook_server
 
 
 def test_due_partitions_yesterday_and_missed_days():
@@ -64,28 +65,10 @@ def test_schedule_requests_yesterday_and_catches_up_missed_days():
         assert [r.run_key for r in evaluate()] == [r.run_key for r in requests]
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    _Hook.received = []
-    port = free_port()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/hook", _Hook.received
-    server.shutdown()
+    with webhook_server() as hook:
+        yield hook
 
 
 def test_alert_sensor_sends_each_failure_once(tmp_path, monkeypatch, webhook):

@@ -5,15 +5,12 @@ has a cursor; a daemon restart in between, with a failure while it was down: no 
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -28,35 +25,12 @@ from rlx_pipeline_tests.operations_servers import (
     instance_yaml_from_repo,
     pg_bin_dir,
     postgres_server,
+    webhook_server,
 )
 
 SYMBOL = "BTC-USDT"
 DAYS = ["2024-08-09", "2024-08-10", "2024-08-11"]
 SECRET_PATH = "/services/T000/B000/s3cr3t-t0ken"
-
-
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@contextlib.contextmanager
-def _webhook() -> Iterator[str]:
-    _Hook.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}{SECRET_PATH}"
-    finally:
-        server.shutdown()
 
 
 def _wait(
@@ -105,7 +79,7 @@ def _run_scenario(home: Path, data: Path, instance_yaml: str, extra_env: dict[st
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml)
     log = home / "daemon.log"
-    with _webhook() as url:
+    with webhook_server(SECRET_PATH) as (url, received):
         env = {
             **os.environ,
             **extra_env,
@@ -119,7 +93,6 @@ def _run_scenario(home: Path, data: Path, instance_yaml: str, extra_env: dict[st
         subprocess.run(
             [sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, cwd=ROOT
         )
-        received = _Hook.received
         expected = [("lake_trades_ok", f"{d}|{SYMBOL}") for d in DAYS]
 
         with dagster_daemon(env, log) as daemon:

@@ -70,46 +70,47 @@ _LAKE: list[tuple[type[LakeError], str, str]] = [
 ]
 
 
+def _failure(description: str, partition: str | None, advice: str, **facts: str) -> dg.Failure:
+    return dg.Failure(
+        description=f"{description} What to do: {advice}.",
+        metadata={**facts, "partition": partition or "", "what_to_do": advice},
+    )
+
+
 def failure_for(exc: Exception, partition: str | None) -> dg.Failure | None:
     """The ``dagster.Failure`` a person can act on for a known domain error, or None."""
     where = f"partition {partition}" if partition else "this run"
     if isinstance(exc, LakeError):
         headline, advice = next((h, a) for cls, h, a in _LAKE if isinstance(exc, cls))
-        return dg.Failure(
-            description=f"{headline} ({exc.table}) for {where}: {exc.detail}. What to do: {advice}.",
-            metadata={
-                "error": type(exc).__name__,
-                "partition": partition or "",
-                "table": exc.table,
-                "exchange": exc.exchange,
-                "symbol": exc.symbol,
-                "date": exc.date,
-                "detail": exc.detail,
-                "what_to_do": advice,
-            },
+        return _failure(
+            f"{headline} ({exc.table}) for {where}: {exc.detail}.",
+            partition,
+            advice,
+            error=type(exc).__name__,
+            table=exc.table,
+            exchange=exc.exchange,
+            symbol=exc.symbol,
+            date=exc.date,
+            detail=exc.detail,
         )
     if isinstance(exc, CaptureFormatError):
         advice = "re-import the capture (`rlx-pipeline capture import`) or move the file out of RLX_DATA_DIR/capture"
-        return dg.Failure(
-            description=f"CaptureFormatError for {where}: {exc}. What to do: {advice}.",
-            metadata={
-                "error": "CaptureFormatError",
-                "partition": partition or "",
-                "detail": str(exc),
-                "what_to_do": advice,
-            },
+        return _failure(
+            f"CaptureFormatError for {where}: {exc}.",
+            partition,
+            advice,
+            error="CaptureFormatError",
+            detail=str(exc),
         )
     if isinstance(exc, GateClosed):
         # the gate's message already says how to go on anyway (gate.OVERRIDE_HINT)
         advice = "fix the cause of the failed checks above, then re-run the partition"
-        return dg.Failure(
-            description=f"Reconstruction refused for {where}: {exc} What to do: {advice}.",
-            metadata={
-                "error": "GateClosed",
-                "partition": partition or "",
-                "detail": str(exc),
-                "what_to_do": advice,
-            },
+        return _failure(
+            f"Reconstruction refused for {where}: {exc}",
+            partition,
+            advice,
+            error="GateClosed",
+            detail=str(exc),
         )
     return None
 
