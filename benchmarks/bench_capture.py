@@ -31,7 +31,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines  # noqa: E402
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, iter_capture_lines  # noqa: E402
 
 TICK_S = 0.002
 E0_MS = 1_723_161_600_000

@@ -66,7 +66,7 @@ def read_once(data_dir: Path, lake: bool = True) -> tuple[float, int, int]:
     import orjson
     import pyarrow.parquet as pq
 
-    from rlx_pipeline.capture.format import iter_capture_lines
+    from rlx_pipeline.formats.capture_file import iter_capture_lines
 
     t0 = time.perf_counter()
     rows = sum(pq.read_table(f).num_rows for f in sorted((data_dir / "lake").rglob("*.parquet")) if lake)

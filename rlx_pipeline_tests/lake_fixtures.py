@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 
-from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
+from rlx_pipeline.formats.lake_tables import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import LAKE_PREFIX, lake_key
 
 BUCKET = "qnt.data"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines
 from rlx_pipeline.cli import main
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, iter_capture_lines
 
 
 def test_import_and_inspect_real_hftbacktest(tmp_path: Path, real_samples: Path) -> None:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import zstandard
 
-from rlx_pipeline.capture.format import CaptureFormatError, encode_line, iter_capture_lines, iter_frames
+from rlx_pipeline.formats.capture_file import CaptureFormatError, encode_line, iter_capture_lines, iter_frames
 from rlx_pipeline.orchestration.assets import golden
 from rlx_pipeline.orchestration.resources import build_resources
 from rlx_pipeline.simulator import SimConfig, simulate

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rlx_pipeline.capture.format import iter_capture_lines
 from rlx_pipeline.exchange.live_capture import capture_live
+from rlx_pipeline.formats.capture_file import iter_capture_lines
 from rlx_pipeline.simulator import SimConfig, simulate
 from rlx_pipeline_tests.conftest import DATE, SYMBOL
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlx_pipeline.capture.format import EVENT_STREAM, CaptureIndex, event_data
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, CaptureIndex, event_data
 
 
 def test_index_counts_streams_symbols_and_time_bounds():

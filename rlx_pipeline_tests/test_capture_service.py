@@ -18,7 +18,6 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines, read_index
 from rlx_pipeline.capture.service import (
     CaptureConfig,
     CaptureService,
@@ -26,6 +25,7 @@ from rlx_pipeline.capture.service import (
     group_streams,
     split_combined,
 )
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, iter_capture_lines, read_index
 from rlx_pipeline.venues import USDM_RULES, DepthSync
 
 pytestmark = pytest.mark.timeout(60)
@@ -432,7 +432,7 @@ def test_a_killed_captures_partial_is_finalised_on_restart(tmp_path: Path) -> No
 
 
 def test_a_live_writers_partial_is_left_alone(tmp_path: Path) -> None:
-    from rlx_pipeline.capture.format import CaptureWriter, finalize_partial
+    from rlx_pipeline.formats.capture_file import CaptureWriter, finalize_partial
 
     w = CaptureWriter(tmp_path / "a.jsonl.zst", fsync=False)
     w.write(1, "btcusdt@trade", b"{}")

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from rlx_pipeline import venues
-from rlx_pipeline.capture.format import iter_capture_lines, read_index
 from rlx_pipeline.capture.service import CaptureConfig, run_capture
 from rlx_pipeline.exchange import ExchangeThread
+from rlx_pipeline.formats.capture_file import iter_capture_lines, read_index
 from rlx_pipeline.golden import build_golden, capture_files_for
 from rlx_pipeline.simulator import SimConfig, simulate
 

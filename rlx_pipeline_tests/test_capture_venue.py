@@ -7,7 +7,8 @@ import json
 import orjson
 import pytest
 
-from rlx_pipeline.capture.format import (
+from rlx_pipeline.capture.importers import import_files
+from rlx_pipeline.formats.capture_file import (
     CaptureWriter,
     capture_venue,
     finalize_partial,
@@ -15,7 +16,6 @@ from rlx_pipeline.capture.format import (
     read_index,
     write_capture,
 )
-from rlx_pipeline.capture.importers import import_files
 from rlx_pipeline.golden import build_golden, capture_files_for
 from rlx_pipeline.orchestration.jobs import capture_partitions
 

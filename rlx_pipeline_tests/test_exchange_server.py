@@ -104,8 +104,8 @@ def test_session_limit_and_server_shutdown(truth):
 
 
 def test_capture_survives_a_dropped_connection_with_a_declared_resync(truth, tmp_path):
-    from rlx_pipeline.capture.format import iter_capture_lines
     from rlx_pipeline.capture.service import CaptureConfig, run_capture
+    from rlx_pipeline.formats.capture_file import iter_capture_lines
     from rlx_pipeline.golden import build_golden
     from rlx_pipeline.venues import DepthSync
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import zstandard
 
-from rlx_pipeline.capture.format import EVENT_STREAM, encode_line, event_data
 from rlx_pipeline.capture.importers import import_files
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, encode_line, event_data
 from rlx_pipeline.golden import TABLES, build_golden, columnar
 
 E = 1723161600000  # 2024-08-09T00:00:00Z in ms

@@ -9,9 +9,9 @@ import pytest
 import zstandard
 
 from rlx_pipeline import venues
-from rlx_pipeline.capture.format import encode_line, iter_capture_lines
 from rlx_pipeline.capture.service import CaptureConfig, run_capture
 from rlx_pipeline.exchange import ExchangeThread
+from rlx_pipeline.formats.capture_file import encode_line, iter_capture_lines
 from rlx_pipeline.golden import TABLES, build_golden
 from rlx_pipeline.golden.lake_render import render_lake_from_capture
 from rlx_pipeline.orchestration.assets.golden import golden_integrity

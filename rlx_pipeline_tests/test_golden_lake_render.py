@@ -7,8 +7,8 @@ import numpy as np
 import orjson
 import pyarrow.parquet as pq
 
-from rlx_pipeline.capture.format import iter_capture_lines, read_index, write_capture
 from rlx_pipeline.capture.importers import import_files
+from rlx_pipeline.formats.capture_file import iter_capture_lines, read_index, write_capture
 from rlx_pipeline.golden import lake_render
 from rlx_pipeline.golden.lake_render import render_lake_from_capture
 from rlx_pipeline.simulator import SimConfig, simulate

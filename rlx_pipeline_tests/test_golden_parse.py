@@ -8,8 +8,8 @@ import orjson
 import pyarrow.parquet as pq
 
 from rlx_pipeline import fixed_point
-from rlx_pipeline.capture.format import EVENT_STREAM, event_data, write_capture
 from rlx_pipeline.capture.importers import import_files
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, event_data, write_capture
 from rlx_pipeline.golden import build_golden, capture_files_for
 
 E = 1723161600000  # 2024-08-09T00:00:00Z in ms

@@ -56,7 +56,7 @@ def _prepare(truth, layout, tables=None, capture_lines=None):
     if capture_lines is None:
         truth.write_capture(path)
     else:
-        from rlx_pipeline.capture.format import write_capture
+        from rlx_pipeline.formats.capture_file import write_capture
 
         write_capture(path, capture_lines)
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_pipeline import fixed_point
-from rlx_pipeline.capture.format import iter_capture_lines, read_index
+from rlx_pipeline.formats.capture_file import iter_capture_lines, read_index
 from rlx_pipeline.layout import lake_key
 from rlx_pipeline.simulator import SimConfig, simulate
 

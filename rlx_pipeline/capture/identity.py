@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from rlx_pipeline.capture.format import index_path
+from rlx_pipeline.formats.capture_file import index_path
 
 
 def capture_identity(path: str | Path, root: str | Path) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rlx_pipeline import venues
-from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data
 
 _STREAM_RE = re.compile(rb'^\{"stream":"([^"]+)","data":')
 _SYMBOL_IN_URL = re.compile(r"symbol=([A-Za-z0-9]+)")

@@ -43,7 +43,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from rlx_pipeline import venues
-from rlx_pipeline.capture.format import (
+from rlx_pipeline.formats.capture_file import (
     EVENT_STREAM,
     SNAPSHOT_SUFFIX,
     CaptureWriter,
@@ -270,7 +270,7 @@ class CaptureService:
     def _open_file(self, ns: int) -> None:
         t = dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC)
         day_dir = self.cfg.out_dir / t.strftime("%Y-%m-%d")
-        name = f"{self.cfg.venue.name}-{t:%H}-{self.session}"  # the venue first: capture.format.venue_in_name
+        name = f"{self.cfg.venue.name}-{t:%H}-{self.session}"  # venue first: capture_file.venue_in_name
         path = day_dir / f"{name}.jsonl.zst"
         while path.exists() or Path(f"{path}.partial").exists():  # sub-hour rotation or a reused session
             self._part += 1

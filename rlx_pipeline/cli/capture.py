@@ -96,7 +96,7 @@ def inspect(path: Path) -> None:
     """Lines per stream and events of a capture file (finished or .partial)."""
     from collections import Counter
 
-    from rlx_pipeline.capture.format import EVENT_STREAM, iter_capture_lines
+    from rlx_pipeline.formats.capture_file import EVENT_STREAM, iter_capture_lines
 
     counts: Counter = Counter()
     n = 0

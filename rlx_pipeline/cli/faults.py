@@ -93,7 +93,12 @@ def inject(
                 write_table(paths[t], new[t])
         return touched, changed
     if kind in CAPTURE_FAULTS:
-        from rlx_pipeline.capture.format import capture_venue, iter_capture_lines, read_index, write_capture
+        from rlx_pipeline.formats.capture_file import (
+            capture_venue,
+            iter_capture_lines,
+            read_index,
+            write_capture,
+        )
         from rlx_pipeline.golden import capture_files_for
 
         files = capture_files_for(capture_dir, symbol, date)

@@ -100,7 +100,7 @@ def from_capture(files: tuple[Path, ...], data_dir: Path | None, book_every_s: f
     """Render native capture files (see `capture import` for other formats) as Crypto Lake tables, each under
     the exchange and symbol of the venue the file holds (spot: BINANCE/BTC-USDT, USD-M:
     BINANCE_FUTURES/BTC-USDT-PERP)."""
-    from rlx_pipeline.capture.format import read_index
+    from rlx_pipeline.formats.capture_file import read_index
     from rlx_pipeline.golden.lake_render import render_lake_from_capture
 
     ordered = sorted(files, key=lambda f: ((read_index(f) or {}).get("first_capture_ns") or 0, str(f)))

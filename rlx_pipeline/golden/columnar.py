@@ -25,7 +25,13 @@ import polars as pl
 import pyarrow as pa
 
 from rlx_pipeline import fixed_point
-from rlx_pipeline.capture.format import EVENT_STREAM, CaptureFormatError, FrameLoss, iter_frames, split_line
+from rlx_pipeline.formats.capture_file import (
+    EVENT_STREAM,
+    CaptureFormatError,
+    FrameLoss,
+    iter_frames,
+    split_line,
+)
 from rlx_pipeline.golden.parse import (
     MS,
     RECENT_DIFFS,

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from rlx_pipeline import instruments, venues
-from rlx_pipeline.capture.format import capture_venue, read_index
+from rlx_pipeline.formats.capture_file import capture_venue, read_index
 from rlx_pipeline.golden.parse import day_bounds_ms
 
 # A day may be seeded from the end of the previous day's session (an import split at midnight): files that end

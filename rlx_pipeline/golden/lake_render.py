@@ -14,8 +14,8 @@ So a user's own captures, or the real samples, run through the whole pipeline as
 - ``book``: the 20 best levels of the book rebuilt from the REST snapshot and diffs: at each snapshot, every
   ``book_every_s`` seconds, and at the first message of each UTC day (so every day can be seeded on its own).
 
-Each file's venue (``capture.format.capture_venue``) names the Crypto Lake exchange and symbol: a spot ``btcusdt``
-capture renders ``BINANCE``/``BTC-USDT``, a USD-M one ``BINANCE_FUTURES``/``BTC-USDT-PERP``.
+Each file's venue (``formats.capture_file.capture_venue``) names the Crypto Lake exchange and symbol: a spot
+``btcusdt`` capture renders ``BINANCE``/``BTC-USDT``, a USD-M one ``BINANCE_FUTURES``/``BTC-USDT-PERP``.
 
 Rows go to ``<lake_root>/market-data/cryptofeed/{table}/exchange=/symbol=/dt=/1.snappy.parquet``, written in
 batches of ``FLUSH_ROWS``: memory follows the books and one batch per open day, not the capture's length. Files
@@ -36,8 +36,8 @@ import orjson
 import pyarrow as pa
 
 from rlx_pipeline import fixed_point, venues
-from rlx_pipeline.capture.format import EVENT_STREAM, capture_venue, iter_capture_lines, read_index
-from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, capture_venue, iter_capture_lines, read_index
+from rlx_pipeline.formats.lake_tables import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import symbol_lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
 from rlx_pipeline.storage import ParquetBatchWriter

@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 
 from rlx_pipeline import fixed_point, instruments, schemas, venues
-from rlx_pipeline.capture.format import (
+from rlx_pipeline.formats.capture_file import (
     EVENT_STREAM,
     SNAPSHOT_SUFFIX,
     FrameLoss,

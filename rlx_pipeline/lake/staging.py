@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlx_pipeline import fixed_point
+from rlx_pipeline.formats.lake_tables import RENAME, TABLES
 from rlx_pipeline.lake import schemas as lake_schemas
-from rlx_pipeline.lake.raw import RENAME, TABLES
 from rlx_pipeline.lake.source import DEFAULT_BATCH_ROWS, DayRef, LakeEmptyDay, LakeSchemaError, LakeSource
 from rlx_pipeline.storage import ParquetBatchWriter
 

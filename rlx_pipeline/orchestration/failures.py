@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import dagster as dg
 
-from rlx_pipeline.capture.format import CaptureFormatError
+from rlx_pipeline.formats.capture_file import CaptureFormatError
 from rlx_pipeline.gate import GateClosed
 from rlx_pipeline.lake.source import (
     LakeAccessDenied,

@@ -116,7 +116,7 @@ def daily_pipeline_schedule(context: dg.ScheduleEvaluationContext):
 
 def capture_partitions(path: Path, index: dict, symbols: list[str]) -> list[str]:
     """Partition keys a finished capture file covers (by its index: venue, exchange-time range and symbols)."""
-    from rlx_pipeline.capture.format import capture_venue
+    from rlx_pipeline.formats.capture_file import capture_venue
 
     first, last = index.get("first_event_ms"), index.get("last_event_ms")
     if first is None or last is None:
@@ -165,8 +165,8 @@ def capture_requests(
     A partition whose golden_samples was built from the same capture files (its data version) is not run again;
     the run key is the partition and that identity, so the daemon launches one run per set of inputs.
     """
-    from rlx_pipeline.capture.format import read_index
     from rlx_pipeline.capture.identity import inputs_version
+    from rlx_pipeline.formats.capture_file import read_index
     from rlx_pipeline.golden import capture_files_for
 
     state = json.loads(cursor) if cursor else {}

@@ -16,8 +16,14 @@ import numpy as np
 import pyarrow as pa
 
 from rlx_pipeline import fixed_point, venues
-from rlx_pipeline.capture.format import EVENT_STREAM, SNAPSHOT_SUFFIX, CaptureWriter, event_data, index_path
-from rlx_pipeline.lake.raw import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
+from rlx_pipeline.formats.capture_file import (
+    EVENT_STREAM,
+    SNAPSHOT_SUFFIX,
+    CaptureWriter,
+    event_data,
+    index_path,
+)
+from rlx_pipeline.formats.lake_tables import RAW_BOOK, RAW_BOOK_DELTA, RAW_TRADES
 from rlx_pipeline.layout import symbol_lake_key
 from rlx_pipeline.schemas import BOOK_LEVELS
 from rlx_pipeline.simulator.market import NS_PER_MS, Market, SimConfig, iter_market

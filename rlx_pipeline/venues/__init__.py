@@ -1,8 +1,8 @@
 """Venues: one module per market (``binance_spot``, ``binance_usdm``) holding what is venue-specific.
 
 A Crypto Lake symbol names its market (``BTC-USDT`` spot, ``BTC-USDT-PERP`` USD-M), so ``for_symbol`` gives a
-partition's venue; a capture file names its venue by ``name`` (``capture.format``). Adding a venue: a module with
-its ``VENUE`` listed in ``VENUES`` (README, "Adding a venue").
+partition's venue; a capture file names its venue by ``name`` (``formats.capture_file``). Adding a venue: a
+module with its ``VENUE`` listed in ``VENUES`` (README, "Adding a venue").
 """
 
 from __future__ import annotations
