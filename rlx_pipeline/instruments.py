@@ -1,7 +1,8 @@
 """Symbols and instrument specs, in one place.
 
 Crypto Lake names spot symbols ``BTC-USDT`` (``BTC-USDT-PERP`` for USD-M perpetuals); Binance names them
-``BTCUSDT`` in REST and ``btcusdt`` in stream names. Tick and lot sizes are Binance's published filters.
+``BTCUSDT`` in REST and ``btcusdt`` in stream names. Tick and lot steps differ per market (spot and USD-M
+``BTCUSDT`` are different instruments): a venue gives them (``venues.for_symbol(sym).instrument(sym)``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "E
 
 @dataclass(frozen=True)
 class Instrument:
-    lake_symbol: str  # BTC-USDT
+    lake_symbol: str  # BTC-USDT, BTC-USDT-PERP
     tick_size: int  # fixed point (1e-8 units)
     lot_size: int  # fixed point
 
@@ -42,33 +43,6 @@ def _places(step: int) -> int:
     while places > 0 and step % 10 ** (fixed_point.SCALE - places + 1) == 0:
         places -= 1
     return places
-
-
-def _spec(sym: str, tick: str, lot: str) -> Instrument:
-    return Instrument(sym, fixed_point.parse(tick), fixed_point.parse(lot))
-
-
-# Binance spot PRICE_FILTER.tickSize / LOT_SIZE.stepSize (2024).
-KNOWN: dict[str, Instrument] = {
-    i.lake_symbol: i
-    for i in (
-        _spec("BTC-USDT", "0.01", "0.00001"),
-        _spec("ETH-USDT", "0.01", "0.0001"),
-        _spec("SOL-USDT", "0.01", "0.001"),
-        _spec("BNB-USDT", "0.01", "0.001"),
-        _spec("XRP-USDT", "0.0001", "1"),
-        _spec("DOGE-USDT", "0.00001", "1"),
-        _spec("NKN-USDT", "0.0001", "1"),
-        _spec("BLZ-ETH", "0.00000001", "1"),
-        _spec("LRC-BTC", "0.00000001", "1"),
-        _spec("RUNE-EUR", "0.001", "0.01"),
-    )
-}
-
-
-def instrument(lake_symbol: str) -> Instrument:
-    """Spec for a symbol; unknown symbols get the finest steps (1e-8), which is always exact."""
-    return KNOWN.get(lake_symbol.upper(), Instrument(lake_symbol.upper(), 1, 1))
 
 
 def to_binance(lake_symbol: str) -> str:

@@ -8,8 +8,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from rlx_pipeline import fixed_point
-from rlx_pipeline.instruments import instrument
+from rlx_pipeline import fixed_point, venues
 
 
 @njit
@@ -39,7 +38,7 @@ def _loop(hbt, ts, bid, ask, tr_i, tr_f):
 def replay(npz: Path, symbol: str, rows: int) -> dict[str, np.ndarray]:
     from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
 
-    inst = instrument(symbol)
+    inst = venues.for_symbol(symbol).instrument(symbol)  # the venue's tick and lot steps
     asset = (
         BacktestAsset()
         .data([str(npz)])
@@ -64,7 +63,7 @@ def replay(npz: Path, symbol: str, rows: int) -> dict[str, np.ndarray]:
 def compare(events: Path, book: Path, npz: Path, symbol: str, offset_ns: int = 0) -> dict[str, int]:
     """hftbacktest's best bid/ask after each local timestamp at which the stream publishes a book state equals the
     stream's (the last state of that timestamp); trades equal in count, price, size and side. Returns counts."""
-    inst = instrument(symbol)
+    inst = venues.for_symbol(symbol).instrument(symbol)  # the venue's tick and lot steps
     ev = pl.read_parquet(events, columns=["received_time", "event_type", "side_is_bid", "price", "size"])
     bk = pl.read_parquet(book, columns=["event_index", "bid_0_price", "ask_0_price"])
     rows = len(ev) + 16

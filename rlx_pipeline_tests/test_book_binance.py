@@ -20,13 +20,14 @@ def _snap(last: int, bids, asks) -> dict:
 def _diff(first: int, final: int, bids=(), asks=(), pu: int | None = None) -> dict:
     msg = {
         "e": "depthUpdate",
+        "E": 1,
         "U": first,
         "u": final,
         "b": [list(x) for x in bids],
         "a": [list(x) for x in asks],
     }
-    if pu is not None:
-        msg["pu"] = pu
+    if pu is not None:  # a USD-M diff: with its transaction time too
+        msg.update(pu=pu, T=1)
     return msg
 
 
@@ -72,7 +73,7 @@ def test_spot_rules_drop_old_diffs_bridge_and_detect_a_gap():
 
 
 def test_futures_rules_use_pu_and_keep_the_diff_ending_at_the_snapshot():
-    sync = LocalBook(venues.USDM_RULES)
+    sync = LocalBook(venues.USDM)
     sync.on_snapshot(_snap(10, [("100", "1")], [("101", "1")]))
     assert sync.on_diff(_diff(3, 9, pu=2)) == [] and sync.dropped == 1
     assert sync.on_diff(_diff(7, 10, bids=[("100", "4")], pu=6))[0][0] == 10  # U <= 10 <= u: the first one

@@ -137,7 +137,7 @@ def test_usdm_diff_with_u_equal_to_last_update_id_bridges(tmp_path):
 
     def fut(U, u, pu, e):
         return orjson.dumps(
-            {"e": "depthUpdate", "E": e, "s": "BTCUSDT", "U": U, "u": u, "pu": pu, "b": [], "a": []}
+            {"e": "depthUpdate", "E": e, "T": e, "s": "BTCUSDT", "U": U, "u": u, "pu": pu, "b": [], "a": []}
         )
 
     ns = E * 1_000_000  # capture times inside the day (the snapshot has no event time of its own)
@@ -146,10 +146,9 @@ def test_usdm_diff_with_u_equal_to_last_update_id_bridges(tmp_path):
         (ns + 1, "btcusdt@depth@0ms", fut(9, 10, 8, E + 1)),
         (ns + 2, "btcusdt@depth@0ms", fut(11, 15, 10, E + 2)),
     ]
-    res = build_golden(
-        [write_capture(tmp_path / "f.jsonl.zst", lines)], "BTC-USDT", "2024-08-09", _out(tmp_path)
-    )
-    assert (res.depth_runs, res.unbridged_runs, len(res.gaps)) == (1, 0, 0)
+    path = write_capture(tmp_path / "f.jsonl.zst", lines, venue="binance_usdm")
+    res = build_golden([path], "BTC-USDT-PERP", "2024-08-09", _out(tmp_path))
+    assert (res.depth_runs, res.unbridged_runs, len(res.gaps), res.malformed) == (1, 0, 0, [])
 
 
 def test_real_cryptofeed_spot_and_usdm_captures_bridge_without_gaps(tmp_path, real_samples):
@@ -159,7 +158,7 @@ def test_real_cryptofeed_spot_and_usdm_captures_bridge_without_gaps(tmp_path, re
     seen = {}
     for f, symbols, date in (
         (files[0], ["NKN-USDT", "LRC-BTC", "BLZ-ETH"], "2021-10-12"),
-        (files[1], ["SUSHI-USDT", "CTK-USDT", "AKRO-USDT", "KEEP-USDT"], "2021-07-22"),
+        (files[1], ["SUSHI-USDT-PERP", "CTK-USDT-PERP", "AKRO-USDT-PERP", "KEEP-USDT-PERP"], "2021-07-22"),
     ):
         assert f.name.endswith(("BINANCE.jsonl.zst", "BINANCE_FUTURES.jsonl.zst"))
         for sym in symbols:
@@ -171,7 +170,7 @@ def test_real_cryptofeed_spot_and_usdm_captures_bridge_without_gaps(tmp_path, re
     # depth messages per symbol as in the source files (USD-M AKRO/CTK/KEEP bridge on u == lastUpdateId)
     assert seen == {
         "NKN-USDT": 150, "LRC-BTC": 15, "BLZ-ETH": 10,
-        "SUSHI-USDT": 255, "CTK-USDT": 185, "AKRO-USDT": 189, "KEEP-USDT": 135,
+        "SUSHI-USDT-PERP": 255, "CTK-USDT-PERP": 185, "AKRO-USDT-PERP": 189, "KEEP-USDT-PERP": 135,
     }  # fmt: skip
 
 

@@ -20,7 +20,7 @@ import orjson
 
 from rlx_pipeline import fixed_point, venues
 from rlx_pipeline.book.engine import Book
-from rlx_pipeline.venues import SPOT_RULES, DepthRules, DepthSync
+from rlx_pipeline.venues import DepthSync
 
 Top = tuple[int, int, int, int]  # best bid price, size, best ask price, size (0: empty side)
 
@@ -31,9 +31,10 @@ def _levels(levels: list) -> list[tuple[int, int]]:
 
 @dataclass
 class LocalBook:
-    """One symbol's local book: the venue's sync state machine (``venues.DepthSync``) decides, the engine holds."""
+    """One symbol's local book: the venue's sync state machine (``venues.DepthSync``) decides, the engine holds.
+    A diff that is not the venue's frame (a USD-M diff without ``pu``, a spot one with it) raises ``FrameError``."""
 
-    rules: DepthRules = SPOT_RULES
+    venue: venues.Venue = venues.SPOT
     capacity: int = 1 << 14
     book: Book | None = None
     sync: DepthSync = field(init=False)
@@ -43,7 +44,7 @@ class LocalBook:
     gaps: int = 0
 
     def __post_init__(self) -> None:
-        self.sync = DepthSync(self.rules)
+        self.sync = DepthSync(self.venue.depth_rules)
 
     @property
     def synced(self) -> bool:
@@ -76,12 +77,12 @@ class LocalBook:
     def on_diff(self, msg: dict) -> list[tuple[int, Top]]:
         """Apply one depth diff if it continues the book; returns ``[(u, top after it)]`` or ``[]``."""
         if not self.synced:
+            self.venue.check_frame("depth", msg)
             self.buffer.append(msg)
             return []
         assert self.book is not None
         before = self.sync.prev_u
-        pu = msg.get("pu")
-        if self.sync.on_diff(int(msg["U"]), int(msg["u"]), None if pu is None else int(pu)) is not None:
+        if self.sync.on_diff(*self.venue.diff_ids(msg)) is not None:
             self.gaps += 1
             self.sync.reset()
             self.buffer = [msg]
@@ -97,6 +98,24 @@ class LocalBook:
         return [(int(msg["u"]), self.top())]
 
 
+def _on_frame(
+    syncs: dict[str, LocalBook],
+    ticker_at: dict[str, dict[int, Top]],
+    venue: venues.Venue,
+    symbol: str,
+    kind: str,
+    msg: dict,
+) -> list[tuple[int, Top]]:
+    """One frame into its symbol's book or bookTicker quotes; the ``(update id, top)`` of the book it moved."""
+    if kind == "bookTicker":
+        venue.check_frame(kind, msg)
+        quote = tuple(fixed_point.parse(msg[f]) for f in ("b", "B", "a", "A"))
+        ticker_at.setdefault(symbol, {})[int(msg["u"])] = quote  # type: ignore[assignment]
+        return []
+    sync = syncs.setdefault(symbol, LocalBook(venue))
+    return sync.on_snapshot(msg) if kind == "depthSnapshot" else sync.on_diff(msg)
+
+
 def compare_book_ticker(
     frames: Iterable[tuple[int, str, bytes]], *, venue: venues.Venue = venues.SPOT, max_mismatches: int = 5
 ) -> dict[str, dict]:
@@ -104,26 +123,20 @@ def compare_book_ticker(
     them agree on the best bid/ask (prices and sizes), and the first mismatches.
 
     ``frames`` is ``(capture_ns, stream, data bytes)`` as the capture importers yield them, REST snapshots under
-    the stream ``<symbol>@depthSnapshot``.
+    the stream ``<symbol>@depthSnapshot``, all of ``venue``'s: a frame that is not raises ``FrameError`` naming
+    its stream and capture time.
     """
     syncs: dict[str, LocalBook] = {}
     book_at: dict[str, dict[int, Top]] = {}
     ticker_at: dict[str, dict[int, Top]] = {}
-    for _, stream, data in frames:
+    for capture_ns, stream, data in frames:
         symbol, _, kind = stream.partition("@")
         if kind not in ("depthSnapshot", "bookTicker") and not kind.startswith("depth"):
             continue
-        msg = orjson.loads(data)
-        if kind == "bookTicker":
-            ticker_at.setdefault(symbol, {})[int(msg["u"])] = (
-                fixed_point.parse(msg["b"]),
-                fixed_point.parse(msg["B"]),
-                fixed_point.parse(msg["a"]),
-                fixed_point.parse(msg["A"]),
-            )
-            continue
-        sync = syncs.setdefault(symbol, LocalBook(venue.depth_rules))
-        tops = sync.on_snapshot(msg) if kind == "depthSnapshot" else sync.on_diff(msg)
+        try:
+            tops = _on_frame(syncs, ticker_at, venue, symbol, kind, orjson.loads(data))
+        except venues.FrameError as exc:
+            raise venues.FrameError(f"{stream} received at {capture_ns} ns: {exc}") from None
         book_at.setdefault(symbol, {}).update(tops)
     out = {}
     for symbol, sync in sorted(syncs.items()):

@@ -1,6 +1,6 @@
 """The golden order book: Binance's REST snapshot + depth diffs replayed by Binance's own rules, streaming.
 
-Rules (spot; USD-M in brackets): diffs that arrive while there is no book are buffered; a snapshot seeds the book
+Rules (the venue's ``DepthRules``: spot; USD-M in brackets): diffs that arrive while there is no book are buffered; a snapshot seeds the book
 and the buffered diffs are replayed through it: diffs with ``u <= lastUpdateId`` [``u < lastUpdateId``] are
 dropped, the first applied one
 must bridge ``U <= lastUpdateId + 1 <= u`` [``U <= lastUpdateId <= u``], every later one must continue
@@ -76,8 +76,9 @@ class ReplayStats:
 
 
 class DepthReplay:
-    def __init__(self, top_n: int) -> None:
+    def __init__(self, top_n: int, rules: venues.DepthRules = venues.SPOT_RULES) -> None:
         self.top_n = top_n
+        self.rules = rules  # the venue's (``venues.for_symbol(symbol).depth_rules``)
         self.bids: SortedDict = SortedDict()  # key -price: best bid first
         self.asks: SortedDict = SortedDict()
         self.valid = False
@@ -110,10 +111,10 @@ class DepthReplay:
     def _diff(self, m: DepthMessage, replay: bool) -> None:
         U, u, pu = m.first_id, m.final_id, m.prev_final_id
         if self.pending is not None:
-            if venues.rules_of_diff(pu).in_snapshot(u, self.pending):
+            if self.rules.in_snapshot(u, self.pending):
                 self.stats.dropped_before_snapshot += 1
                 return
-            bridged = venues.rules_of_diff(pu).bridges(U, u, self.pending)
+            bridged = self.rules.bridges(U, u, self.pending)
             self.pending = None
             if not bridged:
                 self.stats.unbridged += 1
@@ -126,7 +127,7 @@ class DepthReplay:
             if u <= self.prev_u:
                 self.stats.stale += 1
                 return
-            if not venues.rules_of_diff(pu).continues(U, pu, self.prev_u):
+            if not self.rules.continues(U, pu, self.prev_u):
                 self.stats.gaps += 1
                 self.valid = False
                 self.invalid_spans.append(
@@ -232,10 +233,11 @@ class GoldenBook:
     snapshots_path: Path
     depth_path: Path
     top_n: int
+    rules: venues.DepthRules = venues.SPOT_RULES
     replay: DepthReplay = field(init=False)
 
     def __post_init__(self) -> None:
-        self.replay = DepthReplay(self.top_n)
+        self.replay = DepthReplay(self.top_n, self.rules)
 
     def states(self) -> Iterator[GoldenState]:
         snaps = read_snapshots(self.snapshots_path)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from rlx_pipeline import venues
 from rlx_pipeline.book.read import check_pair
 from rlx_pipeline.book.unified import intervals_path_for
 from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplayStats
@@ -515,7 +516,8 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
     # --- book and bookTicker, chunk by chunk -------------------------------------------------------------
     del r_ids, g_ids
     cmp = _BookComparison(f, book_path, layout.golden("book_ticker", date, symbol), top_n)
-    book = GoldenBook(layout.golden("snapshots", date, symbol), depth_path, top_n)
+    rules = venues.for_symbol(symbol).depth_rules
+    book = GoldenBook(layout.golden("snapshots", date, symbol), depth_path, top_n, rules)
     pending: list[GoldenState] = []
     for s in book.states():
         pending.append(s)

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from rlx_pipeline import fixed_point
+from rlx_pipeline import fixed_point, venues
 from rlx_pipeline.formats.capture_file import (
     EVENT_STREAM,
     CaptureFormatError,
@@ -64,7 +64,6 @@ _SCHEMA = {
     "bookTicker": {"E": _I, "T": _I, "u": _I, "b": _S, "B": _S, "a": _S, "A": _S},
     "depth": {"E": _I, "U": _I, "u": _I, "pu": _I, "b": _LEVELS, "a": _LEVELS},
 }
-_OPTIONAL = {"bookTicker": {"E", "T"}, "depth": {"pu"}}
 _RENAME = {"aggTrade": {"a": "agg_id"}, "depth": {"b": "lv_b", "a": "lv_a"}}
 _DECIMALS = {"trade": ("p", "q"), "aggTrade": ("p", "q"), "bookTicker": ("b", "B", "a", "A"), "depth": ()}
 
@@ -197,7 +196,7 @@ def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes
         sub = hot.filter(pl.col("group") == group)
         if not sub.height:
             continue
-        decoded, bad = _decode(sub, group)
+        decoded, bad = _decode(sub, group, ctx.venue)
         if decoded is None:
             bad = sub["pos"].to_list()
         elif group == "depth":
@@ -234,9 +233,15 @@ def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes
     ctx.count_lines(end)
 
 
-def _decode(sub: pl.DataFrame, group: str) -> tuple[pl.DataFrame | None, list[int]]:
-    """The kind's fields as columns, and the positions the per-line parser must take instead."""
-    schema = _SCHEMA[group]
+def _decode(sub: pl.DataFrame, group: str, venue: venues.Venue) -> tuple[pl.DataFrame | None, list[int]]:
+    """The kind's fields as columns, and the positions the per-line parser must take instead: among them every
+    frame that is not the venue's (a field its frames carry missing, one they never carry there; a kind it does
+    not serve), for the per-line parser to record as the venue's ``FrameError``."""
+    spec = venue.frames.get(group)
+    if spec is None:
+        return None, []
+    # the venue's fields the kind's schema does not read are decoded too, to be checked (ids and times: ints)
+    schema = _SCHEMA[group] | {n: _I for n in spec.required | spec.absent if n not in _SCHEMA[group]}
     try:
         fields = sub["data"].str.json_decode(pl.Struct(schema)).struct.unnest()
     except pl.exceptions.PolarsError:
@@ -246,9 +251,10 @@ def _decode(sub: pl.DataFrame, group: str) -> tuple[pl.DataFrame | None, list[in
     with_null = sub.filter(pl.col("data").str.contains("null", literal=True))
     null_pos = with_null.filter(pl.col("data").str.contains(_EXPLICIT_NULL))["pos"]
     ok = ~pl.col("pos").is_in(null_pos)
-    for name in schema:
-        if name not in _OPTIONAL.get(group, ()):
-            ok &= pl.col(name).is_not_null()
+    for name in spec.required:
+        ok &= pl.col(name).is_not_null()
+    for name in spec.absent:
+        ok &= pl.col(name).is_null()
     for name in _DECIMALS[group]:
         ok &= pl.col(name).str.contains(_DECIMAL).fill_null(False)
     out = out.with_columns(_ok=ok.fill_null(False))
@@ -389,12 +395,8 @@ def _depth_sync(
         # The usual segment: a running session whose diffs all continue each other. Nothing is recorded but the
         # last id and the diffs kept to bridge a later snapshot; any break takes the loop below.
         prev = pl.concat([pl.Series([s.prev_u], dtype=pl.Int64), depth["u"].head(-1)])
-        ok = depth.select(
-            pl.when(pl.col("pu").is_not_null())
-            .then(pl.col("pu") == prev)
-            .otherwise(pl.col("U") == prev + 1)
-            .all()
-        ).item()
+        chained = pl.col("pu") == prev if s.rules.pu_chain else pl.col("U") == prev + 1
+        ok = depth.select(chained.all()).item()
         if ok:
             tail = depth.tail(RECENT_DIFFS).select("U", "u", "pu").iter_rows()
             s.recent.extend((U, u, pu, None, None) for U, u, pu in tail)

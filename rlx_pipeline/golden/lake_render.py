@@ -15,7 +15,9 @@ So a user's own captures, or the real samples, run through the whole pipeline as
   ``book_every_s`` seconds, and at the first message of each UTC day (so every day can be seeded on its own).
 
 Each file's venue (``formats.capture_file.capture_venue``) names the Crypto Lake exchange and symbol: a spot
-``btcusdt`` capture renders ``BINANCE``/``BTC-USDT``, a USD-M one ``BINANCE_FUTURES``/``BTC-USDT-PERP``.
+``btcusdt`` capture renders ``BINANCE``/``BTC-USDT``, a USD-M one ``BINANCE_FUTURES``/``BTC-USDT-PERP``. It also
+reads the frames: depth by its rules and fields (a frame that is not the venue's raises ``FrameError`` naming the
+file and line), ``trades`` from its public trade stream (spot ``trade``, USD-M ``aggTrade``: aggTrade ids).
 
 Rows go to ``<lake_root>/market-data/cryptofeed/{table}/exchange=/symbol=/dt=/1.snappy.parquet``, written in
 batches of ``FLUSH_ROWS``: memory follows the books and one batch per open day, not the capture's length. Files
@@ -50,6 +52,7 @@ def _f(text: str) -> float:
 
 
 FLUSH_ROWS = 500_000
+_TRADE_ID = {"trade": "t", "aggTrade": "a"}  # the id field of each public trade stream
 RECENT_DIFFS = 512  # depth diffs kept to bridge a snapshot whose response came after them
 _SCHEMAS = {"trades": RAW_TRADES, "book_delta_v2": RAW_BOOK_DELTA, "book": RAW_BOOK}
 
@@ -71,7 +74,9 @@ class _State:
     last_book_ns: int = 0
     last_date: str | None = None
     last_trade_id: int | None = None
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DIFFS))  # (capture_ns, msg) not applied
+    recent: deque = field(
+        default_factory=lambda: deque(maxlen=RECENT_DIFFS)
+    )  # (capture_ns, ((U, u, pu), msg)) not applied
 
 
 def _date(ms: int) -> str:
@@ -139,17 +144,20 @@ class _Renderer:
         s.asks = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["asks"]}
         s.pending_snapshot, s.valid, s.prev_u = last, False, None
         rules = venues.for_symbol(sym).depth_rules
-        buffered = [(c, m) for c, m in s.recent if not rules.in_snapshot(int(m["u"]), last)]
+        buffered = [(c, m) for c, m in s.recent if not rules.in_snapshot(m[0][1], last)]
         s.recent.clear()
         for (
             capture_ns,
-            msg,
+            (ids, msg),
         ) in buffered:  # they arrived during the REST call: Binance's procedure replays them
-            self.depth(sym, msg, capture_ns, replayed=True)
+            self.depth(sym, ids, msg, capture_ns, replayed=True)
 
-    def depth(self, sym: str, msg: dict, capture_ns: int, replayed: bool = False) -> None:
+    def depth(
+        self, sym: str, ids: tuple[int, int, int | None], msg: dict, capture_ns: int, replayed: bool = False
+    ) -> None:
+        """One diff with its ``(U, u, pu)`` as its venue read them (``Venue.diff_ids``)."""
         s = self.states.setdefault(sym, _State())
-        U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+        U, u, pu = ids
         rules = venues.for_symbol(sym).depth_rules
         if s.pending_snapshot is not None:
             if rules.in_snapshot(u, s.pending_snapshot):
@@ -167,7 +175,7 @@ class _Renderer:
             s.valid = rules.continues(U, pu, s.prev_u)
         if not s.valid:
             if not replayed:
-                s.recent.append((capture_ns, msg))  # no book: a later snapshot may bridge it
+                s.recent.append((capture_ns, (ids, msg)))  # no book: a later snapshot may bridge it
             return
         t_ns, date = msg["E"] * MS, _date(msg["E"])
         day = self.day(sym, date)
@@ -190,6 +198,27 @@ class _Renderer:
         self.flush(sym, date)
 
 
+def _render_line(r: _Renderer, venue: venues.Venue, capture_ns: int, stream: str, data: bytes) -> None:
+    stream_sym, _, kind = stream.partition("@")
+    sym = venue.lake_symbol(stream_sym)
+    if kind == "depthSnapshot":
+        r.snapshot(sym, orjson.loads(data))
+    elif kind == venue.trade_stream:
+        msg = orjson.loads(data)
+        venue.check_frame(kind, msg)
+        trade_id = int(msg[_TRADE_ID[kind]])
+        if not r.new_trade(sym, trade_id):
+            return
+        date = _date(msg["T"])
+        r.day(sym, date).trades.append(
+            ("sell" if msg["m"] else "buy", _f(msg["q"]), _f(msg["p"]), trade_id, msg["T"] * MS, capture_ns)
+        )
+        r.flush(sym, date)
+    elif kind.startswith("depth"):
+        msg = orjson.loads(data)
+        r.depth(sym, venue.diff_ids(msg), msg, capture_ns)
+
+
 def render_lake_from_capture(
     files: Iterable[str | Path],
     lake_root: str | Path,
@@ -202,32 +231,13 @@ def render_lake_from_capture(
         r = _Renderer(Path(lake_root), book_every_s, stack)
         for path in files:
             venue = capture_venue(path, read_index(path))
-            for _, capture_ns, stream, data in iter_capture_lines(path):
+            for line_no, capture_ns, stream, data in iter_capture_lines(path):
                 if stream == EVENT_STREAM:
                     continue
-                stream_sym, _, kind = stream.partition("@")
-                sym = venue.lake_symbol(stream_sym)
-                if kind == "depthSnapshot":
-                    r.snapshot(sym, orjson.loads(data))
-                    continue
-                msg = orjson.loads(data)
-                if kind == "trade":
-                    if not r.new_trade(sym, int(msg["t"])):
-                        continue
-                    date = _date(msg["T"])
-                    r.day(sym, date).trades.append(
-                        (
-                            "sell" if msg["m"] else "buy",
-                            _f(msg["q"]),
-                            _f(msg["p"]),
-                            int(msg["t"]),
-                            msg["T"] * MS,
-                            capture_ns,
-                        )
-                    )
-                    r.flush(sym, date)
-                elif kind.startswith("depth"):
-                    r.depth(sym, msg, capture_ns)
+                try:
+                    _render_line(r, venue, capture_ns, stream, data)
+                except venues.FrameError as exc:
+                    raise venues.FrameError(f"{path} line {line_no}: {exc}") from None
         for sym, date in sorted(r.days):
             r.flush(sym, date, force=True)
             for table in _SCHEMAS:  # every table of a day exists, empty or not

@@ -1,5 +1,8 @@
 """Golden samples: native capture files of one symbol and day -> typed tables, continuity and coverage.
 
+- Frames are read by the rules of the venue each file holds (``formats.capture_file.capture_venue``), which must be
+  the venue of the partition's symbol: a frame without a field its venue's frames carry (a USD-M diff without
+  ``pu``) or with one they never carry (a spot diff with ``pu``) is malformed, recorded with its file and line.
 - A message belongs to the UTC day of its exchange time (``E``, else ``T``); messages without one (bookTicker,
   REST snapshots, capture events) take the exchange time of the previous message of the same file.
 - Depth continuity per capture session (spot ``U == prev_u + 1``, USD-M ``pu == prev_u``): a break right after a
@@ -36,7 +39,9 @@ from rlx_pipeline.formats.capture_file import (
     EVENT_STREAM,
     SNAPSHOT_SUFFIX,
     FrameLoss,
+    capture_venue,
     iter_capture_lines,
+    read_index,
 )
 from rlx_pipeline.storage import ParquetBatchWriter
 
@@ -197,7 +202,8 @@ class _Sink:
 class _Session:
     """Per-file state for the target symbol: continuity, the book (to carry across days), trade ids."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: venues.DepthRules) -> None:
+        self.rules = rules  # the venue's depth sync rules
         self.prev_u: int | None = None
         self.resync_pending = True
         self.snapshot_id: int | None = None  # a snapshot waiting to be bridged
@@ -243,13 +249,21 @@ def build_golden(
     ``columnar`` decodes lines in batches (:mod:`rlx_pipeline.golden.columnar`); ``False`` sends every line through
     the per-line parser, the reference the batches are tested against (same tables, byte for byte)."""
     files = [Path(f) for f in files]
+    venue = venues.for_symbol(symbol)
+    for path in files:
+        held = capture_venue(path, read_index(path))
+        if held != venue:
+            raise ValueError(
+                f"capture file {path} holds {held.name} frames, but {symbol} is a {venue.name} symbol: "
+                f"golden samples of {symbol} come from {venue.name} captures only"
+            )
     sym = instruments.to_binance(symbol).lower()
     lo, hi = day_bounds_ms(date)
     res = GoldenResult(symbol, date, [str(f) for f in files])
     sink = _Sink(out_path)
     ok = False
     try:
-        ctx = _Context(res, sink, _Session(), sym, lo, hi, progress)
+        ctx = _Context(res, sink, _Session(venue.depth_rules), venue, sym, lo, hi, progress)
         for path in files:  # one session across files: an import split at midnight continues in the next file
             if columnar:
                 from rlx_pipeline.golden.columnar import parse_file
@@ -277,6 +291,7 @@ class _Context:
     res: GoldenResult
     sink: _Sink
     s: _Session
+    venue: venues.Venue
     sym: str
     lo: int
     hi: int
@@ -330,7 +345,7 @@ def parse_line(ctx: _Context, src: str, line_no: int, capture_ns: int, stream: s
         return
     try:
         msg = orjson.loads(data)
-        _handle(res, ctx.sink, ctx.s, kind, msg, capture_ns, src, line_no, ctx.lo, ctx.hi)
+        _handle(res, ctx.sink, ctx.s, ctx.venue, kind, msg, capture_ns, src, line_no, ctx.lo, ctx.hi)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         res.malformed.append((src, line_no, f"{stream}: {type(exc).__name__}: {exc}"))
 
@@ -362,6 +377,7 @@ def _handle(
     res: GoldenResult,
     sink: _Sink,
     s: _Session,
+    venue: venues.Venue,
     kind: str,
     msg: dict,
     capture_ns: int,
@@ -370,6 +386,11 @@ def _handle(
     lo: int,
     hi: int,
 ) -> None:
+    group = "depth" if kind.startswith("depth") and kind != SNAPSHOT_SUFFIX[1:] else kind
+    if group in venues.PARSED_KINDS:
+        venue.check_frame(
+            group, msg
+        )  # a FrameError names the venue and the field; the caller adds file, line
     event_ms = msg.get("E", msg.get("T"))
     if event_ms is not None:
         s.last_event_ms = event_ms
@@ -407,8 +428,8 @@ def _handle(
                     )
         return
 
-    if kind.startswith("depth"):
-        U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")
+    if group == "depth":
+        U, u, pu = venue.diff_ids(msg)
         if s.snapshot_id is None and overlap_duplicate(res, s, "depth", u, s.prev_u, in_day):
             return None
         if depth_sync(res, sink, s, U, u, pu, msg["b"], msg["a"], capture_ns, src, line_no, in_day):
@@ -492,7 +513,7 @@ def depth_sync(
     s: _Session,
     U: int,
     u: int,
-    pu: object,
+    pu: int | None,
     bids: list | None,
     asks: list | None,
     capture_ns: int,
@@ -505,9 +526,9 @@ def depth_sync(
     needed while the book can still be carried into the day (``not s.written_in_day``); None after that."""
     s.recent.append((U, u, pu, bids, asks))
     if s.snapshot_id is not None:
-        if venues.rules_of_diff(pu).in_snapshot(u, s.snapshot_id):
+        if s.rules.in_snapshot(u, s.snapshot_id):
             return False  # older than the snapshot: kept, not applied
-        bridged = venues.rules_of_diff(pu).bridges(U, u, s.snapshot_id)
+        bridged = s.rules.bridges(U, u, s.snapshot_id)
         if in_day:
             res.depth_runs += 1
         # A snapshot that does not bridge is stale; a capture fetches another. It is a failure only if no
@@ -521,7 +542,7 @@ def depth_sync(
             res.unseeded_depth_messages += 1
         return False
     else:
-        expected_ok = venues.rules_of_diff(pu).continues(U, pu, s.prev_u)
+        expected_ok = s.rules.continues(U, pu, s.prev_u)
         if not expected_ok and in_day:
             res.gaps.append(Gap(src, line_no, s.prev_u + 1, U, declared=s.resync_pending))
         if not expected_ok:
@@ -551,15 +572,15 @@ def depth_sync(
 
 def _bridge_buffered(res: GoldenResult, s: _Session, last_id: int, in_day: bool) -> None:
     """Replay the diffs written before the snapshot line that are newer than it; the first must bridge."""
-    newer = [d for d in s.recent if not venues.rules_of_diff(d[2]).in_snapshot(d[1], last_id)]
+    newer = [d for d in s.recent if not s.rules.in_snapshot(d[1], last_id)]
     s.recent.clear()
     if not newer:
         return  # the usual case: the next diff written decides
-    U, u, pu, _, _ = newer[0]
-    bridged = venues.rules_of_diff(pu).bridges(U, u, last_id)
+    U, u, _, _, _ = newer[0]
+    bridged = s.rules.bridges(U, u, last_id)
     prev = None
     for dU, du, dpu, b, a in newer:
-        if prev is not None and not venues.rules_of_diff(dpu).continues(dU, dpu, prev):
+        if prev is not None and not s.rules.continues(dU, dpu, prev):
             bridged = False  # a break among them was recorded as a gap when it arrived
         if b is not None:
             _apply(s.bids, b)

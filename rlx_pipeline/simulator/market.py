@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from rlx_pipeline import instruments
+from rlx_pipeline import instruments, venues
 
 NS_PER_MS = 1_000_000
 STEP_NS = 100 * NS_PER_MS
@@ -57,7 +57,7 @@ class SimConfig:
 
     @property
     def instrument(self) -> instruments.Instrument:
-        return instruments.instrument(self.symbol)
+        return venues.for_symbol(self.symbol).instrument(self.symbol)  # the venue's steps
 
     @property
     def start_ns(self) -> int:

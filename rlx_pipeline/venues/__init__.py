@@ -8,7 +8,15 @@ module with its ``VENUE`` listed in ``VENUES`` (README, "Adding a venue").
 from __future__ import annotations
 
 from rlx_pipeline.venues import binance_spot, binance_usdm
-from rlx_pipeline.venues.base import SPOT_RULES, USDM_RULES, DepthRules, Venue, rules_of_diff
+from rlx_pipeline.venues.base import (
+    PARSED_KINDS,
+    SPOT_RULES,
+    USDM_RULES,
+    DepthRules,
+    FrameError,
+    FrameFields,
+    Venue,
+)
 from rlx_pipeline.venues.sync import DepthSync
 
 VENUES: dict[str, Venue] = {v.name: v for v in (binance_spot.VENUE, binance_usdm.VENUE)}
@@ -42,6 +50,7 @@ def for_symbol(lake_symbol: str) -> Venue:
 
 __all__ = [
     "LEGACY_CAPTURE_VENUE",
+    "PARSED_KINDS",
     "SPOT",
     "SPOT_RULES",
     "USDM",
@@ -49,9 +58,10 @@ __all__ = [
     "VENUES",
     "DepthRules",
     "DepthSync",
+    "FrameError",
+    "FrameFields",
     "UnknownVenueError",
     "Venue",
     "by_name",
     "for_symbol",
-    "rules_of_diff",
 ]

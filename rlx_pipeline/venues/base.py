@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from rlx_pipeline import instruments
+from rlx_pipeline import fixed_point, instruments
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,29 @@ class DepthRules:
 SPOT_RULES = DepthRules(pu_chain=False)
 USDM_RULES = DepthRules(pu_chain=True)
 
+# The stream kinds the golden tables are parsed from; a venue's ``frames`` says which of them it serves.
+PARSED_KINDS = ("trade", "aggTrade", "bookTicker", "depth")
 
-def rules_of_diff(pu: int | None) -> DepthRules:
-    """The rules of a diff known only by its fields (a file of unknown venue): one carrying ``pu`` is USD-M's."""
-    return USDM_RULES if pu is not None else SPOT_RULES
+
+class FrameError(ValueError):
+    """A frame that is not its venue's: a field the venue's frames always carry is missing (or null), one they
+    never carry is there, or the venue has no such stream. Parsers add the file and line."""
+
+
+@dataclass(frozen=True)
+class FrameFields:
+    """The fields one stream kind's frames carry on a venue (``docs/binance.md``)."""
+
+    required: frozenset[str]  # always there, never null
+    absent: frozenset[str] = frozenset()  # another venue's fields: a frame carrying one is not this venue's
+
+    def check(self, msg: Mapping[str, object], what: str) -> None:
+        missing = sorted(f for f in self.required if msg.get(f) is None)
+        foreign = sorted(f for f in self.absent if f in msg)
+        if missing or foreign:
+            why = [f"without {', '.join(missing)}"] if missing else []
+            why += [f"with {', '.join(foreign)}"] if foreign else []
+            raise FrameError(f"{what} frame {' and '.join(why)}: not this venue's frame (docs/binance.md)")
 
 
 @dataclass(frozen=True)
@@ -68,11 +88,16 @@ class Venue:
     depth_streams: tuple[str, ...]  # the diff-depth stream names this venue serves
     trade_stream: str  # the public trade stream the golden trades come from
     depth_rules: DepthRules
+    frames: Mapping[str, FrameFields] = field(
+        hash=False
+    )  # per parsed kind (``PARSED_KINDS``) this venue serves: its fields
     max_streams_per_connection: int
     max_connection_s: int  # the server drops a connection after this
     max_connects: int  # connection attempts per IP ...
     connect_window_s: float  # ... per this window
     snapshot_limit: int = 1000
+    # Binance symbol -> (PRICE_FILTER tickSize, LOT_SIZE stepSize) as decimal strings (docs/binance.md)
+    steps: Mapping[str, tuple[str, str]] = field(default_factory=dict, hash=False)
 
     def owns(self, lake_symbol: str) -> bool:
         """The Crypto Lake symbol names this venue's market."""
@@ -88,3 +113,24 @@ class Venue:
         """The REST depth snapshot URL of ``symbol`` (any case) on ``rest_url`` (this venue's or a local peer's)."""
         limit = self.snapshot_limit if limit is None else limit
         return f"{rest_url.rstrip('/')}{self.depth_path}?symbol={symbol.upper()}&limit={limit}"
+
+    def check_frame(self, kind: str, msg: Mapping[str, object]) -> None:
+        """Raise ``FrameError`` unless ``msg`` is a frame of this venue's ``kind`` stream (one of
+        ``PARSED_KINDS``: ``depth`` for every diff-depth stream)."""
+        fields = self.frames.get(kind)
+        if fields is None:
+            raise FrameError(f"{self.name} has no {kind} stream (its trade stream is {self.trade_stream})")
+        fields.check(msg, f"{self.name} {kind}")
+
+    def diff_ids(self, msg: Mapping[str, object]) -> tuple[int, int, int | None]:
+        """``(U, u, pu)`` of a diff-depth frame held to this venue's fields (``pu`` None on spot)."""
+        self.check_frame("depth", msg)
+        pu = msg.get("pu")
+        return int(msg["U"]), int(msg["u"]), None if pu is None else int(pu)  # type: ignore[call-overload]
+
+    def instrument(self, lake_symbol: str) -> instruments.Instrument:
+        """The instrument of one of this venue's Crypto Lake symbols, with this venue's tick and lot steps;
+        a symbol without listed steps gets the finest (1e-8), which is always exact."""
+        steps = self.steps.get(instruments.to_binance(lake_symbol))
+        tick, lot = (fixed_point.parse(steps[0]), fixed_point.parse(steps[1])) if steps else (1, 1)
+        return instruments.Instrument(lake_symbol.upper(), tick, lot)
