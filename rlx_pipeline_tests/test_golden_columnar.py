@@ -134,7 +134,7 @@ def _the_day(path: Path) -> Path:
         _line(E + 21, "btcusdt@trade", _trade(57, E + 21, q=" 2")),  # spaces too
         _line(E + 22, "btcusdt@trade", _trade(58, E + 22, p="1.10000000000")),  # zeros past 8 decimals
         _line(E + 23, "btcusdt@depth@100ms", _depth(134, 135, E + 23, [["59998", "1", "x"]])),  # bad level
-        _line(E + 24, "btcusdt@depth@100ms", _depth(136, 136, E + 24, pu=135)),  # a pu field: not a spot frame
+        _line(E + 24, "btcusdt@depth@100ms", _depth(136, 136, E + 24, pu=135)),  # pu: not spot's
         _line(E + 25, "btcusdt@aggTrade", b'{"E":%d,"a":"2"}' % (E + 25)),  # missing fields
         _line(E + 26, "btcusdt@trade", b'{"e":"trade","E":null,"T":%d,"t":59}' % (E + 26)),
         _line(E + 27, EVENT_STREAM, b"{not json"),
