@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_pipeline import schemas, storage
+from rlx_pipeline import schemas, storage, venues
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage
@@ -522,7 +522,7 @@ def test_check_without_golden_samples_says_not_checked(layout, rlx, sc):
 
 def test_replay_usdm_first_diff_may_end_at_last_update_id():
     # real USD-M captures (cryptofeed AKRO/KEEP/CTK): the first diff after the snapshot has u == lastUpdateId
-    r = DepthReplay(top_n=3)
+    r = DepthReplay(top_n=3, rules=venues.USDM_RULES)  # the venue decides, not the frame
     r.snapshot(_snap(605486, {100: 1}, {101: 1}))
     r.diff(DepthMessage(0, 0, 0, 600000, 605486, 599831, [(True, 100, 3)]))
     r.diff(DepthMessage(0, 0, 0, 609657, 609902, 605486, [(False, 101, 0), (False, 103, 2)]))
