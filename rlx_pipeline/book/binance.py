@@ -109,8 +109,8 @@ def _on_frame(
     """One frame into its symbol's book or bookTicker quotes; the ``(update id, top)`` of the book it moved."""
     if kind == "bookTicker":
         venue.check_frame(kind, msg)
-        quote = tuple(fixed_point.parse(msg[f]) for f in ("b", "B", "a", "A"))
-        ticker_at.setdefault(symbol, {})[int(msg["u"])] = quote  # type: ignore[assignment]
+        b, bq, a, aq = (fixed_point.parse(msg[f]) for f in ("b", "B", "a", "A"))
+        ticker_at.setdefault(symbol, {})[int(msg["u"])] = (b, bq, a, aq)
         return []
     sync = syncs.setdefault(symbol, LocalBook(venue))
     return sync.on_snapshot(msg) if kind == "depthSnapshot" else sync.on_diff(msg)

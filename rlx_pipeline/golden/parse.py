@@ -388,9 +388,8 @@ def _handle(
 ) -> None:
     group = "depth" if kind.startswith("depth") and kind != SNAPSHOT_SUFFIX[1:] else kind
     if group in venues.PARSED_KINDS:
-        venue.check_frame(
-            group, msg
-        )  # a FrameError names the venue and the field; the caller adds file, line
+        # the frame must be its venue's (a FrameError names the venue and the field; the caller adds file, line)
+        venue.check_frame(group, msg)
     event_ms = msg.get("E", msg.get("T"))
     if event_ms is not None:
         s.last_event_ms = event_ms
@@ -429,7 +428,7 @@ def _handle(
         return
 
     if group == "depth":
-        U, u, pu = venue.diff_ids(msg)
+        U, u, pu = int(msg["U"]), int(msg["u"]), msg.get("pu")  # pu there or not as the venue's frames say
         if s.snapshot_id is None and overlap_duplicate(res, s, "depth", u, s.prev_u, in_day):
             return None
         if depth_sync(res, sink, s, U, u, pu, msg["b"], msg["a"], capture_ns, src, line_no, in_day):

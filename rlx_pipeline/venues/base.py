@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rlx_pipeline import fixed_point, instruments
 
@@ -65,7 +66,7 @@ class FrameFields:
     required: frozenset[str]  # always there, never null
     absent: frozenset[str] = frozenset()  # another venue's fields: a frame carrying one is not this venue's
 
-    def check(self, msg: Mapping[str, object], what: str) -> None:
+    def check(self, msg: Mapping[str, Any], what: str) -> None:
         missing = sorted(f for f in self.required if msg.get(f) is None)
         foreign = sorted(f for f in self.absent if f in msg)
         if missing or foreign:
@@ -76,7 +77,8 @@ class FrameFields:
 
 @dataclass(frozen=True)
 class Venue:
-    """One market of one exchange: its endpoints, streams, limits, depth rules and Crypto Lake naming."""
+    """One market of one exchange: its endpoints, streams, limits, depth rules, frame fields, instrument steps and
+    Crypto Lake naming."""
 
     name: str  # stable id written into capture files: ``binance_spot``, ``binance_usdm``
     lake_exchange: str  # Crypto Lake's exchange: ``BINANCE``, ``BINANCE_FUTURES``
@@ -88,9 +90,8 @@ class Venue:
     depth_streams: tuple[str, ...]  # the diff-depth stream names this venue serves
     trade_stream: str  # the public trade stream the golden trades come from
     depth_rules: DepthRules
-    frames: Mapping[str, FrameFields] = field(
-        hash=False
-    )  # per parsed kind (``PARSED_KINDS``) this venue serves: its fields
+    # per parsed kind (``PARSED_KINDS``) this venue serves: the fields its frames carry
+    frames: Mapping[str, FrameFields] = field(hash=False)
     max_streams_per_connection: int
     max_connection_s: int  # the server drops a connection after this
     max_connects: int  # connection attempts per IP ...
@@ -114,7 +115,7 @@ class Venue:
         limit = self.snapshot_limit if limit is None else limit
         return f"{rest_url.rstrip('/')}{self.depth_path}?symbol={symbol.upper()}&limit={limit}"
 
-    def check_frame(self, kind: str, msg: Mapping[str, object]) -> None:
+    def check_frame(self, kind: str, msg: Mapping[str, Any]) -> None:
         """Raise ``FrameError`` unless ``msg`` is a frame of this venue's ``kind`` stream (one of
         ``PARSED_KINDS``: ``depth`` for every diff-depth stream)."""
         fields = self.frames.get(kind)
@@ -122,11 +123,11 @@ class Venue:
             raise FrameError(f"{self.name} has no {kind} stream (its trade stream is {self.trade_stream})")
         fields.check(msg, f"{self.name} {kind}")
 
-    def diff_ids(self, msg: Mapping[str, object]) -> tuple[int, int, int | None]:
+    def diff_ids(self, msg: Mapping[str, Any]) -> tuple[int, int, int | None]:
         """``(U, u, pu)`` of a diff-depth frame held to this venue's fields (``pu`` None on spot)."""
         self.check_frame("depth", msg)
         pu = msg.get("pu")
-        return int(msg["U"]), int(msg["u"]), None if pu is None else int(pu)  # type: ignore[call-overload]
+        return int(msg["U"]), int(msg["u"]), None if pu is None else int(pu)
 
     def instrument(self, lake_symbol: str) -> instruments.Instrument:
         """The instrument of one of this venue's Crypto Lake symbols, with this venue's tick and lot steps;
