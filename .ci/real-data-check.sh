@@ -29,7 +29,7 @@ done
 RLX_DATA_DIR=$(mktemp -d)
 DAGSTER_HOME=$(mktemp -d)
 perps=SUSHI-USDT-PERP,AKRO-USDT-PERP,CTK-USDT-PERP,KEEP-USDT-PERP
-export RLX_DATA_DIR DAGSTER_HOME RLX_SYMBOLS=$perps RLX_PARTITION_START=2021-07-01 RLX_EXECUTOR=in_process
+export RLX_DATA_DIR DAGSTER_HOME RLX_SYMBOLS=$perps RLX_PARTITION_START=2021-07-01 RLX_LAKE_MIN_HOURS=1 RLX_EXECUTOR=in_process
 rlx-pipeline capture import ../shared/real-samples/cryptofeed/BINANCE_FUTURES.*
 rlx-pipeline lake from-capture "$RLX_DATA_DIR"/capture/imported/*.jsonl.zst
 for symbol in ${perps//,/ }; do
