@@ -50,6 +50,13 @@ def test_the_capture_service_never_imports_the_local_exchange():
     assert imported_packages("capture").get("exchange", set()) == set()
 
 
+def test_only_the_cli_starts_the_local_exchange():
+    """The local exchange is a peer for tests and the demo: no production package imports it."""
+    packages = {p.stem for p in ROOT.iterdir() if p.suffix == ".py" or any(p.glob("*.py"))}
+    importers = {p for p in packages - {"cli", "exchange"} if "exchange" in imported_packages(p)}
+    assert importers == set()
+
+
 @pytest.mark.parametrize("package", sorted(GROUND_FLOOR))
 def test_the_ground_floor_imports_only_the_ground_floor(package):
     imports = imported_packages(package)
