@@ -53,11 +53,10 @@ def to_binance(lake_symbol: str) -> str:
     return parts[0] + parts[1]
 
 
-def to_lake(binance_symbol: str, futures: bool = False) -> str:
-    """``BTCUSDT`` / ``btcusdt`` -> ``BTC-USDT`` (``BTC-USDT-PERP`` with ``futures``)."""
+def to_lake(binance_symbol: str) -> str:
+    """``BTCUSDT`` / ``btcusdt`` -> ``BTC-USDT`` (a venue adds its suffix: ``Venue.lake_symbol``)."""
     s = binance_symbol.upper()
     for quote in QUOTE_ASSETS:
         if s.endswith(quote) and len(s) > len(quote):
-            lake = f"{s[: -len(quote)]}-{quote}"
-            return f"{lake}-PERP" if futures else lake
+            return f"{s[: -len(quote)]}-{quote}"
     raise ValueError(f"cannot split Binance symbol {binance_symbol!r} into base and quote")

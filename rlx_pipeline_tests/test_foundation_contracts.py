@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 
 from rlx_pipeline import fixed_point as fp
-from rlx_pipeline import instruments
+from rlx_pipeline import instruments, venues
 from rlx_pipeline.gate import (
     GateClosed,
     Verdict,
@@ -62,7 +62,7 @@ def test_symbol_mapping_lives_in_one_place():
     assert instruments.to_binance("BTC-USDT-PERP") == "BTCUSDT"
     assert instruments.to_lake("btcusdt") == "BTC-USDT"
     assert instruments.to_lake("RUNEEUR") == "RUNE-EUR"
-    assert instruments.to_lake("SUSHIUSDT", futures=True) == "SUSHI-USDT-PERP"
+    assert venues.USDM.lake_symbol("SUSHIUSDT") == "SUSHI-USDT-PERP"
     with pytest.raises(ValueError, match="XYZ"):
         instruments.to_lake("XYZ")
 
