@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from rlx_pipeline import venues
 from rlx_pipeline.layout import DataLayout
 
 
@@ -22,7 +23,9 @@ class SettingsError(ValueError):
     """A setting with an invalid value; the message names the environment variable."""
 
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+(-PERP)?$")
+_SYMBOL_RE = re.compile(
+    r"^[A-Z0-9]+-[A-Z0-9]+(-[A-Z0-9]+)?$"
+)  # BASE-QUOTE[-MARKET]: the market names the venue
 
 
 def _url(value: str | None) -> str | None:
@@ -126,6 +129,11 @@ class Settings:
                 )
             if len(set(symbols)) != len(symbols):
                 raise SettingsError(f"RLX_SYMBOLS={raw!r}: a symbol is listed twice")
+            for sym in symbols:
+                try:
+                    venues.for_symbol(sym)
+                except venues.UnknownVenueError as exc:
+                    raise SettingsError(f"RLX_SYMBOLS={raw!r}: {exc}") from None
 
         start = get("RLX_PARTITION_START") or d.partition_start
         try:

@@ -57,6 +57,13 @@ def test_spot_and_perp_side_by_side_in_one_deployment():
     assert [venues.for_symbol(x).lake_exchange for x in s.symbols] == ["BINANCE", "BINANCE_FUTURES"]
 
 
+def test_a_symbol_of_no_venue_fails_at_load_naming_the_venues():
+    with pytest.raises(
+        SettingsError, match=r"RLX_SYMBOLS='BTC-USDT,BTC-USDT-QUARTER': no venue serves .*-PERP"
+    ):
+        Settings.from_env({"RLX_SYMBOLS": "BTC-USDT,BTC-USDT-QUARTER"})
+
+
 def test_rlx_exchange_fails_naming_its_replacement():
     with pytest.raises(
         SettingsError, match=r"RLX_EXCHANGE='BINANCE_FUTURES' is no longer read.*RLX_SYMBOLS.*-PERP"

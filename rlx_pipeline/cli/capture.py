@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from rlx_pipeline import venues
+
 
 @click.group()
 def capture() -> None:
@@ -16,7 +18,7 @@ def capture() -> None:
 @capture.command("run")
 @click.option(
     "--venue",
-    type=click.Choice(["binance_spot", "binance_usdm"]),
+    type=click.Choice(sorted(venues.VENUES)),
     default="binance_spot",
     show_default=True,
     help="The market captured (rlx_pipeline.venues): endpoints, default streams, depth rules, file naming.",
@@ -60,7 +62,6 @@ def run(
     max_streams_per_connection: int | None,
 ) -> None:
     """Capture until --duration elapses or SIGTERM; every frame kept verbatim."""
-    from rlx_pipeline import venues
     from rlx_pipeline.capture.service import CaptureConfig, run_capture
     from rlx_pipeline.settings import Settings
 
