@@ -74,9 +74,8 @@ class _State:
     last_book_ns: int = 0
     last_date: str | None = None
     last_trade_id: int | None = None
-    recent: deque = field(
-        default_factory=lambda: deque(maxlen=RECENT_DIFFS)
-    )  # (capture_ns, ((U, u, pu), msg)) not applied
+    # diffs not applied, (capture_ns, ((U, u, pu), msg)): a later snapshot may bridge them
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_DIFFS))
 
 
 def _date(ms: int) -> str:
@@ -144,7 +143,7 @@ class _Renderer:
         s.asks = {fixed_point.parse(p): fixed_point.parse(q) for p, q in snap["asks"]}
         s.pending_snapshot, s.valid, s.prev_u = last, False, None
         rules = venues.for_symbol(sym).depth_rules
-        buffered = [(c, m) for c, m in s.recent if not rules.in_snapshot(m[0][1], last)]
+        buffered = [(c, (ids, m)) for c, (ids, m) in s.recent if not rules.in_snapshot(ids[1], last)]
         s.recent.clear()
         for (
             capture_ns,
