@@ -1,8 +1,8 @@
 """The golden order book: Binance's REST snapshot + depth diffs replayed by Binance's own rules, streaming.
 
-Rules (the venue's ``DepthRules``: spot; USD-M in brackets): diffs that arrive while there is no book are buffered; a snapshot seeds the book
-and the buffered diffs are replayed through it: diffs with ``u <= lastUpdateId`` [``u < lastUpdateId``] are
-dropped, the first applied one
+Rules (the venue's ``DepthRules``, from the partition's symbol: spot; USD-M in brackets): diffs that arrive while
+there is no book are buffered; a snapshot seeds the book and the buffered diffs are replayed through it: diffs with
+``u <= lastUpdateId`` [``u < lastUpdateId``] are dropped, the first applied one
 must bridge ``U <= lastUpdateId + 1 <= u`` [``U <= lastUpdateId <= u``], every later one must continue
 ``U == prev_u + 1`` [``pu == prev_u``]. A break invalidates the book until the next snapshot bridges again.
 A snapshot that arrives while the book is valid and already past it is not needed and is ignored (counted).
