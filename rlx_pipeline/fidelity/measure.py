@@ -28,18 +28,24 @@
 The blocking figure is the minimum over the components that could be measured (each with its numerator and
 denominator in the report): a weak component cannot hide behind a strong one.
 
-Memory: the golden depth is replayed message by message (``golden_book``) and compared in chunks of update ids,
-each chunk reading only its own range of the unified book states and of bookTicker (parquet statistics prune the
-rest), so a day's book is never held as Python objects; trades are a polars join.
+Memory: nothing held grows with the day's length except the timing samples (8 bytes a matched trade or book
+state, for exact percentiles and the histograms). Update ids and trade ids are compared range by range
+(``_id_ranges``: consecutive id ranges of about ``chunk`` ids each), each range reading only its own ids from each
+side (parquet statistics prune the rest); what crosses a range edge is carried as bounded state (counts, the first
+``MAX_LISTED`` mismatches, the open run of missing ids and the ``MAX_LISTED`` longest runs). The golden depth is
+replayed message by message (``golden_book``) and compared in chunks of update ids, each chunk reading only its
+own range of the unified book states and of bookTicker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from rlx_pipeline.book.read import check_pair
 from rlx_pipeline.book.unified import intervals_path_for
@@ -47,7 +53,7 @@ from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplaySta
 from rlx_pipeline.golden.window import first_snapshot_update_id
 from rlx_pipeline.layout import DataLayout
 
-CHUNK = 20_000  # golden book states compared per read of the unified book states
+CHUNK = 20_000  # ids per range read (update ids, trade ids); golden book states per read of the unified book states
 MAX_LISTED = 20  # first mismatches listed per component
 
 
@@ -186,13 +192,53 @@ def compare_side(
     return True, unknowable
 
 
-def _runs(ids: pl.DataFrame, limit: int = MAX_LISTED) -> list[dict]:
-    """Runs of consecutive update ids (in golden or reconstructed order) with their time range."""
-    if not len(ids):
-        return []
-    runs = (
-        ids.sort("u")
-        .with_columns(
+def _in(col: str, lo: int, hi: int, first: bool) -> pl.Expr:
+    """Rows whose id is in [lo, hi]; the first range also takes the rows without an id, so every row is read once."""
+    inside = pl.col(col).is_between(lo, hi)
+    return inside | pl.col(col).is_null() if first else inside
+
+
+def _span(ids: pl.LazyFrame, col: str) -> tuple[int, int, int] | None:
+    """(smallest id, largest id, about how many distinct ids) of ``col``, streaming; ``None`` without ids."""
+    lo, hi, n = (
+        ids.select(pl.col(col).min(), pl.col(col).max().alias("hi"), pl.col(col).approx_n_unique().alias("n"))
+        .collect(engine="streaming")
+        .row(0)
+    )
+    return None if lo is None else (int(lo), int(hi), max(int(n), 1))
+
+
+def _id_ranges(spans: Sequence[tuple[int, int, int] | None], chunk: int) -> Iterator[tuple[int, int, bool]]:
+    """Consecutive closed id ranges ``(lo, hi, first)`` covering every id of the sides' ``spans``, in increasing
+    order, each holding about ``chunk`` distinct ids of the densest side; sides whose spans do not overlap are
+    walked apart (no ranges over the ids between them)."""
+    merged: list[list[int]] = []
+    for lo, hi, n in sorted(s for s in spans if s is not None):
+        width = max(1, chunk * (hi - lo + 1) // n)
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1], merged[-1][2] = max(merged[-1][1], hi), min(merged[-1][2], width)
+        else:
+            merged.append([lo, hi, width])
+    first = True
+    for lo, hi, width in merged:
+        for a in range(lo, hi + 1, width):
+            yield a, min(a + width - 1, hi), first
+            first = False
+
+
+_RUN_SCHEMA = {
+    "first_u": pl.Int64,
+    "last_u": pl.Int64,
+    "count": pl.UInt32,
+    "from_ns": pl.Int64,
+    "to_ns": pl.Int64,
+}
+
+
+def _run_table(ids: pl.DataFrame) -> pl.DataFrame:
+    """Runs of consecutive update ids (``ids``: columns ``u``, ``t``, sorted by ``u``) with their time range."""
+    return (
+        ids.with_columns(
             ((pl.col("u").diff().fill_null(0) != 1) & pl.col("u").diff().is_not_null()).alias("brk")
         )
         .with_columns(pl.col("brk").cum_sum().alias("run"))
@@ -205,30 +251,70 @@ def _runs(ids: pl.DataFrame, limit: int = MAX_LISTED) -> list[dict]:
             pl.col("t").max().alias("to_ns"),
         )
         .drop("run")
-        .sort("count", descending=True)
-        .head(limit)
-        .sort("first_u")
+        .cast(_RUN_SCHEMA)
     )
-    return [
-        {
-            **r,
-            "from": str(np.datetime64(r["from_ns"], "ns")) + "Z" if r["from_ns"] is not None else None,
-            "to": str(np.datetime64(r["to_ns"], "ns")) + "Z" if r["to_ns"] is not None else None,
-        }
-        for r in runs.iter_rows(named=True)
-    ]
 
 
-def _trades(
-    f: Fidelity, layout: DataLayout, date: str, symbol: str, uni: pl.LazyFrame, w0: int, w1: int
-) -> None:
+def _longest(runs: pl.DataFrame, limit: int) -> pl.DataFrame:
+    # the longest first, ties in id order
+    return runs.sort(["count", "first_u"], descending=[True, False]).head(limit)
+
+
+class _Runs:
+    """Runs of consecutive update ids fed range by range in increasing id order (a run may span ranges): every id
+    counted, the ``limit`` longest runs kept (ties: the first), listed in id order with their time range."""
+
+    def __init__(self, limit: int = MAX_LISTED) -> None:
+        self.limit = limit
+        self.top = pl.DataFrame(schema=_RUN_SCHEMA)
+        self.open = pl.DataFrame(schema=_RUN_SCHEMA)  # the last run so far: the next range may continue it
+
+    def add(self, ids: pl.DataFrame) -> None:
+        if not len(ids):
+            return
+        runs = _run_table(ids)
+        if len(self.open):
+            o, n = self.open.row(0, named=True), runs.row(0, named=True)
+            if o["last_u"] is not None and n["first_u"] == o["last_u"] + 1:
+                times = [t for t in (o["from_ns"], n["from_ns"], o["to_ns"], n["to_ns"]) if t is not None]
+                joined = {
+                    "first_u": o["first_u"],
+                    "last_u": n["last_u"],
+                    "count": o["count"] + n["count"],
+                    "from_ns": min(times) if times else None,
+                    "to_ns": max(times) if times else None,
+                }
+                runs = pl.concat([pl.DataFrame([joined], schema=_RUN_SCHEMA), runs.slice(1)])
+            else:
+                runs = pl.concat([self.open, runs])
+        self.open = runs.tail(1)
+        self.top = _longest(pl.concat([self.top, runs.head(len(runs) - 1)]), self.limit)
+
+    def listed(self) -> list[dict]:
+        runs = _longest(pl.concat([self.top, self.open]), self.limit).sort("first_u")
+        return [
+            {
+                **r,
+                "from": str(np.datetime64(r["from_ns"], "ns")) + "Z" if r["from_ns"] is not None else None,
+                "to": str(np.datetime64(r["to_ns"], "ns")) + "Z" if r["to_ns"] is not None else None,
+            }
+            for r in runs.iter_rows(named=True)
+        ]
+
+
+def _rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows if path.is_file() else 0
+
+
+def _trades(f: Fidelity, layout: DataLayout, date: str, symbol: str, uni_path: Path, w0: int, w1: int,
+            chunk: int) -> None:  # fmt: skip
     g_path, agg_path = layout.golden("trades", date, symbol), layout.golden("agg_trades", date, symbol)
-    g_trades = pl.read_parquet(g_path) if g_path.is_file() else pl.DataFrame()
-    g_agg = pl.read_parquet(agg_path) if agg_path.is_file() else pl.DataFrame()
-    if not len(g_trades) and not len(g_agg):
+    n_trades, n_agg = _rows(g_path), _rows(agg_path)
+    if not n_trades and not n_agg:
         return
-    r = (
-        uni.filter((pl.col("event_type") == 2) & pl.col("origin_time").cast(pl.Int64).is_between(w0, w1))
+    r_all = (
+        pl.scan_parquet(uni_path)
+        .filter((pl.col("event_type") == 2) & pl.col("origin_time").cast(pl.Int64).is_between(w0, w1))
         .select(
             "trade_id",
             "price",
@@ -237,62 +323,115 @@ def _trades(
             pl.col("origin_time").cast(pl.Int64).alias("t"),
             pl.col("received_time").cast(pl.Int64).alias("r"),
         )
-        .collect()
     )
+    r_span = _span(r_all, "trade_id")
 
-    def share(ids: pl.Series) -> float:
-        return float(r["trade_id"].is_in(ids.implode()).mean() or 0.0) if len(r) and len(ids) else 0.0
+    def share(path: Path, col: str) -> float:
+        """The share of lake trade ids (rows) found among the golden ``col``."""
+        ids, found, seen = pl.scan_parquet(path).select(pl.col(col).alias("trade_id")), 0, 0
+        for lo, hi, first in _id_ranges([r_span], chunk):
+            x = (
+                r_all.filter(_in("trade_id", lo, hi, first))
+                .select(
+                    pl.col("trade_id").is_in(
+                        ids.filter(_in("trade_id", lo, hi, first)).collect()["trade_id"].implode()
+                    )
+                )
+                .collect()
+                .to_series()
+            )
+            found, seen = found + int(x.sum()), seen + x.count()
+        return found / seen if seen else 0.0
 
-    in_trade = share(g_trades["trade_id"]) if len(g_trades) else 0.0
-    in_agg = share(g_agg["agg_trade_id"]) if len(g_agg) else 0.0
-    use_agg = (in_agg > in_trade) or not len(g_trades)
+    in_trade = share(g_path, "trade_id") if n_trades else 0.0
+    in_agg = share(agg_path, "agg_trade_id") if n_agg else 0.0
+    use_agg = (in_agg > in_trade) or not n_trades
     f.trade_id_kind = "aggTrade ids" if use_agg else "trade ids"
-    src = g_agg.rename({"agg_trade_id": "trade_id"}) if use_agg else g_trades
-    g = src.select(
-        "trade_id",
+    g_all = pl.scan_parquet(agg_path if use_agg else g_path).select(
+        pl.col("agg_trade_id" if use_agg else "trade_id").alias("trade_id"),
         "price",
         pl.col("quantity").alias("size"),
         (~pl.col("is_buyer_maker")).alias("side_is_bid"),  # m: the buyer is the maker, so the taker sold
         pl.col("trade_time").cast(pl.Int64).alias("gt"),
         pl.col("capture_ns").alias("gr"),
     )
-    joined = g.join(r, on="trade_id", how="left", suffix="_r")
     same = (
         (pl.col("price") == pl.col("price_r"))
         & (pl.col("size") == pl.col("size_r"))
         & (pl.col("side_is_bid") == pl.col("side_is_bid_r"))
     ).fill_null(False)
-    exact = joined.filter(same)
-    f.trades_golden_in_recon = Ratio(len(exact), len(g))
-    back = r.join(g.select("trade_id", "gt"), on="trade_id", how="left")
-    f.trades_recon_in_golden = Ratio(int(back["gt"].is_not_null().sum()), len(r))
-    for row in joined.filter(~same).sort("trade_id").head(MAX_LISTED).iter_rows(named=True):
-        f.mismatches.append(
-            {
-                "component": "trade" if row["price_r"] is not None else "trade_missing",
-                "trade_id": row["trade_id"],
-                "golden": [row["price"], row["size"], "buy" if row["side_is_bid"] else "sell"],
-                "recon": None
-                if row["price_r"] is None
-                else [row["price_r"], row["size_r"], "buy" if row["side_is_bid_r"] else "sell"],
-                "golden_trade_time_ns": row["gt"],
-            }
-        )
-    for row in back.filter(pl.col("gt").is_null()).sort("trade_id").head(MAX_LISTED).iter_rows(named=True):
-        f.mismatches.append(
-            {
-                "component": "trade_extra",
-                "trade_id": row["trade_id"],
-                "recon": [row["price"], row["size"], "buy" if row["side_is_bid"] else "sell"],
-                "origin_time_ns": row["t"],
-            }
-        )
-    m = exact.select((pl.col("t") - pl.col("gt")) / 1e6, (pl.col("r") - pl.col("gr")) / 1e6)
-    if len(m):
-        f.timing_samples["trade_origin"] = m["t"].to_numpy()
-        f.timing_samples["trade_receive"] = m["r"].to_numpy()
+    wrong: list[dict] = []
+    extra: list[dict] = []
+    origin: list[np.ndarray] = []
+    receive: list[np.ndarray] = []
+    gi, rg = f.trades_golden_in_recon, f.trades_recon_in_golden
+    for lo, hi, first in _id_ranges([r_span, _span(g_all, "trade_id")], chunk):
+        g = g_all.filter(_in("trade_id", lo, hi, first)).collect()
+        r = r_all.filter(_in("trade_id", lo, hi, first)).collect()
+        joined = g.join(r, on="trade_id", how="left", suffix="_r")
+        exact = joined.filter(same)
+        gi.matched, gi.total = gi.matched + len(exact), gi.total + len(g)
+        back = r.join(g.select("trade_id", "gt"), on="trade_id", how="left")
+        rg.matched, rg.total = rg.matched + int(back["gt"].is_not_null().sum()), rg.total + len(r)
+        for row in joined.filter(~same).sort("trade_id").head(MAX_LISTED - len(wrong)).iter_rows(named=True):
+            wrong.append(
+                {
+                    "component": "trade" if row["price_r"] is not None else "trade_missing",
+                    "trade_id": row["trade_id"],
+                    "golden": [row["price"], row["size"], "buy" if row["side_is_bid"] else "sell"],
+                    "recon": None
+                    if row["price_r"] is None
+                    else [row["price_r"], row["size_r"], "buy" if row["side_is_bid_r"] else "sell"],
+                    "golden_trade_time_ns": row["gt"],
+                }
+            )
+        for row in (
+            back.filter(pl.col("gt").is_null())
+            .sort("trade_id")
+            .head(MAX_LISTED - len(extra))
+            .iter_rows(named=True)
+        ):
+            extra.append(
+                {
+                    "component": "trade_extra",
+                    "trade_id": row["trade_id"],
+                    "recon": [row["price"], row["size"], "buy" if row["side_is_bid"] else "sell"],
+                    "origin_time_ns": row["t"],
+                }
+            )
+        m = exact.select((pl.col("t") - pl.col("gt")) / 1e6, (pl.col("r") - pl.col("gr")) / 1e6)
+        origin.append(m["t"].to_numpy())
+        receive.append(m["r"].to_numpy())
+    f.mismatches += wrong + extra
+    if sum(len(x) for x in origin):
+        f.timing_samples["trade_origin"] = np.concatenate(origin)
+        f.timing_samples["trade_receive"] = np.concatenate(receive)
         f.timing_ms["origin_minus_golden_trade_time"] = _dist(f.timing_samples["trade_origin"])
         f.timing_ms["lake_receive_minus_capture"] = _dist(f.timing_samples["trade_receive"])
+
+
+def _coverage(f: Fidelity, golden: pl.LazyFrame, recon: pl.LazyFrame, chunk: int) -> None:
+    """Golden update ids absent from the reconstruction, and the reconstruction's absent from golden inside the
+    common id range, range by range (``golden`` and ``recon``: columns ``u``, ``t``)."""
+    g_span, r_span = _span(golden, "u"), _span(recon, "u")
+    common = (max(g_span[0], r_span[0]), min(g_span[1], r_span[1])) if g_span and r_span else None
+    missing, extra = _Runs(), _Runs()
+    for lo, hi, first in _id_ranges([g_span, r_span], chunk):
+        g = golden.filter(_in("u", lo, hi, first)).unique("u", keep="first").sort("u").collect()
+        r = recon.filter(_in("u", lo, hi, first)).unique("u", keep="last").sort("u").collect()
+        f.golden_update_ids += len(g)
+        f.recon_update_ids += len(r)
+        gone = g.join(r, on="u", how="anti").sort("u")
+        f.golden_ids_missing += len(gone)
+        missing.add(gone)
+        if common is not None:
+            more = r.filter(pl.col("u").is_between(*common)).join(g, on="u", how="anti").sort("u")
+            f.recon_ids_not_in_golden += len(more)
+            extra.add(more)
+    if f.golden_update_ids:
+        f.coverage = Ratio(f.golden_update_ids - f.golden_ids_missing, f.golden_update_ids)
+        f.missing_ranges = missing.listed()
+    f.extra_ranges = extra.listed()
 
 
 def _intervals(events: Path) -> list[dict]:
@@ -471,7 +610,7 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
             mm = pl.scan_parquet(p).select(
                 pl.col(col).cast(pl.Int64).min().alias("a"), pl.col(col).cast(pl.Int64).max().alias("b")
             )
-            a, b = mm.collect().row(0)
+            a, b = mm.collect(engine="streaming").row(0)
             g_times += [t for t in (a, b) if t is not None]
     if not g_times:
         f.reason = "no golden samples for this day: fidelity is not measurable"
@@ -479,41 +618,25 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
     f.measurable = True
     w0, w1 = min(g_times), max(g_times)
     uni = pl.scan_parquet(uni_path)
-    _trades(f, layout, date, symbol, uni, w0, w1)
+    _trades(f, layout, date, symbol, uni_path, w0, w1, chunk)
 
-    # --- coverage of update ids ------------------------------------------------------------------------
     depth_path = layout.golden("depth", date, symbol)
     if not depth_path.is_file():
         return f
     from_u = first_snapshot_update_id(layout.golden("snapshots", date, symbol))
-    g_ids = (
+    golden_ids = (
         pl.scan_parquet(depth_path)
         .select(pl.col("final_update_id").alias("u"), pl.col("event_time").cast(pl.Int64).alias("t"))
         .filter(pl.col("u") > from_u if from_u is not None else pl.lit(True))
-        .unique("u")
-        .collect()
     )
-    r_ids = (  # every delta message of the stream, seeded or not: what the lake has
-        uni.filter(pl.col("event_type") == 1)
-        .select(pl.col("sequence_number").alias("u"), pl.col("origin_time").cast(pl.Int64).alias("t"))
-        .unique("u", keep="last")
-        .collect()
+    recon_ids = uni.filter(
+        pl.col("event_type") == 1
+    ).select(  # every delta message, seeded or not: the lake's
+        pl.col("sequence_number").alias("u"), pl.col("origin_time").cast(pl.Int64).alias("t")
     )
-    f.golden_update_ids, f.recon_update_ids = len(g_ids), len(r_ids)
-    if len(g_ids):
-        missing = g_ids.join(r_ids, on="u", how="anti")
-        f.golden_ids_missing = len(missing)
-        f.coverage = Ratio(len(g_ids) - len(missing), len(g_ids))
-        f.missing_ranges = _runs(missing)
-    if len(g_ids) and len(r_ids):
-        lo_u = max(g_ids["u"].min(), r_ids["u"].min())
-        hi_u = min(g_ids["u"].max(), r_ids["u"].max())
-        extra = r_ids.filter(pl.col("u").is_between(lo_u, hi_u)).join(g_ids, on="u", how="anti")
-        f.recon_ids_not_in_golden = len(extra)
-        f.extra_ranges = _runs(extra)
+    _coverage(f, golden_ids, recon_ids, chunk)
 
     # --- book and bookTicker, chunk by chunk -------------------------------------------------------------
-    del r_ids, g_ids
     cmp = _BookComparison(f, book_path, layout.golden("book_ticker", date, symbol), top_n)
     book = GoldenBook(layout.golden("snapshots", date, symbol), depth_path, top_n)
     pending: list[GoldenState] = []
