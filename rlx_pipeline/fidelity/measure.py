@@ -39,6 +39,7 @@ own range of the unified book states and of bookTicker.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,13 +449,39 @@ def _message_states(book: pl.LazyFrame) -> pl.LazyFrame:
     return book.filter(pl.col("event_type") == 1)
 
 
+_TOP = ("bid_price", "bid_qty", "ask_price", "ask_qty")
+_TOP_SCHEMA = {"pos": pl.Int64, "u": pl.Int64, **dict.fromkeys(_TOP, pl.Int64)}
+
+
+_NO_LEVEL = (None, None)
+
+
+def _top(pos: int, u: int, bids: list, asks: list) -> tuple:
+    """(position, u, best bid price and size, best ask price and size); a side with no level is null."""
+    return (pos, u, *(bids[0] if bids else _NO_LEVEL), *(asks[0] if asks else _NO_LEVEL))
+
+
+def _bt_items(compared: pl.DataFrame, kind: int, top_name: str) -> list[tuple]:
+    """The first ``MAX_LISTED`` bookTicker mismatches of ``compared`` as ``(sort key, item)``, in walk order."""
+    out = []
+    for r in compared.filter(~pl.col("ok")).head(MAX_LISTED).iter_rows(named=True):
+        top, bt = tuple(r[c] for c in _TOP), tuple(r[f"{c}_bt"] for c in _TOP)
+        item = (
+            {"u": r["u"], "golden_book": top, "book_ticker": bt}
+            if top_name == "golden_book"
+            else {"u": r["u"], "book_ticker": bt, "recon": top}
+        )
+        out.append(((r["pos"], kind, r["bt_row"]), item))
+    return out
+
+
 class _BookComparison:
     def __init__(self, f: Fidelity, book_path: Path, bt_path: Path, top_n: int) -> None:
         self.f, self.book_path, self.bt_path, self.n = f, book_path, bt_path, top_n
         self.cols = [f"{s}_{i}_{w}" for s in ("bid", "ask") for i in range(top_n) for w in ("price", "size")]
         self.timeline: dict[int, list[int]] = {}
-        self.dt: list[int] = []
-        self.dr: list[int] = []
+        self.dt = array("q")  # compact: 8 bytes a compared state
+        self.dr = array("q")
         self.listed = {"book": 0, "book_ticker": 0, "golden_book_ticker": 0}
 
     def _minute(self, event_ns: int) -> list[int]:
@@ -462,10 +489,23 @@ class _BookComparison:
         # flagged (inside invalid intervals)
         return self.timeline.setdefault((event_ns // 60_000_000_000) % 1440, [0, 0, 0, 0, 0, 0, 0, 0])
 
-    def _list(self, kind: str, item: dict) -> None:
-        if self.listed[kind] < MAX_LISTED:
-            self.listed[kind] += 1
-            self.f.mismatches.append({"component": kind, **item})
+    def _list(self, listed: list[tuple[tuple[int, int, int], dict]], kind: str, rows: list[tuple]) -> None:
+        """Mismatches of ``kind`` (``(sort key, item)``: in the order a state-by-state walk meets them) up to what
+        is left of its ``MAX_LISTED``."""
+        rows = rows[: MAX_LISTED - self.listed[kind]]
+        self.listed[kind] += len(rows)
+        listed += [(key, {"component": kind, **item}) for key, item in rows]
+
+    @staticmethod
+    def _book_ticker(bt: pl.DataFrame, tops: list[tuple], minutes: list[int] | None = None) -> pl.DataFrame:
+        """bookTicker messages at the states' update ids against their top (``tops``: state position ``pos``,
+        ``u``, best bid and ask price and size; a side with no level is null), in walk order, with ``ok``."""
+        top = pl.DataFrame(tops, schema=_TOP_SCHEMA, orient="row")
+        if minutes is not None:
+            top = top.with_columns(minute=pl.Series(minutes, dtype=pl.Int64))
+        out = top.join(bt, on="u", how="inner").sort("pos", "bt_row")
+        ok = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_bt")) for c in _TOP)
+        return out.with_columns(ok.alias("ok"))
 
     def chunk(self, states: list[GoldenState]) -> None:
         if not states:
@@ -487,90 +527,96 @@ class _BookComparison:
             .collect()
         )
         rows = {r[0]: r for r in recon.iter_rows()}
-        bt: dict[int, list[tuple]] = {}
-        if self.bt_path.is_file():
-            for r in (
-                pl.scan_parquet(self.bt_path)
-                .filter(pl.col("update_id").is_between(lo, hi))
-                .select("update_id", "bid_price", "bid_qty", "ask_price", "ask_qty", "capture_ns")
-                .collect()
-                .iter_rows()
-            ):
-                bt.setdefault(r[0], []).append(r)
         f, n = self.f, self.n
-        for s in states:
-            g_top = (s.bids[0] if s.bids else (None, None)) + (s.asks[0] if s.asks else (None, None))
-            for b in bt.get(s.u, ()):
-                f.golden_self_book_ticker.total += 1
-                ok = g_top == b[1:5]
-                f.golden_self_book_ticker.matched += ok
-                if not ok:
-                    self._list("golden_book_ticker", {"u": s.u, "golden_book": g_top, "book_ticker": b[1:5]})
+        g_tops: list[tuple] = []
+        r_tops: list[tuple] = []
+        minutes: list[int] = []  # the minute of each r_tops row
+        listed: list[tuple[tuple[int, int, int], dict]] = []
+        bad_books: list[tuple] = []
+        for pos, s in enumerate(states):
+            g_tops.append(_top(pos, s.u, s.bids, s.asks))
             r = rows.get(s.u)
             if r is None:
                 continue
             t, rcv, kb, ka, valid = r[1], r[2], r[3], r[4], r[5]
             lv = r[6:]
-            rb = [(lv[2 * i], lv[2 * i + 1]) for i in range(n) if lv[2 * i] is not None]
-            ra = [
-                (lv[2 * n + 2 * i], lv[2 * n + 2 * i + 1]) for i in range(n) if lv[2 * n + 2 * i] is not None
-            ]
+            rb = [(p, q) for p, q in zip(lv[0 : 2 * n : 2], lv[1 : 2 * n : 2], strict=True) if p is not None]
+            ra = [(p, q) for p, q in zip(lv[2 * n :: 2], lv[2 * n + 1 :: 2], strict=True) if p is not None]
+            # the usual case: the reconstruction shows exactly the golden top N, so every comparison below holds
+            # (no level unknowable, none missing, none extra): skipped
+            exact = rb == s.bids and ra == s.asks
             if not valid:  # inside an invalid interval: flagged, not wrong (not in any gated figure)
-                ok_b, _ = compare_side(s.bids[:n], rb, kb, True)
-                ok_a, _ = compare_side(s.asks[:n], ra, ka, False)
                 f.flagged.total += 1
-                f.flagged.matched += ok_b and ok_a
+                f.flagged.matched += exact or (
+                    compare_side(s.bids[:n], rb, kb, True)[0] & compare_side(s.asks[:n], ra, ka, False)[0]
+                )
                 self._minute(s.event_ns)[7] += 1
                 continue
             self.dt.append(t - s.event_ns)
             self.dr.append(rcv - s.capture_ns)
+            minute = (s.event_ns // 60_000_000_000) % 1440
             mn = self._minute(s.event_ns)
             for depth, ratio in ((1, f.top1), (5, f.top5), (n, f.topn)):
-                ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True, depth)
-                ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False, depth)
-                ok = ok_b and ok_a
+                if exact:
+                    ok, unk = True, 0
+                else:
+                    ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True, depth)
+                    ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False, depth)
+                    ok, unk = ok_b and ok_a, unk_b + unk_a
                 ratio.total += 1
                 ratio.matched += ok
                 if depth == n:
-                    f.unknowable_levels += unk_b + unk_a
+                    f.unknowable_levels += unk
                     mn[0] += 1
                     mn[1] += not ok
                     if not ok:
-                        self._list(
-                            "book",
-                            {
-                                "u": s.u,
-                                "event_ns": s.event_ns,
-                                "golden_bids": s.bids[:3],
-                                "recon_bids": rb[:3],
-                                "golden_asks": s.asks[:3],
-                                "recon_asks": ra[:3],
-                                "known": [kb, ka],
-                            },
+                        bad_books.append(
+                            (
+                                (pos, 1, 0),
+                                {
+                                    "u": s.u,
+                                    "event_ns": s.event_ns,
+                                    "golden_bids": s.bids[:3],
+                                    "recon_bids": rb[:3],
+                                    "golden_asks": s.asks[:3],
+                                    "recon_asks": ra[:3],
+                                    "known": [kb, ka],
+                                },
+                            )
                         )
             f.topn_raw.total += 1
-            f.topn_raw.matched += (
+            f.topn_raw.matched += exact or (
                 rb == s.bids[: len(rb)]
                 and ra == s.asks[: len(ra)]
-                and (
-                    len(rb),
-                    len(ra),
-                )
-                == (len(s.bids), len(s.asks))
+                and (len(rb), len(ra)) == (len(s.bids), len(s.asks))
             )
             if s.bids and s.asks and rb and ra:
                 mn[4] += 1
                 mn[5] += s.asks[0][0] - s.bids[0][0]
                 mn[6] += ra[0][0] - rb[0][0]
-            r_top = (rb[0] if rb else (None, None)) + (ra[0] if ra else (None, None))
-            for b in bt.get(s.u, ()):
-                ok = r_top == b[1:5]
-                f.book_ticker.total += 1
-                f.book_ticker.matched += ok
-                mn[2] += 1
-                mn[3] += not ok
-                if not ok:
-                    self._list("book_ticker", {"u": s.u, "book_ticker": b[1:5], "recon": r_top})
+            r_tops.append(_top(pos, s.u, rb, ra))
+            minutes.append(minute)
+        self._list(listed, "book", bad_books)
+        if self.bt_path.is_file():
+            bt = (
+                pl.scan_parquet(self.bt_path)
+                .with_row_index("bt_row")
+                .filter(pl.col("update_id").is_between(lo, hi))
+                .select("bt_row", pl.col("update_id").alias("u"), *(pl.col(c).alias(f"{c}_bt") for c in _TOP))
+                .collect()
+            )
+            g = self._book_ticker(bt, g_tops)
+            f.golden_self_book_ticker.total += len(g)
+            f.golden_self_book_ticker.matched += int(g["ok"].sum())
+            self._list(listed, "golden_book_ticker", _bt_items(g, 0, "golden_book"))
+            r = self._book_ticker(bt, r_tops, minutes)
+            f.book_ticker.total += len(r)
+            f.book_ticker.matched += int(r["ok"].sum())
+            for m, k, bad in r.group_by("minute").agg(pl.len(), (~pl.col("ok")).sum()).iter_rows():
+                self.timeline[m][2] += k
+                self.timeline[m][3] += bad
+            self._list(listed, "book_ticker", _bt_items(r, 2, "recon"))
+        f.mismatches += [item for _, item in sorted(listed, key=lambda x: x[0])]
 
     def finish(self) -> None:
         f = self.f
