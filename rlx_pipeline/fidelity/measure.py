@@ -267,10 +267,9 @@ def _longest(runs: pl.DataFrame, limit: int) -> pl.DataFrame:
 
 class _Runs:
     """Runs of consecutive update ids fed range by range in increasing id order (a run may span ranges): every id
-    counted, the ``limit`` longest runs kept (ties: the first), listed in id order with their time range."""
+    counted, the ``MAX_LISTED`` longest runs kept (ties: the first), listed in id order with their time range."""
 
-    def __init__(self, limit: int = MAX_LISTED) -> None:
-        self.limit = limit
+    def __init__(self) -> None:
         self.top = pl.DataFrame(schema=_RUN_SCHEMA)
         self.open = pl.DataFrame(schema=_RUN_SCHEMA)  # the last run so far: the next range may continue it
 
@@ -293,10 +292,10 @@ class _Runs:
             else:
                 runs = pl.concat([self.open, runs])
         self.open = runs.tail(1)
-        self.top = _longest(pl.concat([self.top, runs.head(len(runs) - 1)]), self.limit)
+        self.top = _longest(pl.concat([self.top, runs.head(len(runs) - 1)]), MAX_LISTED)
 
     def listed(self) -> list[dict]:
-        runs = _longest(pl.concat([self.top, self.open]), self.limit).sort("first_u")
+        runs = _longest(pl.concat([self.top, self.open]), MAX_LISTED).sort("first_u")
         return [
             {
                 **r,
