@@ -493,12 +493,9 @@ class _BookComparison:
         listed += [(key, {"component": kind, **item}) for key, item in rows]
 
     @staticmethod
-    def _book_ticker(bt: pl.DataFrame, tops: list[tuple], minutes: list[int] | None = None) -> pl.DataFrame:
-        """bookTicker messages at the states' update ids against their top (``tops``: state position ``pos``,
-        ``u``, best bid and ask price and size; a side with no level is null), in walk order, with ``ok``."""
-        top = pl.DataFrame(tops, schema=_TOP_SCHEMA, orient="row")
-        if minutes is not None:
-            top = top.with_columns(minute=pl.Series(minutes, dtype=pl.Int64))
+    def _book_ticker(bt: pl.DataFrame, top: pl.DataFrame) -> pl.DataFrame:
+        """bookTicker messages at the states' update ids against their top (``top``: state position ``pos``,
+        ``u``, best bid and ask price and size, null for a side with no level), in walk order, with ``ok``."""
         out = top.join(bt, on="u", how="inner").sort("pos", "bt_row")
         ok = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_bt")) for c in _TOP)
         return out.with_columns(ok.alias("ok"))
@@ -506,13 +503,18 @@ class _BookComparison:
     def chunk(self, states: list[GoldenState]) -> None:
         if not states:
             return
-        lo, hi = min(s.u for s in states), max(s.u for s in states)
+        f, n, k = self.f, self.n, len(states)
+        u = np.fromiter((s.u for s in states), np.int64, k)
+        ev = np.fromiter((s.event_ns for s in states), np.int64, k)
+        cap = np.fromiter((s.capture_ns for s in states), np.int64, k)
+        lo, hi = int(u.min()), int(u.max())
         recon = (
             _message_states(pl.scan_parquet(self.book_path))
             .filter(pl.col("sequence_number").is_between(lo, hi))
             .unique("sequence_number", keep="last", maintain_order=True)
             .select(
                 "sequence_number",
+                pl.lit(True).alias("has"),
                 pl.col("origin_time").cast(pl.Int64),
                 pl.col("received_time").cast(pl.Int64),
                 "bid_known_min_price",
@@ -522,27 +524,69 @@ class _BookComparison:
             )
             .collect()
         )
-        rows = {r[0]: r for r in recon.iter_rows()}
-        f, n = self.f, self.n
-        g_tops: list[tuple] = []
+        # the reconstruction's state at each golden state's u, in the states' order (none: ``has`` false)
+        at = pl.DataFrame({"sequence_number": u}).join(
+            recon, on="sequence_number", how="left", maintain_order="left"
+        )
+        has = at["has"].fill_null(False).to_numpy()
+        valid = at["book_valid"].fill_null(False).to_numpy()
+        levels = at.select(self.cols)
+        r_null = levels.select(pl.all().is_null()).to_numpy()
+        r_val = levels.fill_null(0).to_numpy()
+        # the golden top N flattened like the reconstruction's columns, 0 where a side has fewer levels
+        zeros = (0,) * (2 * n)
+        flat = []
+        for s in states:
+            b, a = tuple(chain.from_iterable(s.bids)), tuple(chain.from_iterable(s.asks))
+            flat.append(b + zeros[len(b) :] + a + zeros[len(a) :])
+        g = np.array(flat, dtype=np.int64).reshape(k, 4 * n)
+        nb = np.fromiter((len(s.bids) for s in states), np.int64, k)
+        na = np.fromiter((len(s.asks) for s in states), np.int64, k)
+        slot = np.arange(2 * n) // 2
+        g_pad = np.concatenate([slot >= nb[:, None], slot >= na[:, None]], axis=1)
+        # the usual case: the reconstruction's levels are exactly the golden top N, so every comparison holds (no
+        # level unknowable, none missing, none extra): counted here at once
+        exact = has & (r_null == g_pad).all(axis=1) & (r_val == g).all(axis=1)
+        fast = exact & valid
+        nf = int(fast.sum())
+        for ratio in (f.top1, f.top5, f.topn, f.topn_raw):
+            ratio.total += nf
+            ratio.matched += nf
+        t = at["origin_time"].fill_null(0).to_numpy()
+        rcv = at["received_time"].fill_null(0).to_numpy()
+        self.dt.frombytes((t[fast] - ev[fast]).tobytes())
+        self.dr.frombytes((rcv[fast] - cap[fast]).tobytes())
+        minute = (ev // 60_000_000_000) % 1440
+        both = fast & (nb > 0) & (na > 0)
+        spread = g[:, 2 * n] - g[:, 0]
+        for m in np.unique(minute[fast]).tolist():
+            mn = self.timeline.setdefault(m, [0] * 8)
+            sel = fast & (minute == m)
+            mn[0] += int(sel.sum())
+            sel &= both
+            total = int(spread[sel].sum())
+            mn[4] += int(sel.sum())
+            mn[5] += total
+            mn[6] += total  # the reconstruction's top is the golden one
+        top_cols = {
+            "bid_price": g[:, 0],
+            "bid_qty": g[:, 1],
+            "ask_price": g[:, 2 * n],
+            "ask_qty": g[:, 2 * n + 1],
+        }
+        g_top = pl.DataFrame({"pos": np.arange(k), "u": u, **top_cols}).with_columns(
+            *(pl.when(pl.lit(nb > 0)).then(pl.col(c)).alias(c) for c in ("bid_price", "bid_qty")),
+            *(pl.when(pl.lit(na > 0)).then(pl.col(c)).alias(c) for c in ("ask_price", "ask_qty")),
+        )
         r_tops: list[tuple] = []
-        minutes: list[int] = []  # the minute of each r_tops row
-        listed: list[tuple[tuple[int, int, int], dict]] = []
+        r_minutes: list[int] = []
         bad_books: list[tuple] = []
-        pad = (None,) * (2 * n)
-        for pos, s in enumerate(states):
-            g_top = _top(pos, s.u, s.bids, s.asks)
-            g_tops.append(g_top)
-            r = rows.get(s.u)
-            if r is None:
-                continue
-            t, rcv, kb, ka, valid = r[1], r[2], r[3], r[4], r[5]
-            lv = r[6:]
-            # the usual case: the reconstruction's levels are exactly the golden top N, so every comparison below
-            # holds (no level unknowable, none missing, none extra) and is skipped
-            g_bids, g_asks = tuple(chain.from_iterable(s.bids)), tuple(chain.from_iterable(s.asks))
-            exact = lv == g_bids + pad[len(g_bids) :] + g_asks + pad[len(g_asks) :]
-            if exact:
+        slow = np.flatnonzero(has & ~fast)
+        for pos, r in zip(slow.tolist(), at[slow].iter_rows(), strict=True):
+            s = states[pos]
+            rcv_t, kb, ka, ok_state = r[3], r[4], r[5], r[6]
+            lv = r[7:]
+            if exact[pos]:
                 rb, ra = s.bids, s.asks
             else:
                 rb = [
@@ -551,28 +595,24 @@ class _BookComparison:
                 ra = [
                     (p, q) for p, q in zip(lv[2 * n :: 2], lv[2 * n + 1 :: 2], strict=True) if p is not None
                 ]
-            if not valid:  # inside an invalid interval: flagged, not wrong (not in any gated figure)
+            if not ok_state:  # inside an invalid interval: flagged, not wrong (not in any gated figure)
                 f.flagged.total += 1
-                f.flagged.matched += exact or (
+                f.flagged.matched += bool(exact[pos]) or (
                     compare_side(s.bids[:n], rb, kb, True)[0] & compare_side(s.asks[:n], ra, ka, False)[0]
                 )
                 self._minute(s.event_ns)[7] += 1
                 continue
-            self.dt.append(t - s.event_ns)
-            self.dr.append(rcv - s.capture_ns)
-            minute = (s.event_ns // 60_000_000_000) % 1440
+            self.dt.append(r[2] - s.event_ns)
+            self.dr.append(rcv_t - s.capture_ns)
             mn = self._minute(s.event_ns)
             for depth, ratio in ((1, f.top1), (5, f.top5), (n, f.topn)):
-                if exact:
-                    ok, unk = True, 0
-                else:
-                    ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True, depth)
-                    ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False, depth)
-                    ok, unk = ok_b and ok_a, unk_b + unk_a
+                ok_b, unk_b = compare_side(s.bids[:depth], rb, kb, True, depth)
+                ok_a, unk_a = compare_side(s.asks[:depth], ra, ka, False, depth)
+                ok = ok_b and ok_a
                 ratio.total += 1
                 ratio.matched += ok
                 if depth == n:
-                    f.unknowable_levels += unk
+                    f.unknowable_levels += unk_b + unk_a
                     mn[0] += 1
                     mn[1] += not ok
                     if not ok:
@@ -591,7 +631,7 @@ class _BookComparison:
                             )
                         )
             f.topn_raw.total += 1
-            f.topn_raw.matched += exact or (
+            f.topn_raw.matched += (
                 rb == s.bids[: len(rb)]
                 and ra == s.asks[: len(ra)]
                 and (len(rb), len(ra)) == (len(s.bids), len(s.asks))
@@ -600,8 +640,9 @@ class _BookComparison:
                 mn[4] += 1
                 mn[5] += s.asks[0][0] - s.bids[0][0]
                 mn[6] += ra[0][0] - rb[0][0]
-            r_tops.append(g_top if exact else _top(pos, s.u, rb, ra))
-            minutes.append(minute)
+            r_tops.append(_top(pos, s.u, rb, ra))
+            r_minutes.append(s.event_ns // 60_000_000_000 % 1440)
+        listed: list[tuple[tuple[int, int, int], dict]] = []
         self._list(listed, "book", bad_books)
         if self.bt_path.is_file():
             bt = (
@@ -611,17 +652,25 @@ class _BookComparison:
                 .select("bt_row", pl.col("update_id").alias("u"), *(pl.col(c).alias(f"{c}_bt") for c in _TOP))
                 .collect()
             )
-            g = self._book_ticker(bt, g_tops)
-            f.golden_self_book_ticker.total += len(g)
-            f.golden_self_book_ticker.matched += int(g["ok"].sum())
-            self._list(listed, "golden_book_ticker", _bt_items(g, 0, "golden_book"))
-            r = self._book_ticker(bt, r_tops, minutes)
-            f.book_ticker.total += len(r)
-            f.book_ticker.matched += int(r["ok"].sum())
-            for m, k, bad in r.group_by("minute").agg(pl.len(), (~pl.col("ok")).sum()).iter_rows():
-                self.timeline[m][2] += k
+            gb = self._book_ticker(bt, g_top)
+            f.golden_self_book_ticker.total += len(gb)
+            f.golden_self_book_ticker.matched += int(gb["ok"].sum())
+            self._list(listed, "golden_book_ticker", _bt_items(gb, 0, "golden_book"))
+            r_top = pl.concat(
+                [
+                    g_top.filter(pl.lit(fast)).with_columns(minute=pl.lit(minute[fast])),
+                    pl.DataFrame(r_tops, schema=_TOP_SCHEMA, orient="row").with_columns(
+                        minute=pl.Series(r_minutes, dtype=pl.Int64)
+                    ),
+                ]
+            )
+            rb_ = self._book_ticker(bt, r_top)
+            f.book_ticker.total += len(rb_)
+            f.book_ticker.matched += int(rb_["ok"].sum())
+            for m, c, bad in rb_.group_by("minute").agg(pl.len(), (~pl.col("ok")).sum()).iter_rows():
+                self.timeline[m][2] += c
                 self.timeline[m][3] += bad
-            self._list(listed, "book_ticker", _bt_items(r, 2, "recon"))
+            self._list(listed, "book_ticker", _bt_items(rb_, 2, "recon"))
         f.mismatches += [item for _, item in sorted(listed, key=lambda x: x[0])]
 
     def finish(self) -> None:
