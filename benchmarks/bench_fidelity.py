@@ -10,7 +10,8 @@ materialized). Each day is then measured in a fresh spawned process, alternating
 kept; wall and CPU time: the machine may be shared):
   - peer: the golden book replay alone (``GoldenBook.states()`` consumed, nothing compared)
   - fidelity: ``measure()``, the whole computation (trades, update-id coverage, golden replay, book and bookTicker
-    compared); its peak RSS is its own (the process's peak is reset after the peer)
+    compared)
+then each once more alone in a fresh process for its peak RSS (VmHWM, imports included).
 Figures measured on a shared 2-core machine are pessimistic.
 """
 
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from peak_memory import in_fresh_process, peak_rss_mb, reset_peak
+from peak_memory import in_fresh_process, peak_rss_mb
 
 DATE, SYM = "2024-08-09", "BTC-USDT"
 
@@ -43,18 +44,15 @@ def _peer_and_fidelity(root: str, date: str, symbol: str, rounds: int) -> dict:
         book = GoldenBook(layout.golden("snapshots", date, symbol), layout.golden("depth", date, symbol), 10)
         return sum(1 for _ in book.states())
 
-    out: dict = {"replay_s": [], "replay_cpu": [], "fidelity_s": [], "fidelity_cpu": [], "fidelity_mb": []}
+    out: dict = {"replay_s": [], "replay_cpu": [], "fidelity_s": [], "fidelity_cpu": []}
     for _ in range(rounds):  # alternated, the best of each kept: a shared machine's noise hits both alike
         wall, cpu, out["states"] = _timed(replay)
         out["replay_s"].append(wall)
         out["replay_cpu"].append(cpu)
-        out["replay_mb"] = peak_rss_mb()
-        out["base_mb"] = reset_peak()
         wall, cpu, f = _timed(lambda: measure(layout, date, symbol, 10))
         out["fidelity_s"].append(wall)
         out["fidelity_cpu"].append(cpu)
-        out["fidelity_mb"].append(peak_rss_mb())
-    for k in ("replay_s", "replay_cpu", "fidelity_s", "fidelity_cpu", "fidelity_mb"):
+    for k in ("replay_s", "replay_cpu", "fidelity_s", "fidelity_cpu"):
         out[k] = min(out[k])
     out.update(
         score=f.score,
@@ -64,6 +62,25 @@ def _peer_and_fidelity(root: str, date: str, symbol: str, rounds: int) -> dict:
         hours=(f.timeline[-1]["minute"] - f.timeline[0]["minute"] + 1) / 60 if f.timeline else 0.0,
     )
     return out
+
+
+def _peak(root: str, date: str, symbol: str, step: str) -> float:
+    """Peak RSS (MB) of a fresh process that runs ``step`` (``replay`` or ``fidelity``) once."""
+    from rlx_pipeline.fidelity import measure
+    from rlx_pipeline.fidelity.golden_book import GoldenBook
+    from rlx_pipeline.layout import DataLayout
+
+    layout = DataLayout(Path(root))
+    if step == "replay":
+        sum(
+            1
+            for _ in GoldenBook(
+                layout.golden("snapshots", date, symbol), layout.golden("depth", date, symbol), 10
+            ).states()
+        )
+    else:
+        measure(layout, date, symbol, 10)
+    return peak_rss_mb()
 
 
 def _prepare(root: Path, minutes: float, seed: int) -> None:
@@ -96,13 +113,15 @@ def _prepare(root: Path, minutes: float, seed: int) -> None:
 
 def _report(label: str, root: Path, date: str, symbol: str, rounds: int) -> dict:
     r = in_fresh_process(_peer_and_fidelity, str(root), date, symbol, rounds)
+    r["replay_mb"] = in_fresh_process(_peak, str(root), date, symbol, "replay")
+    r["fidelity_mb"] = in_fresh_process(_peak, str(root), date, symbol, "fidelity")
     print(
         f"{label}: {r['hours']:.2f} h of golden book, {r['states']:,} golden states, {r['update_ids']:,} update "
         f"ids, {r['trades']:,} trades; score {r['score']} (best of {rounds})\n"
         f"  peer golden replay alone {r['replay_s']:6.2f} s wall {r['replay_cpu']:6.2f} s CPU  "
         f"peak RSS {r['replay_mb']:5.0f} MB\n"
         f"  fidelity measure()       {r['fidelity_s']:6.2f} s wall {r['fidelity_cpu']:6.2f} s CPU  "
-        f"peak RSS {r['fidelity_mb']:5.0f} MB (the process at {r['base_mb']:.0f} MB before it)\n"
+        f"peak RSS {r['fidelity_mb']:5.0f} MB\n"
         f"  fidelity / replay = {r['fidelity_s'] / r['replay_s']:.2f}x wall, "
         f"{r['fidelity_cpu'] / r['replay_cpu']:.2f}x CPU",
         flush=True,
@@ -117,7 +136,7 @@ def main() -> None:
     ap.add_argument("--date", default=DATE)
     ap.add_argument("--symbol", default=SYM)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--rounds", type=int, default=2, help="peer and fidelity alternated this many times")
+    ap.add_argument("--rounds", type=int, default=3, help="peer and fidelity alternated this many times")
     args = ap.parse_args()
     import rlx_pipeline
 
