@@ -442,7 +442,8 @@ def test_report_files_and_plots(layout, sc):
 
 def _report(layout, chunk: int) -> tuple[dict, dict]:
     f = measure(layout, DATE, SYMBOL, TOP_N, chunk=chunk)
-    return f.to_dict(), {k: sorted(v.tolist()) for k, v in f.timing_samples.items()}  # for the plots: any order
+    # timing samples feed percentiles and histograms: their order is free
+    return f.to_dict(), {k: sorted(v.tolist()) for k, v in f.timing_samples.items()}
 
 
 def test_range_edges_change_nothing_and_runs_come_out_whole(layout, sc, monkeypatch):
