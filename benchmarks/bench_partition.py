@@ -143,9 +143,11 @@ class TreeSampler(threading.Thread):
             self.done.wait(self.every)
 
     def at(self, when: float) -> tuple[float, float]:
-        """(RSS MB, CPU s) at the last sample at or before ``when``."""
+        """(RSS MB, CPU s) at the last sample at or before ``when`` (the first sample before any)."""
         before = [(mb, cpu) for t, mb, cpu in self.samples if t <= when]
-        return before[-1] if before else (float("nan"), float("nan"))
+        if before:
+            return before[-1]
+        return self.samples[0][1:] if self.samples else (float("nan"), float("nan"))
 
     def peak(self, start: float, end: float) -> float:
         inside = [mb for t, mb, _ in self.samples if start <= t <= end + self.every]
