@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 import pyarrow as pa
@@ -213,6 +213,15 @@ def test_a_wrong_side_and_an_extra_trade(layout, sc):
     kinds = {m["component"]: m for m in f.mismatches}
     assert kinds["trade"]["trade_id"] == 1003 and kinds["trade"]["golden"][2] != kinds["trade"]["recon"][2]
     assert kinds["trade_extra"]["trade_id"] == 4242
+
+
+def test_a_golden_trade_captured_twice_counts_its_reconstructed_trade_once(layout, sc):
+    sc.trades = sc.trades + [sc.trades[3]]  # the same trade id twice in the golden table
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(replace(sc, trades=sc.trades[:-1])))
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f)["trades_recon_in_golden"] == (N_TRADES, N_TRADES)
+    assert comps(f)["trades_golden_in_recon"] == (N_TRADES + 1, N_TRADES + 1)
 
 
 def test_a_wrong_third_level_lowers_top5_and_topN_but_not_top1(layout, sc):

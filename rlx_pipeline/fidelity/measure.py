@@ -370,7 +370,8 @@ def _trades(f: Fidelity, layout: DataLayout, date: str, symbol: str, uni_path: P
         joined = g.join(r, on="trade_id", how="left", suffix="_r")
         exact = joined.filter(same)
         gi.matched, gi.total = gi.matched + len(exact), gi.total + len(g)
-        back = r.join(g.select("trade_id", "gt"), on="trade_id", how="left")
+        # one golden row per id: a trade id captured twice must not count its reconstructed trade twice
+        back = r.join(g.select("trade_id", "gt").unique("trade_id", keep="first"), on="trade_id", how="left")
         rg.matched, rg.total = rg.matched + int(back["gt"].is_not_null().sum()), rg.total + len(r)
         for row in joined.filter(~same).sort("trade_id").head(MAX_LISTED - len(wrong)).iter_rows(named=True):
             wrong.append(
