@@ -269,55 +269,68 @@ def iter_frames(
     Frames are independent: after undecodable bytes the reader resumes at the next frame magic. Each unreadable
     region is passed to ``on_loss``; without it a corrupt region raises ``CaptureFormatError`` (after the frames
     before it) and an incomplete last frame (``kill -9``) is dropped silently.
+
+    The file is read ``chunk`` bytes at a time and each frame decoded in place (a view of the chunk, fed in
+    pieces about twice the previous frame's size): a decoder handed the whole rest of the chunk copies what it
+    did not use (``unused_data``) for every frame, quadratic in frames per chunk (20 s for a 3 h BTCUSDT file).
     """
     dctx = zstandard.ZstdDecompressor()
-    pending = b""
-    offset = 0  # file offset of pending[0]
+    buf, pos, base, eof = b"", 0, 0, False  # buf[pos:] is unread; base is the file offset of buf[0]
+    step = 1 << 16
     with open(path, "rb") as f:
-        eof = False
 
-        def read() -> None:
-            nonlocal pending, eof
+        def read() -> int:
+            """Append the next chunk, dropping what was consumed; returns by how much positions in buf moved."""
+            nonlocal buf, pos, base, eof
             more = f.read(chunk)
             eof = not more
-            pending += more
+            shift = pos
+            buf, base, pos = buf[pos:] + more, base + pos, 0
+            return shift
 
         def lose(n: int, tail: bool) -> None:
-            nonlocal pending, offset
-            loss = FrameLoss(str(path), offset, n, tail)
-            pending, offset = pending[n:], offset + n
+            nonlocal pos
+            loss = FrameLoss(str(path), base + pos, n, tail)
+            pos += n
             if on_loss is not None:
                 on_loss(loss)
             elif not tail:
                 raise CaptureFormatError(str(loss))
 
-        while not eof or pending:
-            if not eof and len(pending) < chunk:
+        while True:
+            if not eof and len(buf) - pos < chunk:
                 read()
-            if not pending:
+            if pos == len(buf):
                 return
             obj = dctx.decompressobj()
+            parts = []
+            end = pos  # buf[pos:end] went into the decoder
             try:
-                out = obj.decompress(pending)
+                while not obj.eof:
+                    if end == len(buf):
+                        if eof:
+                            break
+                        end -= read()
+                    piece = memoryview(buf)[end : end + step]
+                    parts.append(obj.decompress(piece))
+                    end += len(piece)
             except zstandard.ZstdError:
                 # skip to the next frame: search past this one's magic, reading on until one is found or EOF
-                start = 1
-                while (nxt := pending.find(ZSTD_MAGIC, start)) < 0 and not eof:
-                    start = max(1, len(pending) - len(ZSTD_MAGIC) + 1)
-                    read()
-                lose(nxt if nxt >= 0 else len(pending), False)
+                start = pos + 1
+                while (nxt := buf.find(ZSTD_MAGIC, start)) < 0 and not eof:
+                    start = max(pos + 1, len(buf) - len(ZSTD_MAGIC) + 1)
+                    start -= read()
+                lose((nxt if nxt >= 0 else len(buf)) - pos, False)
                 continue
             if not obj.eof:
-                if eof:
-                    # a later frame's magic: this one was corrupt (its header promised more); else a cut tail
-                    nxt = pending.find(ZSTD_MAGIC, 1)
-                    lose(nxt if nxt > 0 else len(pending), nxt < 0)
-                    continue
-                read()
+                # at EOF: a later frame's magic means this one was corrupt (its header promised more); else a cut tail
+                nxt = buf.find(ZSTD_MAGIC, pos + 1)
+                lose((nxt if nxt > 0 else len(buf)) - pos, nxt < 0)
                 continue
-            yield out
-            consumed = len(pending) - len(obj.unused_data)
-            pending, offset = obj.unused_data, offset + consumed
+            end -= len(obj.unused_data)
+            step = max(1 << 12, 2 * (end - pos))
+            pos = end
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def iter_capture_lines(
