@@ -210,3 +210,112 @@ def test_columnar_matches_on_the_real_samples(tmp_path, real_samples):
         assert tables == ref_tables, (symbol, date)
         assert json.dumps(res.summary()) == json.dumps(ref.summary()), (symbol, date)
         assert sum(ref.rows.values()) > 0, (symbol, date)
+
+
+def _odd_lines() -> list[tuple[bytes, bool]]:
+    """Lines JSON allows but Binance does not send, each with whether the batch scanner reads it (True) or hands
+    it to the per-line parser (False): either way the tables must be the per-line parser's."""
+    t = b'"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"60000.01","q":"0.5","T":%d,"m":true' % (E, 70, E)
+    trade = "btcusdt@trade"
+    depth = "btcusdt@depth@100ms"
+    return [
+        (_line(E, trade, _trade(70, E)), True),
+        (
+            _line(
+                E,
+                trade,
+                b'{ "e" : "trade" ,\t"E" : %d , "s":"BTCUSDT", "t" : 71 , "p" : "60000.01" , "q":"1" ,'
+                b' "T" : %d , "m" : false }' % (E, E),
+            ),
+            True,
+        ),  # whitespace
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":72,"t":73') + b"}"),
+            False,
+        ),  # duplicate key: last wins
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":74.0') + b"}"),
+            False,
+        ),  # a float id: int() reads it
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":"75"') + b"}"),
+            False,
+        ),  # a string id: int() reads it
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":76').replace(b'"m":true', b'"m":1') + b"}"),
+            False,
+        ),
+        (
+            _line(
+                E, trade, b"{" + t.replace(b'"t":70', b'"t":77').replace(b"BTCUSDT", b"BTC\\u0055SDT") + b"}"
+            ),
+            False,
+        ),
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":78') + b',"x":{"y":[1,2]}}'),
+            False,
+        ),  # nested value
+        (_line(E, trade, b"{" + t.replace(b'"t":70', b'"t":79') + b',"x":-1.5e+5,"y":null,"pu":0}'), True),
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":80') + b"} x"),
+            False,
+        ),  # trailing bytes: malformed
+        (
+            _line(
+                E,
+                trade,
+                b"{" + t.replace(b'"t":70', b'"t":81').replace(b"BTCUSDT", "BTCÜSDT".encode()) + b"}",
+            ),
+            False,
+        ),
+        (
+            _line(
+                E,
+                trade,
+                b"{" + t.replace(b'"t":70', b'"t":82').replace(b'"60000.01"', b'"60000.010000000000"') + b"}",
+            ),
+            True,
+        ),
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":83').replace(b'"60000.01"', b'"6e4"') + b"}"),
+            False,
+        ),
+        (b'{"capture_ns":00%d,"stream":"btcusdt@trade","data":%s}\n' % (E * NS, _trade(84, E)), False),
+        (_line(E, depth, _depth(200, 201, E, [["1", "2"]])), True),
+        (
+            _line(
+                E, depth, b'{"e":"depthUpdate","E":%d,"U":202,"u":202,"a":[["3","4"]],"b":[["1","2"]]}' % E
+            ),
+            False,
+        ),
+        (_line(E, depth, b'{"E":%d,"U":203,"u":203,"pu":null,"b":[],"a":[]}' % E), False),
+        (_line(E, depth, b'{"E":%d,"U":204,"u":204,"b":[ [ "1.5" , "2" ] ],"a":[]}' % E), True),
+        (_line(E, "btcusdt@bookTicker", _ticker(300, T=E + 1)), True),  # T only: the event time
+        (_line(E, "btcusdt@bookTicker", _ticker(301, E=None)), False),  # an explicit null E: not T
+        (_line(E, "btcusdt@aggTrade", _agg(-3, E)), True),  # a negative id is an integer
+        (_line(E, trade, _trade(85, E)).replace(b"\n", b"\r\n"), True),  # CRLF
+        (_line(E, trade, _trade(86, E)).replace(b"\n", b"\r"), True),  # CR alone ends a line too
+    ]
+
+
+def test_odd_json_is_read_as_the_per_line_parser_reads_it(tmp_path, monkeypatch):
+    """Duplicate keys, floats or strings in integer fields, escapes, nested values, non-ASCII text, whitespace,
+    asks before bids, explicit nulls, CR line ends: the batch scanner reads only what it reads exactly as the
+    per-line parser, hands the rest over, and the tables are the per-line parser's."""
+    import numpy as np
+
+    from rlx_pipeline.golden import line_scan
+
+    odd = _odd_lines()
+    frame = b"".join(line for line, _ in odd)
+    path = _write(tmp_path / "odd.jsonl.zst", [[frame]])
+    scan = line_scan.scan(
+        np.frombuffer(frame, np.uint8), np.array([len(frame)]), np.frombuffer(b"btcusdt", np.uint8)
+    )
+    assert scan[0] == len(odd)
+    assert [s == line_scan.HOT for s in scan[3][: scan[0]]] == [hot for _, hot in odd]
+    ref, ref_tables = _build([path], tmp_path / "ref", columnar=False)
+    res, tables = _build([path], tmp_path / "new")
+    assert tables == ref_tables
+    assert json.dumps(res.summary()) == json.dumps(ref.summary())
+    assert ref.rows["trades"] == 14 and [n for _, n, _ in ref.malformed] == [10, 13, 17]
