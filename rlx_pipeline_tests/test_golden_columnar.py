@@ -309,9 +309,9 @@ def test_odd_json_is_read_as_the_per_line_parser_reads_it(tmp_path, monkeypatch)
     odd = _odd_lines()
     frame = b"".join(line for line, _ in odd)
     path = _write(tmp_path / "odd.jsonl.zst", [[frame]])
-    scan = line_scan.scan(
-        np.frombuffer(frame, np.uint8), np.array([len(frame)]), np.frombuffer(b"btcusdt", np.uint8)
-    )
+    arr = np.frombuffer(frame, np.uint8)
+    sym = np.frombuffer(b"btcusdt", np.uint8)
+    scan = line_scan.scan(arr, np.array([len(frame)]), line_scan.terminators(frame, arr), sym)
     assert scan[0] == len(odd)
     assert [s == line_scan.HOT for s in scan[3][: scan[0]]] == [hot for _, hot in odd]
     ref, ref_tables = _build([path], tmp_path / "ref", columnar=False)

@@ -113,7 +113,8 @@ def _batch(ctx: _Context, path: Path, src: str, sym: np.ndarray, first_no: int, 
     recorded in its place and reading goes on, as line by line."""
     buf = frames[0] if len(frames) == 1 else b"".join(frames)
     frame_ends = np.cumsum([len(f) for f in frames], dtype=np.int64)
-    scan = line_scan.scan(np.frombuffer(buf, np.uint8), frame_ends, sym)
+    arr = np.frombuffer(buf, np.uint8)
+    scan = line_scan.scan(arr, frame_ends, line_scan.terminators(buf, arr), sym)
     end, starts, ends, status = scan[0], scan[1], scan[2], scan[3]
     status = status[:end]
 

@@ -64,14 +64,14 @@ def _is_ws(c: int) -> bool:
     return c == 32 or c == 9 or c == 10 or c == 13
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ws(buf, p: int, end: int) -> int:
     while p < end and _is_ws(buf[p]):
         p += 1
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _at(buf, p: int, end: int, lit) -> bool:
     if p + len(lit) > end:
         return False
@@ -81,7 +81,7 @@ def _at(buf, p: int, end: int, lit) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _same(buf, a0: int, a1: int, b0: int, b1: int) -> bool:
     if a1 - a0 != b1 - b0:
         return False
@@ -91,7 +91,7 @@ def _same(buf, a0: int, a1: int, b0: int, b1: int) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _int(buf, p: int, end: int, out, k: int) -> int:
     """A JSON integer (no fraction, no exponent, at most 18 digits) into ``out[k]``; the position after it or -1."""
     neg = p < end and buf[p] == 45
@@ -111,7 +111,7 @@ def _int(buf, p: int, end: int, out, k: int) -> int:
     return q
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _decimal(buf, p: int, end: int) -> tuple[int, int]:
     """A quoted canonical decimal ``"digits[.digits]"`` (1-10 whole digits, fraction digits past the 8th all
     zeros) as fixed point; (position after the closing quote or -1, value)."""
@@ -195,7 +195,7 @@ def _skip(buf, p: int, end: int) -> int:
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _slot(group: int, c0: int, c1: int, n: int) -> int:
     """The field slot of key ``c0[c1]`` (``n`` bytes) in ``group``; -1: a field the parser does not read."""
     if n == 2:
@@ -377,24 +377,29 @@ def _classify(buf, s0: int, s1: int, sym) -> int:
     return _SLOW_STREAM
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _same_lit(buf, a0: int, a1: int, lit) -> bool:
     return a1 - a0 == len(lit) and _at(buf, a0, a1, lit)
 
 
+def terminators(buf: bytes, arr: np.ndarray) -> np.ndarray:
+    """Positions of the line-ending bytes (``\\n``, ``\\r``) of ``buf`` (``arr`` its uint8 view), found by numpy
+    (a vectorized pass, several times faster than a byte loop)."""
+    if b"\r" in buf:
+        return np.flatnonzero((arr == 10) | (arr == 13))
+    return np.flatnonzero(arr == 10)
+
+
 @njit(cache=True)
-def scan(buf, frame_ends, sym):
-    """Lines of ``buf`` (frames ending at ``frame_ends``) for symbol ``sym`` (bytes as uint8).
+def scan(buf, frame_ends, terms, sym):
+    """Lines of ``buf`` (frames ending at ``frame_ends``, line-ending bytes at ``terms``: :func:`terminators`) for
+    symbol ``sym`` (bytes as uint8).
 
     Returns per line (first ``n`` rows): start, end, status, capture_ns, stream id, E, T, has_E, has_T, i1, i2,
     i3, has_i3, d0..d3, m, first level, bids, asks; the level arrays (price, size); the stream table (start,
     end of one line's stream name, code) and its size.
     """
-    cap = 0
-    for k in range(len(buf)):
-        if buf[k] == 10 or buf[k] == 13:
-            cap += 1
-    cap += len(frame_ends) + 1
+    cap = len(terms) + len(frame_ends) + 1
     starts = np.empty(cap, np.int64)
     ends = np.empty(cap, np.int64)
     status = np.zeros(cap, np.int8)
@@ -419,18 +424,21 @@ def scan(buf, frame_ends, sym):
     row_i = np.zeros(10, np.int64)
     row_d = np.zeros(10, np.int64)
     f0 = 0
+    ti = 0
     for f_end in frame_ends:
         p = f0
         while p < f_end:
             # one line: up to \n, \r or \r\n (bytes.splitlines), or the frame's end
-            e = p
-            while e < f_end and buf[e] != 10 and buf[e] != 13:
-                e += 1
+            e = f_end
+            if ti < len(terms) and terms[ti] < f_end:
+                e = terms[ti]
+                ti += 1
             starts[n] = p
             ends[n] = e
             nxt = e + 1
             if e < f_end and buf[e] == 13 and nxt < f_end and buf[nxt] == 10:
                 nxt += 1
+                ti += 1
             line = n
             n += 1
             p = nxt
