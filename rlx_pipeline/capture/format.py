@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import orjson
 import zstandard
 
@@ -86,10 +87,41 @@ class CaptureIndex:
         self.last_capture_ns = capture_ns
         event_ms = _event_ms(data)
         if event_ms is not None:
-            if self.first_event_ms is None or event_ms < self.first_event_ms:
-                self.first_event_ms = event_ms
-            if self.last_event_ms is None or event_ms > self.last_event_ms:
-                self.last_event_ms = event_ms
+            self._event_bounds(event_ms, event_ms)
+
+    def add_frame(self, frame: bytes, lines: list[bytes], streams: list[str], data_lens: list[int]) -> None:
+        """The lines of one frame at once, as ``add`` per line would: ``frame`` is ``b"".join(lines)``, each line
+        ``encode_line(capture_ns, streams[k], data)`` with ``len(data) == data_lens[k]``. Per line this costs a
+        ``len``; the counts are C loops and the exchange times one numba pass over the frame."""
+        if not lines:
+            return
+        self.lines += len(lines)
+        known = len(self.streams)
+        self.streams.update(streams)
+        if len(self.streams) != known:
+            self.symbols.update(s.split("@", 1)[0] for s in self.streams if s != EVENT_STREAM)
+        if self.first_capture_ns is None:
+            self.first_capture_ns = _capture_ns(lines[0])
+        self.last_capture_ns = _capture_ns(lines[-1])
+        # Imported here: numba's import (about 0.7 s) is paid by the writer only, not every reader of the format.
+        from rlx_pipeline.capture.index_scan import event_bounds
+
+        data_end = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines))) - 2  # before "}\n"
+        data_start = data_end - np.array(data_lens, np.int64)
+        n, lo, hi, big = event_bounds(np.frombuffer(frame, np.uint8), data_start, data_end)
+        if big:  # an event time beyond int64: read in Python
+            for start, end in zip(data_start.tolist(), data_end.tolist(), strict=True):
+                event_ms = _event_ms(frame[start:end])
+                if event_ms is not None:
+                    self._event_bounds(event_ms, event_ms)
+        elif n:
+            self._event_bounds(lo, hi)
+
+    def _event_bounds(self, lo: int, hi: int) -> None:
+        if self.first_event_ms is None or lo < self.first_event_ms:
+            self.first_event_ms = lo
+        if self.last_event_ms is None or hi > self.last_event_ms:
+            self.last_event_ms = hi
 
     def to_json(self) -> dict:
         return {
@@ -105,6 +137,10 @@ class CaptureIndex:
 
 
 _DIGITS = re.compile(rb"[0-9]+")
+
+
+def _capture_ns(line: bytes) -> int:
+    return int(line[14 : line.index(b",", 14)])  # encode_line's layout
 
 
 def _event_ms(data: bytes) -> int | None:
@@ -164,13 +200,16 @@ class CaptureWriter:
             raise RuntimeError(f"{self.partial} is being written by another process") from None
         self._cctx = zstandard.ZstdCompressor(level=level, write_checksum=True)
         self._buf: list[bytes] = []
+        self._streams: list[str] = []  # per buffered line, for the index (built per frame at flush)
+        self._data_lens: list[int] = []
         self._buf_first_ns: int | None = None
         self._fsync = fsync
         self.index = CaptureIndex(venue=venue)
 
     def write(self, capture_ns: int, stream: str, data: bytes) -> None:
         self._buf.append(encode_line(capture_ns, stream, data))
-        self.index.add(capture_ns, stream, data)
+        self._streams.append(stream)
+        self._data_lens.append(len(data))
         if self._buf_first_ns is None:
             self._buf_first_ns = capture_ns
         elif capture_ns - self._buf_first_ns >= FLUSH_NS:
@@ -179,11 +218,15 @@ class CaptureWriter:
     def flush(self) -> None:
         if not self._buf:
             return
-        self._file.write(self._cctx.compress(b"".join(self._buf)))
+        frame = b"".join(self._buf)
+        self._file.write(self._cctx.compress(frame))
         self._file.flush()
         if self._fsync:
             os.fsync(self._file.fileno())
+        self.index.add_frame(frame, self._buf, self._streams, self._data_lens)
         self._buf.clear()
+        self._streams.clear()
+        self._data_lens.clear()
         self._buf_first_ns = None
 
     def close(self) -> Path:
