@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+from numba import njit
 
 from rlx_pipeline.capture.format import CaptureFormatError, FrameLoss, iter_frames, split_line
 from rlx_pipeline.golden import line_scan
@@ -350,6 +351,12 @@ def _depth_sync(
 def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series, pos: pl.Series, dropped: list[int]) -> None:
     res, s = ctx.res, ctx.s
     prev = s.prev_trade_id
+    if not _overlap(s, "trade"):  # no hand-over: nothing is dropped, the loop below without its first test
+        prev, known, dups, gaps = _trade_run(ids.to_numpy(), in_day.to_numpy(), prev or 0, prev is not None)
+        res.trade_id_duplicates += dups
+        res.trade_id_gaps += gaps
+        s.prev_trade_id = prev if known else None
+        return
     for tid, day, p in zip(ids.to_list(), in_day.to_list(), pos.to_list(), strict=True):
         if overlap_duplicate(res, s, "trade", tid, prev, day):
             dropped.append(p)
@@ -364,6 +371,27 @@ def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series, pos: pl.Series,
                 res.trade_id_gaps += 1
         prev = max(tid, prev or tid)
     s.prev_trade_id = prev
+
+
+@njit(cache=True)
+def _trade_run(ids: np.ndarray, in_day: np.ndarray, prev: int, known: bool) -> tuple[int, bool, int, int]:
+    """:func:`_trade_ids`' loop outside a hand-over, over ints: (last id, whether there is one, duplicates, gaps).
+    ``prev or tid`` of the loop is kept: a previous id of 0 counts as none there."""
+    dups = 0
+    gaps = 0
+    for k in range(len(ids)):
+        tid = ids[k]
+        if not in_day[k]:
+            prev, known = tid, True
+            continue
+        if known:
+            if tid <= prev:
+                dups += 1
+            elif tid != prev + 1:
+                gaps += 1
+        prev = tid if not known or prev == 0 else max(tid, prev)
+        known = True
+    return prev, known, dups, gaps
 
 
 def _last_ids(
