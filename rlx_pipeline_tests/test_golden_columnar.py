@@ -319,3 +319,18 @@ def test_odd_json_is_read_as_the_per_line_parser_reads_it(tmp_path, monkeypatch)
     assert tables == ref_tables
     assert json.dumps(res.summary()) == json.dumps(ref.summary())
     assert ref.rows["trades"] == 14 and [n for _, n, _ in ref.malformed] == [10, 13, 17]
+
+
+def test_a_duplicate_key_reads_as_the_per_line_parser_reads_it(tmp_path):
+    """Among ordinary trades, one with its id twice: orjson keeps the last, and so do the tables (the Polars
+    decoder this replaced kept the first)."""
+    dup = _trade(2, E).replace(b'"t":2', b'"t":2,"t":3')
+    path = _write(
+        tmp_path / "dup.jsonl.zst",
+        [[_line(E, "btcusdt@trade", d) for d in (_trade(1, E), dup, _trade(4, E))]],
+    )
+    ref, ref_tables = _build([path], tmp_path / "ref", columnar=False)
+    res, tables = _build([path], tmp_path / "new")
+    assert tables == ref_tables
+    assert json.dumps(res.summary()) == json.dumps(ref.summary())
+    assert (ref.trade_id_gaps, ref.rows["trades"]) == (1, 3)  # ids 1, 3, 4: the last of the two read
