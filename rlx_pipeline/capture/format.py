@@ -103,12 +103,9 @@ class CaptureIndex:
         if self.first_capture_ns is None:
             self.first_capture_ns = _capture_ns(lines[0])
         self.last_capture_ns = _capture_ns(lines[-1])
-        # Imported here: numba's import (about 0.7 s) is paid by the writer only, not every reader of the format.
-        from rlx_pipeline.capture.index_scan import event_bounds
-
         data_end = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines))) - 2  # before "}\n"
         data_start = data_end - np.array(data_lens, np.int64)
-        n, lo, hi, big = event_bounds(np.frombuffer(frame, np.uint8), data_start, data_end)
+        n, lo, hi, big = _event_bounds(np.frombuffer(frame, np.uint8), data_start, data_end)
         if big:  # an event time beyond int64: read in Python
             for start, end in zip(data_start.tolist(), data_end.tolist(), strict=True):
                 event_ms = _event_ms(frame[start:end])
@@ -137,6 +134,15 @@ class CaptureIndex:
 
 
 _DIGITS = re.compile(rb"[0-9]+")
+
+
+def _event_bounds(
+    buf: np.ndarray, data_start: np.ndarray, data_end: np.ndarray
+) -> tuple[int, int, int, bool]:
+    # Imported here: numba's import (about 0.7 s) is paid by writers only, not by every reader of the format.
+    from rlx_pipeline.capture.index_scan import event_bounds
+
+    return event_bounds(buf, data_start, data_end)
 
 
 def _capture_ns(line: bytes) -> int:
@@ -205,6 +211,10 @@ class CaptureWriter:
         self._buf_first_ns: int | None = None
         self._fsync = fsync
         self.index = CaptureIndex(venue=venue)
+        # numba's import and the index kernel's load (a second or more) happen here, not at the first flush where
+        # received messages would wait on them (the capture service opens its first file before it connects).
+        empty = np.empty(0, np.int64)
+        _event_bounds(np.frombuffer(b"", np.uint8), empty, empty)
 
     def write(self, capture_ns: int, stream: str, data: bytes) -> None:
         self._buf.append(encode_line(capture_ns, stream, data))
