@@ -145,6 +145,13 @@ def _event_bounds(
     return event_bounds(buf, data_start, data_end)
 
 
+def load_index_kernel() -> None:
+    """Load the index's numba kernel now (numba's import and the cached kernel: a second or more), not at a
+    writer's first flush, where received messages would wait on it."""
+    empty = np.empty(0, np.int64)
+    _event_bounds(np.frombuffer(b"", np.uint8), empty, empty)
+
+
 def _capture_ns(line: bytes) -> int:
     return int(line[14 : line.index(b",", 14)])  # encode_line's layout
 
@@ -211,10 +218,6 @@ class CaptureWriter:
         self._buf_first_ns: int | None = None
         self._fsync = fsync
         self.index = CaptureIndex(venue=venue)
-        # numba's import and the index kernel's load (a second or more) happen here, not at the first flush where
-        # received messages would wait on them (the capture service opens its first file before it connects).
-        empty = np.empty(0, np.int64)
-        _event_bounds(np.frombuffer(b"", np.uint8), empty, empty)
 
     def write(self, capture_ns: int, stream: str, data: bytes) -> None:
         self._buf.append(encode_line(capture_ns, stream, data))
