@@ -295,6 +295,7 @@ def _odd_lines() -> list[tuple[bytes, bool]]:
         (_line(E, "btcusdt@aggTrade", _agg(-3, E)), True),  # a negative id is an integer
         (_line(E, trade, _trade(85, E)).replace(b"\n", b"\r\n"), True),  # CRLF
         (_line(E, trade, _trade(86, E)).replace(b"\n", b"\r"), True),  # CR alone ends a line too
+        (_line(E, trade, _trade(87, E)).replace(b"btcusdt@trade", b"btcusdt@tr\xffde"), False),  # not UTF-8
     ]
 
 
@@ -318,7 +319,7 @@ def test_odd_json_is_read_as_the_per_line_parser_reads_it(tmp_path, monkeypatch)
     res, tables = _build([path], tmp_path / "new")
     assert tables == ref_tables
     assert json.dumps(res.summary()) == json.dumps(ref.summary())
-    assert ref.rows["trades"] == 14 and [n for _, n, _ in ref.malformed] == [10, 13, 17]
+    assert ref.rows["trades"] == 14 and [n for _, n, _ in ref.malformed] == [10, 13, 17, -1]
 
 
 def test_a_duplicate_key_reads_as_the_per_line_parser_reads_it(tmp_path):

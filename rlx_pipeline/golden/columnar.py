@@ -163,9 +163,11 @@ def _frames(scan: tuple, buf: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
     hot = np.flatnonzero(status[:end] == line_scan.HOT)
     sid = stream[hot]
     seen = seen[hot]
-    kinds = [
-        buf[a:b].decode().partition("@")[2] for a, b in zip(st_start.tolist(), st_end.tolist(), strict=True)
+    # Kinds of every stream in the table; only hot streams' (ASCII) are used, a non-UTF-8 name is another's.
+    names = [
+        buf[a:b].decode(errors="replace") for a, b in zip(st_start.tolist(), st_end.tolist(), strict=True)
     ]
+    kinds = [name.partition("@")[2] for name in names]
 
     def col(values: np.ndarray, slot: int | None = None) -> pa.Array:
         return pa.array(values, mask=None if slot is None else ~line_scan.has(seen, slot))

@@ -9,7 +9,7 @@ of ASCII text; each field the per-line parser reads present once, of its JSON ty
 exponent, prices and sizes as canonical ``digits[.digits]`` strings, ``m`` a boolean, depth levels as
 ``[price, size]`` pairs, bids before asks); other fields a string, a number or a literal. Anything else (bad JSON, a
 duplicate or missing field, a float or a string where an integer belongs, ``null``, an escape, nested values under
-other keys, non-ASCII bytes, a line too long for int64) is marked for the per-line parser, which stays the
+other keys, non-ASCII bytes, an integer beyond int64) is marked for the per-line parser, which stays the
 reference. Lines are cut as ``bytes.splitlines`` cuts each frame (``\\n``, ``\\r``, ``\\r\\n``; never across frames).
 """
 
@@ -23,24 +23,25 @@ from rlx_pipeline.capture.format import EVENT_STREAM
 
 # line status
 EMPTY, HOT, SLOW, OTHER = 0, 1, 2, 3  # OTHER: a capture line of another symbol (nothing to do)
-# hot groups (stream table codes; SLOW_STREAM / OTHER_STREAM otherwise)
+# hot groups: the stream table's codes for the symbol's trade, aggTrade, bookTicker and depth diff streams
 TRADE, AGG_TRADE, BOOK_TICKER, DEPTH = 0, 1, 2, 3
-GROUPS = ("trade", "aggTrade", "bookTicker", "depth")
-_SLOW_STREAM, _OTHER_STREAM = 4, 5
+_SLOW_STREAM, _OTHER_STREAM = 4, 5  # the per-line parser's streams; another symbol's
 MAX_STREAMS = 256  # distinct streams per batch the table holds; lines of more go to the per-line parser
 
 # field slots: E, T, i1, d0, d1, m, i2, i3, d2, d3, bids, asks
 _E, _T, _I1, _D0, _D1, _M, _I2, _I3, _D2, _D3, _BIDS, _ASKS = range(12)
-_REQUIRED = np.array(
+
+
+def _mask(*slots: int) -> int:
+    return sum(1 << slot for slot in slots)
+
+
+_REQUIRED = np.array(  # per group, the fields the per-line parser reads without a default
     [
-        (1 << _E) | (1 << _T) | (1 << _I1) | (1 << _D0) | (1 << _D1) | (1 << _M),  # trade: E T t p q m
-        (1 << _E) | (1 << _T) | (1 << _I1) | (1 << _I2) | (1 << _I3) | (1 << _D0) | (1 << _D1) | (1 << _M),
-        (1 << _I1)
-        | (1 << _D0)
-        | (1 << _D1)
-        | (1 << _D2)
-        | (1 << _D3),  # bookTicker: u b B a A (E, T optional)
-        (1 << _E) | (1 << _I1) | (1 << _I2) | (1 << _BIDS) | (1 << _ASKS),  # depth: E U u b a (pu optional)
+        _mask(_E, _T, _I1, _D0, _D1, _M),  # trade: E T t p q m
+        _mask(_E, _T, _I1, _I2, _I3, _D0, _D1, _M),  # aggTrade: E T a f l p q m
+        _mask(_I1, _D0, _D1, _D2, _D3),  # bookTicker: u b B a A (E, T optional)
+        _mask(_E, _I1, _I2, _BIDS, _ASKS),  # depth: E U u b a (pu optional)
     ],
     dtype=np.int64,
 )
@@ -55,7 +56,7 @@ _NULL = np.frombuffer(b"null", dtype=np.uint8)
 _KINDS = [np.frombuffer(k.encode(), dtype=np.uint8) for k in ("trade", "aggTrade", "bookTicker")]
 _TRADE_KIND, _AGG_KIND, _TICKER_KIND = _KINDS
 _DEPTH_KIND = np.frombuffer(b"depth", dtype=np.uint8)
-_UNIT = fixed_point.UNIT
+_UNIT, _SCALE = fixed_point.UNIT, fixed_point.SCALE
 _MAX_MS = (2**63 - 1) // 1_000_000  # event times in ms whose ns fit int64
 
 
@@ -130,18 +131,18 @@ def _decimal(buf, p: int, end: int) -> tuple[int, int]:
         q += 1
         k = 0
         while q < end and 48 <= buf[q] <= 57:
-            if k < 8:
+            if k < _SCALE:
                 frac = frac * 10 + (buf[q] - 48)
             elif buf[q] != 48:
                 return -1, 0
             k += 1
             q += 1
-        while k < 8:
+        while k < _SCALE:
             frac *= 10
             k += 1
     if q >= end or buf[q] != 34:
         return -1, 0
-    return q + 1, whole * 100_000_000 + frac
+    return q + 1, whole * _UNIT + frac
 
 
 @njit(cache=True)
@@ -395,9 +396,13 @@ def scan(buf, frame_ends, terms, sym):
     """Lines of ``buf`` (frames ending at ``frame_ends``, line-ending bytes at ``terms``: :func:`terminators`) for
     symbol ``sym`` (bytes as uint8).
 
-    Returns per line (first ``n`` rows): start, end, status, capture_ns, stream id, E, T, has_E, has_T, i1, i2,
-    i3, has_i3, d0..d3, m, first level, bids, asks; the level arrays (price, size); the stream table (start,
-    end of one line's stream name, code) and its size.
+    Returns ``n`` (the number of lines), then per line (first ``n`` rows): start, end, status (``EMPTY``,
+    ``HOT``, ``SLOW``, ``OTHER``), capture_ns, stream id, the integer fields by slot (``ints``: E, T, i1, i2, i3),
+    the decimals by slot (``decs``: d0..d3, fixed point), the mask of fields seen (:func:`has`), ``m``, the first
+    level and the numbers of bids and asks; then the levels (price, size) and the stream table (start and end of
+    one line's stream name in ``buf``, code). Fields are meaningful for ``HOT`` lines only; slots by group:
+    trade t=i1 p=d0 q=d1, aggTrade a=i1 f=i2 l=i3 p=d0 q=d1, bookTicker u=i1 b=d0 B=d1 a=d2 A=d3, depth U=i1 u=i2
+    pu=i3.
     """
     cap = len(terms) + len(frame_ends) + 1
     starts = np.empty(cap, np.int64)
@@ -523,6 +528,7 @@ def scan(buf, frame_ends, terms, sym):
 
 
 def has(seen: np.ndarray, slot: int) -> np.ndarray:
+    """Which lines of a ``seen`` mask column have the field of ``slot``."""
     return (seen & (1 << slot)) != 0
 
 
