@@ -60,19 +60,19 @@ _UNIT, _SCALE = fixed_point.UNIT, fixed_point.SCALE
 _MAX_MS = (2**63 - 1) // 1_000_000  # event times in ms whose ns fit int64
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _is_ws(c: int) -> bool:
     return c == 32 or c == 9 or c == 10 or c == 13
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _ws(buf, p: int, end: int) -> int:
     while p < end and _is_ws(buf[p]):
         p += 1
     return p
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at(buf, p: int, end: int, lit) -> bool:
     if p + len(lit) > end:
         return False
@@ -82,7 +82,7 @@ def _at(buf, p: int, end: int, lit) -> bool:
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _same(buf, a0: int, a1: int, b0: int, b1: int) -> bool:
     if a1 - a0 != b1 - b0:
         return False
@@ -92,7 +92,7 @@ def _same(buf, a0: int, a1: int, b0: int, b1: int) -> bool:
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _int(buf, p: int, end: int, out, k: int) -> int:
     """A JSON integer (no fraction, no exponent, at most 18 digits) into ``out[k]``; the position after it or -1."""
     neg = p < end and buf[p] == 45
@@ -112,7 +112,7 @@ def _int(buf, p: int, end: int, out, k: int) -> int:
     return q
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _decimal(buf, p: int, end: int) -> tuple[int, int]:
     """A quoted canonical decimal ``"digits[.digits]"`` (1-10 whole digits, fraction digits past the 8th all
     zeros) as fixed point; (position after the closing quote or -1, value)."""
@@ -196,7 +196,7 @@ def _skip(buf, p: int, end: int) -> int:
     return p
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _slot(group: int, c0: int, c1: int, n: int) -> int:
     """The field slot of key ``c0[c1]`` (``n`` bytes) in ``group``; -1: a field the parser does not read."""
     if n == 2:
@@ -378,7 +378,7 @@ def _classify(buf, s0: int, s1: int, sym) -> int:
     return _SLOW_STREAM
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _same_lit(buf, a0: int, a1: int, lit) -> bool:
     return a1 - a0 == len(lit) and _at(buf, a0, a1, lit)
 
