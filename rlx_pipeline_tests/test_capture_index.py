@@ -66,5 +66,8 @@ def test_the_writer_builds_per_frame_the_index_add_builds_per_line(tmp_path):
         for line in lines:
             w.write(*line)  # a frame per second of capture_ns: three frames
     assert read_index(path) == expected.to_json()
-    assert expected.to_json()["last_event_ms"] == int("9" * 25) and expected.to_json()["first_event_ms"] == 17231616000
+    assert (
+        expected.to_json()["last_event_ms"] == int("9" * 25)
+        and expected.to_json()["first_event_ms"] == 17231616000
+    )
     assert [ns for _, ns, _, _ in iter_capture_lines(path)] == [ns for ns, _, _ in lines if ns]
