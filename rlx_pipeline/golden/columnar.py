@@ -18,7 +18,9 @@ the passes around it (the envelope regex, one decode and filter per kind, the ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,34 +90,89 @@ def parse_file(ctx: _Context, path: Path) -> None:
     """All lines of one capture file, in batches of whole frames of about ``BATCH_LINES`` lines. Unreadable bytes
     are recorded where the reader meets them: after the lines read before them, as line by line."""
     src = str(path)
-    sym = np.frombuffer(ctx.sym.encode(), np.uint8)
-    line_no, frames, n = 0, [], 0
-
-    def flush() -> None:
-        nonlocal line_no, frames, n
-        if frames:
-            line_no += _batch(ctx, path, src, sym, line_no + 1, frames)
-            frames, n = [], 0
-
-    def lost(loss: FrameLoss) -> None:
-        flush()
-        _lost(ctx.res, loss)
-
-    for frame in iter_frames(path, on_loss=lost):
-        frames.append(frame)
-        n += frame.count(b"\n")
-        if n >= BATCH_LINES:
-            flush()
-    flush()
+    line_no = 0
+    for item in _read_ahead(path, np.frombuffer(ctx.sym.encode(), np.uint8)):
+        if isinstance(item, FrameLoss):
+            _lost(ctx.res, item)
+        else:
+            line_no += _batch(ctx, path, src, line_no + 1, *item)
 
 
-def _batch(ctx: _Context, path: Path, src: str, sym: np.ndarray, first_no: int, frames: list[bytes]) -> int:
-    """One batch of consecutive whole frames; returns its number of lines. A line that is not a capture line is
-    recorded in its place and reading goes on, as line by line."""
+_AHEAD = 2  # batches read and scanned ahead of the one whose state is being built
+
+
+def _read_ahead(path: Path, sym: np.ndarray) -> Iterator[FrameLoss | tuple[bytes, tuple]]:
+    """The file's batches (bytes, scan) and its unreadable regions, in file order. Reading, zstd and the scan run
+    in a reader thread up to ``_AHEAD`` batches ahead (both release the GIL: on two cores they overlap the state
+    and table work of the batch before)."""
+    out: queue.Queue = queue.Queue(maxsize=_AHEAD)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        frames: list[bytes] = []
+        n = 0
+
+        def emit() -> None:
+            nonlocal frames, n
+            if frames:
+                put(_scan(frames, sym))
+                frames, n = [], 0
+
+        def lost(loss: FrameLoss) -> None:
+            emit()  # the lines before the loss first, as line by line
+            put(loss)
+
+        try:
+            for frame in iter_frames(path, on_loss=lost):
+                if stop.is_set():
+                    return
+                frames.append(frame)
+                n += frame.count(b"\n")
+                if n >= BATCH_LINES:
+                    emit()
+            emit()
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - raised in the parsing thread
+            put(_Failed(exc))
+
+    reader = threading.Thread(target=read, name="golden-read", daemon=True)
+    reader.start()
+    try:
+        while (item := out.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
+_END = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _scan(frames: list[bytes], sym: np.ndarray) -> tuple[bytes, tuple]:
     buf = frames[0] if len(frames) == 1 else b"".join(frames)
     frame_ends = np.cumsum([len(f) for f in frames], dtype=np.int64)
     arr = np.frombuffer(buf, np.uint8)
-    scan = line_scan.scan(arr, frame_ends, line_scan.terminators(buf, arr), sym)
+    return buf, line_scan.scan(arr, frame_ends, line_scan.terminators(buf, arr), sym)
+
+
+def _batch(ctx: _Context, path: Path, src: str, first_no: int, buf: bytes, scan: tuple) -> int:
+    """One batch of consecutive whole frames (``buf``, scanned); returns its number of lines. A line that is not a
+    capture line is recorded in its place and reading goes on, as line by line."""
     end, starts, ends, status = scan[0], scan[1], scan[2], scan[3]
     status = status[:end]
 

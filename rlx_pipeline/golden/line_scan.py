@@ -391,7 +391,7 @@ def terminators(buf: bytes, arr: np.ndarray) -> np.ndarray:
     return np.flatnonzero(arr == 10)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # runs in the golden reader thread, beside the parsing thread
 def scan(buf, frame_ends, terms, sym):
     """Lines of ``buf`` (frames ending at ``frame_ends``, line-ending bytes at ``terms``: :func:`terminators`) for
     symbol ``sym`` (bytes as uint8).
