@@ -335,3 +335,35 @@ def test_a_duplicate_key_reads_as_the_per_line_parser_reads_it(tmp_path):
     assert tables == ref_tables
     assert json.dumps(res.summary()) == json.dumps(ref.summary())
     assert (ref.trade_id_gaps, ref.rows["trades"]) == (1, 3)  # ids 1, 3, 4: the last of the two read
+
+
+def test_a_read_error_or_a_parse_error_ends_the_build_with_it(tmp_path, monkeypatch):
+    """The reader thread's failure (here an I/O error after the first frame) reaches the build, as does a failure
+    of the parsing thread while the reader is ahead of it; nothing is published and nothing hangs."""
+    import threading
+
+    import pytest
+
+    path = _the_day(tmp_path / "b.jsonl.zst")
+    monkeypatch.setattr(columnar, "BATCH_LINES", 1)
+    real_frames = columnar.iter_frames
+
+    def failing_frames(p, on_loss=None):
+        frames = real_frames(p, on_loss=on_loss)
+        yield next(frames)
+        raise OSError("read failed")
+
+    monkeypatch.setattr(columnar, "iter_frames", failing_frames)
+    with pytest.raises(OSError, match="read failed"):
+        _build([path], tmp_path / "a")
+    monkeypatch.setattr(columnar, "iter_frames", real_frames)
+
+    def failing_batch(*args):
+        raise RuntimeError("parse failed")
+
+    monkeypatch.setattr(columnar, "_batch", failing_batch)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RuntimeError, match="parse failed"):
+        build_golden([path], "BTC-USDT", "2024-08-09", lambda t: tmp_path / "b" / f"{t}.parquet")
+    assert not list((tmp_path / "b").iterdir())
+    assert not [t for t in threading.enumerate() if t.name in ("golden-read", "golden-parquet")]
