@@ -3,7 +3,7 @@ process, stopped with SIGTERM); reports the rate offered, the rate held (frames 
 time), loss (frames sent but not in the file) and the capture's CPU per 1,000 messages.
 
     /tmp/venv/bin/python benchmarks/bench_capture.py [--rates 10000,20000,30000] [--seconds 5] [--levels 1]
-        [--symbols 1] [--streams-per-connection 1024] [--pythonpath DIR]
+        [--symbols 1] [--streams-per-connection 1024] [--pythonpath DIR] [--index-only]
 
 The sender is built so that the figure is the capture's, not the peer's: it runs in its own process, pre-renders
 every frame (Binance combined-stream layout, continuous depth ids, unique trade ids) and pre-serialises each one
@@ -14,6 +14,8 @@ endpoint answers with the ``lastUpdateId`` of the last depth frame sent, so the 
 CPU: ``steady`` is the capture process's user+system time (from /proc) between the first frame offered and
 the end of the send window, per 1,000 frames offered; ``process`` is the whole process (startup included), as the
 first version of this benchmark reported it. ``--pythonpath`` runs another checkout's capture (the "before").
+First it prints the capture index's CPU per line against the raw write in this process (``--index-only``: only
+that).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rlx_pipeline.formats.capture_file import EVENT_STREAM, iter_capture_lines  # noqa: E402
+from rlx_pipeline.formats.capture_file import EVENT_STREAM, CaptureIndex, CaptureWriter, iter_capture_lines  # noqa: E402
 
 TICK_S = 0.002
 E0_MS = 1_723_161_600_000
@@ -229,6 +231,42 @@ def run(
     }
 
 
+def index_cost(n: int = 300_000, levels: int = 20) -> None:
+    """The capture index's cost per line against the raw write (encode, frame, compress) in this process:
+    ``CaptureWriter.write`` with its per-frame index, without it, and the per-line ``CaptureIndex.add``."""
+    frames, streams, _ = render(n, 10_000.0, ["btcusdt"], levels)
+    lines = [
+        (E0_MS * 1_000_000 + i * 100_000, s, f[len(s) + 20 : -1])
+        for i, (f, s) in enumerate(zip(frames, streams, strict=True))
+    ]
+
+    def write(indexed: bool) -> float:
+        with tempfile.TemporaryDirectory() as d:
+            w = CaptureWriter(Path(d) / "x.jsonl.zst", fsync=False)
+            if not indexed:
+                w.index.add_frame = lambda *a: None  # the raw write alone
+            t0 = time.process_time()
+            for line in lines:
+                w.write(*line)
+            w.flush()
+            dt = time.process_time() - t0
+            w.close()
+        return dt * 1e6 / n
+
+    write(True)  # numba's cached kernel loaded
+    raw, indexed = min(write(False) for _ in range(3)), min(write(True) for _ in range(3))
+    index = CaptureIndex()
+    t0 = time.process_time()
+    for line in lines:
+        index.add(*line)
+    per_line = (time.process_time() - t0) * 1e6 / n
+    print(
+        f"index per line (CPU, {n:,} lines, {levels} levels a side): raw write {raw:.2f} us, with the per-frame "
+        f"index {indexed:.2f} us: index {indexed - raw:.2f} us = {(indexed - raw) / raw:.2f}x the raw write; "
+        f"per-line CaptureIndex.add {per_line:.2f} us = {per_line / raw:.2f}x"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="10000,20000,30000")
@@ -237,7 +275,13 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=1)
     ap.add_argument("--streams-per-connection", type=int, default=1024)
     ap.add_argument("--pythonpath", default=None, help="run the capture from another checkout")
+    ap.add_argument(
+        "--index-only", action="store_true", help="only the index's per-line cost vs the raw write"
+    )
     args = ap.parse_args()
+    index_cost()
+    if args.index_only:
+        return
     symbols = ["btcusdt", "ethusdt", "solusdt", "bnbusdt", "xrpusdt", "dogeusdt"][: args.symbols]
     best = 0
     print(

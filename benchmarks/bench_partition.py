@@ -1,6 +1,7 @@
 """One partition end to end through Dagster on a simulated BTCUSDT-scale day, against reading its inputs once.
 
-    python benchmarks/bench_partition.py [--hours 3] [--data-dir DIR] [--executor in_process]
+    python benchmarks/bench_partition.py [--hours 3] [--data-dir DIR] [--executor in_process] [--json F]
+    python benchmarks/bench_partition.py --hours 24 --data-dir DIR24 --against F   # memory flat: 24 h vs F's day
     python benchmarks/bench_partition.py --golden [--per-line] [--data-dir DIR]   # golden parsing alone
 
 Prepares the day once (``rlx-pipeline demo --prepare-only --capture perfect --minutes <hours*60> --symbols
@@ -12,8 +13,16 @@ with ``RLX_EXECUTOR`` set (default ``in_process``). Prints:
   RSS of the run's process tree while that step ran (sampled from /proc every 50 ms) and the number of processes
   seen (the process structure in force: one per step under the multiprocess executor);
 - the read-once floor, in this process: every lake parquet file of the day read, every capture line decompressed
-  and its ``data`` parsed with orjson; and the run's wall time as a multiple of it;
-- golden parsing in capture lines/s (the ``golden_samples`` step).
+  (zstandard's stream reader) and its ``data`` parsed with orjson; and the run's wall and CPU time as multiples;
+- golden parsing in capture lines/s (the ``golden_samples`` step);
+- the machine's load average before and after (the figures are wall times on a shared machine), and one line per
+  target of issue #18 (met / not met, with the figure): a 3 h day's run at most 8x its floor; a full day's every
+  asset under 2 minutes and peak RSS under 1.5 GB; golden parsing at 500,000 lines/s; with ``--against`` the
+  figures (``--json``) of a run of another day's length, memory flat: what each step adds to the RSS it started
+  from at most 1.25x (or 50 MB).
+
+Under the in-process executor every step runs in the run's one process, so a step's peak RSS includes what the
+earlier steps left allocated (the ``at start`` column); ``--executor multiprocess`` gives each step its own process.
 """
 
 from __future__ import annotations
@@ -48,44 +57,70 @@ def golden_only(data_dir: Path, per_line: bool) -> None:
     from rlx_pipeline.golden import build_golden
 
     files = sorted((data_dir / "capture").rglob("*.jsonl.zst"))
+    build_golden(
+        files[:0], SYMBOL, DATE, lambda t: Path(tempfile.mkdtemp()) / f"{t}.parquet"
+    )  # imports loaded
+    c0 = time.process_time()
     floor_s, _, lines = read_once(data_dir, lake=False)
-    print(f"capture read-once floor: {floor_s:.2f} s, {lines / floor_s:,.0f} lines/s")
+    floor_cpu = time.process_time() - c0
+    print(
+        f"capture read-once floor: {floor_s:.2f} s wall, {floor_cpu:.2f} s CPU, {lines:,} lines: "
+        f"{lines / floor_s:,.0f} lines/s wall, {lines / floor_cpu:,.0f} lines/CPU-s"
+    )
     with tempfile.TemporaryDirectory(prefix="rlx-bench-golden-") as out:
         for columnar in (True, False) if per_line else (True,):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             build_golden(files, SYMBOL, DATE, lambda t: Path(out) / f"{t}.parquet", columnar=columnar)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             name = "columnar" if columnar else "per-line"
             print(
-                f"golden parse ({name}): {dt:.2f} s, {lines / dt:,.0f} lines/s, {dt / floor_s:.1f}x the floor"
+                f"golden parse ({name}): {dt:.2f} s wall, {cpu:.2f} s CPU (all threads): {lines / dt:,.0f} lines/s "
+                f"wall, {lines / cpu:,.0f} lines/CPU-s; {dt / floor_s:.2f}x the floor's wall, "
+                f"{cpu / floor_cpu:.2f}x its CPU"
             )
 
 
 def read_once(data_dir: Path, lake: bool = True) -> tuple[float, int, int]:
-    """Seconds to read every lake file of the day and decode every capture line; (s, lake rows, capture lines)."""
+    """Seconds to read every lake file of the day and decode every capture line; (s, lake rows, capture lines).
+
+    The capture is read with zstandard's own stream reader across frames, each line's ``data`` sliced out
+    (``split_line``) and parsed with orjson: the floor does not go through the project's frame reader
+    (``formats.capture_file.iter_frames``), whose cost is part of what is measured against it."""
+    import io
+
     import orjson
     import pyarrow.parquet as pq
+    import zstandard
 
-    from rlx_pipeline.formats.capture_file import iter_capture_lines
+    from rlx_pipeline.formats.capture_file import split_line
 
     t0 = time.perf_counter()
     rows = sum(pq.read_table(f).num_rows for f in sorted((data_dir / "lake").rglob("*.parquet")) if lake)
     lines = 0
     loads = orjson.loads
     for f in sorted((data_dir / "capture").rglob("*.jsonl.zst")):
-        for _, _, _, data in iter_capture_lines(f):
-            loads(data)
-            lines += 1
+        with (
+            open(f, "rb") as fh,
+            zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as r,
+        ):
+            for line in io.BufferedReader(r, 1 << 20):
+                lines += 1
+                loads(split_line(line.rstrip(b"\n"), f, lines)[2])
     return time.perf_counter() - t0, rows, lines
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
 class TreeSampler(threading.Thread):
-    """RSS of a process and its descendants, sampled; keeps (time, total RSS MB) and every pid seen."""
+    """RSS and CPU time of a process and its descendants, sampled; keeps (time, total RSS MB, CPU s) and every
+    pid seen. CPU time (user + system, reaped children included) is what a step costs whatever the machine's
+    load; wall time on a shared machine is not."""
 
     def __init__(self, pid: int, every: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.pid, self.every = pid, every
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self.pids: set[int] = set()
         self.done = threading.Event()
 
@@ -103,21 +138,35 @@ class TreeSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            total = 0
+            total = ticks = 0
             for p in self._tree():
                 try:
                     for line in Path(f"/proc/{p}/status").read_text().splitlines():
                         if line.startswith("VmRSS:"):
                             total += int(line.split()[1])
                             self.pids.add(p)
+                    # fields after the command: state is [0]; utime, stime, cutime, cstime are [11:15]
+                    stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                    ticks += sum(int(x) for x in stat[11:15])
                 except OSError:
                     pass
-            self.samples.append((time.time(), total / 1024))
+            self.samples.append((time.time(), total / 1024, ticks / _TICK))
             self.done.wait(self.every)
 
+    def at(self, when: float) -> tuple[float, float]:
+        """(RSS MB, CPU s) at the last sample at or before ``when`` (the first sample before any)."""
+        before = [(mb, cpu) for t, mb, cpu in self.samples if t <= when]
+        if before:
+            return before[-1]
+        return self.samples[0][1:] if self.samples else (float("nan"), float("nan"))
+
     def peak(self, start: float, end: float) -> float:
-        inside = [mb for t, mb in self.samples if start <= t <= end + self.every]
+        inside = [mb for t, mb, _ in self.samples if start <= t <= end + self.every]
         return max(inside, default=float("nan"))
+
+    def cpu(self, start: float, end: float) -> float:
+        """CPU seconds of the tree between two times (to the sampling interval)."""
+        return self.at(end + self.every)[1] - self.at(start)[1]
 
 
 def step_times(dagster_home: Path) -> list[tuple[str, float, float]]:
@@ -141,11 +190,92 @@ def step_times(dagster_home: Path) -> list[tuple[str, float, float]]:
     return sorted(steps, key=lambda s: s[1])
 
 
+TARGET_RATIO = 8.0  # the 3 h day's whole partition against its read-once floor
+TARGET_STEP_S = 120.0  # a full day: every asset on 2 cores
+TARGET_RSS_MB = 1536.0  # a full day: peak RSS
+TARGET_LINES_S = 500_000  # golden parsing, end to end
+FLAT_MAX = (
+    1.25  # memory flat: what each step adds on the longer day at most this multiple of the shorter's ...
+)
+FLAT_FLOOR_MB = 50  # ... or of this (sampling noise)
+
+
+def summary(figures: dict, against: dict | None) -> list[str]:
+    """One line per target of the issue: met / not met with the figure."""
+
+    def line(ok: bool, what: str) -> str:
+        return f"{'met    ' if ok else 'NOT met'}  {what}"
+
+    out = []
+    steps = figures["steps"]
+    ratio = figures["wall_s"] / figures["floor_s"]
+    if figures["hours"] <= 3:
+        out.append(
+            line(
+                ratio <= TARGET_RATIO,
+                f"whole partition {ratio:.1f}x the read-once floor in wall time (<= {TARGET_RATIO:g}x; "
+                f"{figures['cpu_s'] / figures['floor_cpu_s']:.1f}x in CPU time)",
+            )
+        )
+    else:
+        slow = {k: v["wall_s"] for k, v in steps.items() if v["wall_s"] >= TARGET_STEP_S}
+        out.append(
+            line(
+                not slow,
+                f"every asset under {TARGET_STEP_S:g} s: slowest {max(steps, key=lambda k: steps[k]['wall_s'])} "
+                f"{max(v['wall_s'] for v in steps.values()):.1f} s"
+                + (f"; over: {', '.join(slow)}" if slow else ""),
+            )
+        )
+        out.append(
+            line(
+                figures["peak_rss_mb"] < TARGET_RSS_MB,
+                f"peak RSS {figures['peak_rss_mb']:,.0f} MB (< {TARGET_RSS_MB:,.0f} MB)",
+            )
+        )
+    if "golden_samples" in steps:
+        rate = figures["lines"] / max(steps["golden_samples"]["wall_s"], 1e-9)
+        out.append(
+            line(
+                rate >= TARGET_LINES_S, f"golden_samples {rate:,.0f} capture lines/s (>= {TARGET_LINES_S:,})"
+            )
+        )
+    if against is not None:
+        short, long = sorted((figures, against), key=lambda f: f["hours"])
+
+        def growth(step: dict) -> int:
+            # what the step itself added: under the in-process executor the process carries the earlier steps'
+            # memory into it (the ``at start`` column)
+            return step["peak_rss_mb"] - step["rss_at_start_mb"]
+
+        both = [
+            (k, growth(short["steps"][k]), growth(v)) for k, v in long["steps"].items() if k in short["steps"]
+        ]
+        grown = [k for k, a, b in both if b > FLAT_MAX * max(a, FLAT_FLOOR_MB)]
+        detail = ", ".join(f"{k} {a:,}->{b:,}" for k, a, b in both)
+        out.append(
+            line(
+                not grown,
+                f"memory flat ({long['hours']:g} h against {short['hours']:g} h: each step's peak RSS above its "
+                f"start, MB, at most {FLAT_MAX:g}x or {FLAT_FLOOR_MB} MB): {detail}"
+                + (f"; grew: {', '.join(grown)}" if grown else ""),
+            )
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--data-dir", type=Path, default=None, help="default: /tmp/rlx-bench-partition-<hours>h")
     ap.add_argument("--executor", default="in_process", help="RLX_EXECUTOR for the run")
+    ap.add_argument("--json", type=Path, default=None, help="write this run's figures to this file")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="figures (--json) of a run of another day's length: memory flat?",
+    )
     ap.add_argument("--golden", action="store_true", help="golden parsing alone against the capture floor")
     ap.add_argument("--per-line", action="store_true", help="with --golden: also the per-line parser")
     args = ap.parse_args()
@@ -155,12 +285,18 @@ def main() -> None:
         golden_only(data_dir, args.per_line)
         return
 
+    print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    c0 = time.process_time()
     floor_s, lake_rows, lines = read_once(data_dir)
-    print(f"read-once floor: {floor_s:.2f} s ({lake_rows:,} lake rows, {lines:,} capture lines)")
+    floor_cpu = time.process_time() - c0
+    print(
+        f"read-once floor: {floor_s:.2f} s wall, {floor_cpu:.2f} s CPU ({lake_rows:,} lake rows, {lines:,} capture "
+        "lines)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="rlx-bench-partition-") as home:
         # Outputs of an earlier run of this benchmark go; the prepared inputs (lake, capture) stay.
-        for sub in ("staged", "golden", "unified", "reports", "checkpoints", "alerts", "dagster"):
+        for sub in ("staged", "golden", "unified", "reports", "checkpoints", "alerts", "dagster", "exports"):
             shutil.rmtree(data_dir / sub, ignore_errors=True)
         env = {
             **os.environ,
@@ -186,20 +322,37 @@ def main() -> None:
             sys.exit(f"dagster asset materialize failed ({proc.returncode})")
         steps = step_times(Path(home))
 
+    peak, cpu = sampler.peak(t0, t0 + wall), sampler.cpu(t0, t0 + wall)
     print(
         f"\npartition {DATE}|{SYMBOL}, {args.hours:g} h, RLX_EXECUTOR={args.executor}: {wall:.1f} s wall, "
-        f"peak RSS {sampler.peak(t0, t0 + wall):,.0f} MB (process tree), {len(sampler.pids)} processes seen"
+        f"{cpu:.1f} s CPU, peak RSS {peak:,.0f} MB (process tree), {len(sampler.pids)} processes seen; "
+        f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print(f"{'step':<44} {'wall s':>8} {'peak RSS MB':>12}")
+    print(f"{'step':<44} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12} {'at start MB':>12}")
     in_steps = 0.0
+    figures: dict = {"hours": args.hours, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                     "floor_s": round(floor_s, 2), "floor_cpu_s": round(floor_cpu, 2), "lines": lines,
+                     "peak_rss_mb": round(peak), "steps": {}}  # fmt: skip
     for key, start, end in steps:
         in_steps += end - start
-        print(f"{key:<44} {end - start:8.2f} {sampler.peak(start, end):12,.0f}")
+        top, (first, _), step_cpu = sampler.peak(start, end), sampler.at(start), sampler.cpu(start, end)
+        print(f"{key:<44} {end - start:8.2f} {step_cpu:8.2f} {top:12,.0f} {first:12,.0f}")
+        figures["steps"][key] = {"wall_s": round(end - start, 2), "cpu_s": round(step_cpu, 2),
+                                 "peak_rss_mb": round(top), "rss_at_start_mb": round(first)}  # fmt: skip
         if key == "golden_samples":
             print(f"{'  golden parse':<44} {lines / max(end - start, 1e-9):8,.0f} lines/s")
     print(f"{'wall minus the sum of steps (start-up, between)':<44} {wall - in_steps:8.2f}")
-    print(f"\nwhole partition / read-once floor: {wall / floor_s:.1f}x ({wall:.1f} s / {floor_s:.2f} s)")
-    print(json.dumps({"hours": args.hours, "wall_s": round(wall, 2), "floor_s": round(floor_s, 2)}))
+    print(
+        f"\nwhole partition / read-once floor: {wall / floor_s:.1f}x wall ({wall:.1f} s / {floor_s:.2f} s), "
+        f"{cpu / floor_cpu:.1f}x CPU ({cpu:.1f} s / {floor_cpu:.2f} s)"
+    )
+    against = json.loads(args.against.read_text()) if args.against else None
+    print("\ntargets (issue #18):")
+    for s in summary(figures, against):
+        print("  " + s)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
+    print(json.dumps({k: figures[k] for k in ("hours", "wall_s", "cpu_s", "floor_s", "peak_rss_mb")}))
 
 
 if __name__ == "__main__":

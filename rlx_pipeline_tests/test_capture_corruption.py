@@ -4,6 +4,7 @@ reported by the golden asset."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -78,6 +79,32 @@ def test_garbage_between_frames_and_a_cut_last_frame(tmp_path):
     # without a handler the cut last frame is dropped silently (a .partial being written), the junk raises
     with pytest.raises(CaptureFormatError, match="corrupt zstd data"):
         list(iter_capture_lines(path))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 5000, 1 << 22])
+def test_frames_and_losses_do_not_depend_on_how_the_file_is_read(tmp_path, chunk):
+    """Frames spanning read chunks, a frame larger than the decoder's pieces (incompressible lines), a corrupt
+    frame, junk between frames and a cut tail: the same frames and losses whatever the chunk size."""
+    path = tmp_path / "c.jsonl.zst"
+    noise = [(i, "btcusdt@trade", b'{"x":"%s"}' % os.urandom(600).hex().encode()) for i in range(400)]
+    chunks = [_lines(30, 0), noise, _lines(3, 500), _lines(200, 1000), [], _lines(40, 2000)]
+    spans = _write_frames(path, chunks)
+    assert spans[1][1] > 1 << 16  # larger than the first pieces fed to the decoder
+    _corrupt(path, *spans[3])
+    data = path.read_bytes()
+    junk = b"\x28\xb5\x2f\xfd junk"  # a false magic, then garbage
+    full = data[: spans[5][0]] + junk + data[spans[5][0] :]
+    path.write_bytes(full + data[: spans[2][0] + spans[2][1] // 2][spans[2][0] :])
+    losses = []
+    frames = list(iter_frames(path, chunk=chunk, on_loss=losses.append))
+    assert frames == [
+        b"".join(encode_line(*x) for x in c) for c in (chunks[0], noise, chunks[2], [], chunks[5])
+    ]
+    assert [(x.offset, x.lost_bytes, x.truncated_tail) for x in losses] == [
+        (spans[3][0], spans[3][1], False),
+        (spans[5][0], len(junk), False),
+        (len(full), spans[2][1] // 2, True),
+    ]
 
 
 def test_a_line_that_is_not_a_capture_line_does_not_end_the_file(tmp_path):

@@ -3,9 +3,10 @@ one lowers exactly its own component by the expected count; the golden replay fo
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 import pyarrow as pa
@@ -16,7 +17,7 @@ from rlx_pipeline import schemas, storage, venues
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
 from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage
-from rlx_pipeline.fidelity.measure import compare_side
+from rlx_pipeline.fidelity.measure import _id_ranges, compare_side
 from rlx_pipeline.orchestration.assets import fidelity as fidelity_assets
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
 
@@ -212,6 +213,15 @@ def test_a_wrong_side_and_an_extra_trade(layout, sc):
     kinds = {m["component"]: m for m in f.mismatches}
     assert kinds["trade"]["trade_id"] == 1003 and kinds["trade"]["golden"][2] != kinds["trade"]["recon"][2]
     assert kinds["trade_extra"]["trade_id"] == 4242
+
+
+def test_a_golden_trade_captured_twice_counts_its_reconstructed_trade_once(layout, sc):
+    sc.trades = sc.trades + [sc.trades[3]]  # the same trade id twice in the golden table
+    write_golden(layout, sc)
+    write_unified(layout, unified_rows(replace(sc, trades=sc.trades[:-1])))
+    f = measure(layout, DATE, SYMBOL, TOP_N)
+    assert comps(f)["trades_recon_in_golden"] == (N_TRADES, N_TRADES)
+    assert comps(f)["trades_golden_in_recon"] == (N_TRADES + 1, N_TRADES + 1)
 
 
 def test_a_wrong_third_level_lowers_top5_and_topN_but_not_top1(layout, sc):
@@ -434,6 +444,71 @@ def test_report_files_and_plots(layout, sc):
     body = json.loads(paths["json"].read_text())
     assert body["passed"] is True and body["score"] == 1.0
     assert "| book_topN | 20 | 20 | 100.0000% |" in paths["md"].read_text()
+
+
+# --- ids compared range by range: a range edge changes nothing ------------------------------------------------
+
+
+def _report(layout, chunk: int) -> tuple[dict, dict]:
+    f = measure(layout, DATE, SYMBOL, TOP_N, chunk=chunk)
+    # timing samples feed percentiles and histograms: their order is free
+    return f.to_dict(), {k: sorted(v.tolist()) for k, v in f.timing_samples.items()}
+
+
+def test_range_edges_change_nothing_and_runs_come_out_whole(layout, sc, monkeypatch):
+    """Update ids, trade ids and book states read in ranges of 1, 2, 3 and 7 ids give the report of one range:
+    a run of missing update ids spanning ranges is one run, ids missing on both sides of an edge are counted once,
+    the longest runs are listed (ties: the first), a trade id gap at an edge is found, an id only the
+    reconstruction has is listed, a wrong book in a later range is the one mismatch."""
+    # the package exports the function measure(): the module from the import system
+    monkeypatch.setattr(importlib.import_module("rlx_pipeline.fidelity.measure"), "MAX_LISTED", 3)
+    gone_u = {102, 104, 105, 106, 107, 108, 110, 112, 113}  # runs of 1, 5, 1, 2 update ids
+    gone_trades = {1004, 1005}
+    rows = [
+        r
+        for r in unified_rows(sc)
+        if not (r["event_type"] == 1 and r["sequence_number"] in gone_u) and r["trade_id"] not in gone_trades
+    ]
+    next(r for r in rows if r["event_type"] == 1 and r["sequence_number"] == 111)["bid_2_size"] += 1
+    sc.diffs = [d for d in sc.diffs if d[0] != 115]  # Binance's 115 never captured: only the lake has it
+    write_golden(layout, sc)
+    write_unified(layout, rows)
+    whole = _report(layout, 10**6)
+    body = whole[0]
+    runs = [(r["first_u"], r["last_u"], r["count"]) for r in body["missing_in_recon_ranges"]]
+    assert runs == [
+        (102, 102, 1),
+        (104, 108, 5),
+        (112, 113, 2),
+    ]  # the 3 longest; 110 ties 102 and comes later
+    assert body["missing_in_recon_ranges"][1]["from_ns"] == _t(104)
+    assert body["missing_in_recon_ranges"][1]["to_ns"] == _t(108)
+    assert body["golden_update_ids_missing_in_recon"] == len(gone_u)
+    assert [(r["first_u"], r["count"]) for r in body["not_in_golden_ranges"]] == [(115, 1)]
+    assert body["components"]["trades_golden_in_recon"]["matched"] == N_TRADES - 2
+    assert [(m["component"], m.get("trade_id", m.get("u"))) for m in body["first_mismatches"]] == [
+        ("trade_missing", 1004),
+        ("trade_missing", 1005),
+        ("book", 111),
+    ]
+    for chunk in (1, 2, 3, 7):
+        assert _report(layout, chunk) == whole, chunk
+
+
+def test_id_ranges_cover_every_id_once_and_skip_between_sides():
+    # width: chunk ids at each side's own density (10 ids over 10, 5 over 50); sides apart are walked apart
+    assert list(_id_ranges([(0, 9, 10), None, (100, 149, 5)], 4)) == [
+        (0, 3, True),
+        (4, 7, False),
+        (8, 9, False),
+        (100, 139, False),
+        (140, 149, False),
+    ]
+    # overlapping sides: one walk at the densest side's width
+    assert list(_id_ranges([(0, 99, 10), (50, 59, 10)], 2)) == [
+        (a, min(a + 1, 99), a == 0) for a in range(0, 100, 2)
+    ]
+    assert list(_id_ranges([None], 5)) == []
 
 
 # --- the golden replay by itself -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import orjson
 import pytest
 import zstandard
 
+from rlx_pipeline import venues
 from rlx_pipeline.capture.importers import import_files
 from rlx_pipeline.formats.capture_file import EVENT_STREAM, encode_line, event_data
 from rlx_pipeline.golden import TABLES, build_golden, columnar
@@ -211,3 +212,166 @@ def test_columnar_matches_on_the_real_samples(tmp_path, real_samples):
         assert tables == ref_tables, (symbol, date)
         assert json.dumps(res.summary()) == json.dumps(ref.summary()), (symbol, date)
         assert sum(ref.rows.values()) > 0 and not ref.malformed, (symbol, date)
+
+
+def _odd_lines() -> list[tuple[bytes, bool]]:
+    """Lines JSON allows but Binance does not send, each with whether the batch scanner reads it (True) or hands
+    it to the per-line parser (False): either way the tables must be the per-line parser's."""
+    t = b'"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"60000.01","q":"0.5","T":%d,"m":true' % (E, 70, E)
+    trade = "btcusdt@trade"
+    depth = "btcusdt@depth@100ms"
+    return [
+        (_line(E, trade, _trade(70, E)), True),
+        (
+            _line(
+                E,
+                trade,
+                b'{ "e" : "trade" ,\t"E" : %d , "s":"BTCUSDT", "t" : 71 , "p" : "60000.01" , "q":"1" ,'
+                b' "T" : %d , "m" : false }' % (E, E),
+            ),
+            True,
+        ),  # whitespace
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":72,"t":73') + b"}"),
+            False,
+        ),  # duplicate key: last wins
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":74.0') + b"}"),
+            False,
+        ),  # a float id: int() reads it
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":"75"') + b"}"),
+            False,
+        ),  # a string id: int() reads it
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":76').replace(b'"m":true', b'"m":1') + b"}"),
+            False,
+        ),
+        (
+            _line(
+                E, trade, b"{" + t.replace(b'"t":70', b'"t":77').replace(b"BTCUSDT", b"BTC\\u0055SDT") + b"}"
+            ),
+            False,
+        ),
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":78') + b',"x":{"y":[1,2]}}'),
+            False,
+        ),  # nested value
+        (_line(E, trade, b"{" + t.replace(b'"t":70', b'"t":79') + b',"x":-1.5e+5,"y":null,"pu":0}'), True),
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":80') + b"} x"),
+            False,
+        ),  # trailing bytes: malformed
+        (
+            _line(
+                E,
+                trade,
+                b"{" + t.replace(b'"t":70', b'"t":81').replace(b"BTCUSDT", "BTCÜSDT".encode()) + b"}",
+            ),
+            False,
+        ),
+        (
+            _line(
+                E,
+                trade,
+                b"{" + t.replace(b'"t":70', b'"t":82').replace(b'"60000.01"', b'"60000.010000000000"') + b"}",
+            ),
+            True,
+        ),
+        (
+            _line(E, trade, b"{" + t.replace(b'"t":70', b'"t":83').replace(b'"60000.01"', b'"6e4"') + b"}"),
+            False,
+        ),
+        (b'{"capture_ns":00%d,"stream":"btcusdt@trade","data":%s}\n' % (E * NS, _trade(84, E)), False),
+        (_line(E, depth, _depth(200, 201, E, [["1", "2"]])), True),
+        (
+            _line(
+                E, depth, b'{"e":"depthUpdate","E":%d,"U":202,"u":202,"a":[["3","4"]],"b":[["1","2"]]}' % E
+            ),
+            False,
+        ),
+        (_line(E, depth, b'{"E":%d,"U":203,"u":203,"pu":null,"b":[],"a":[]}' % E), False),
+        (_line(E, depth, b'{"E":%d,"U":204,"u":204,"b":[ [ "1.5" , "2" ] ],"a":[]}' % E), True),
+        (_line(E, "btcusdt@bookTicker", _ticker(300, T=E + 1)), True),  # T only: the event time
+        (_line(E, "btcusdt@bookTicker", _ticker(301, E=None)), False),  # an explicit null E: not T
+        (_line(E, "btcusdt@aggTrade", _agg(-3, E)), True),  # a negative id is an integer
+        (_line(E, trade, _trade(85, E)).replace(b"\n", b"\r\n"), True),  # CRLF
+        (_line(E, trade, _trade(86, E)).replace(b"\n", b"\r"), True),  # CR alone ends a line too
+        (_line(E, trade, _trade(87, E)).replace(b"btcusdt@trade", b"btcusdt@tr\xffde"), False),  # not UTF-8
+    ]
+
+
+def test_odd_json_is_read_as_the_per_line_parser_reads_it(tmp_path, monkeypatch):
+    """Duplicate keys, floats or strings in integer fields, escapes, nested values, non-ASCII text, whitespace,
+    asks before bids, explicit nulls, CR line ends: the batch scanner reads only what it reads exactly as the
+    per-line parser, hands the rest over, and the tables are the per-line parser's."""
+    import numpy as np
+
+    from rlx_pipeline.golden import line_scan
+
+    odd = _odd_lines()
+    frame = b"".join(line for line, _ in odd)
+    path = _write(tmp_path / "odd.jsonl.zst", [[frame]])
+    arr = np.frombuffer(frame, np.uint8)
+    sym = np.frombuffer(b"btcusdt", np.uint8)
+    scan = line_scan.scan(
+        arr,
+        np.array([len(frame)]),
+        line_scan.terminators(frame, arr),
+        sym,
+        *line_scan.field_masks(venues.SPOT.frames),
+    )
+    assert scan[0] == len(odd)
+    assert [s == line_scan.HOT for s in scan[3][: scan[0]]] == [hot for _, hot in odd]
+    ref, ref_tables = _build([path], tmp_path / "ref", columnar=False)
+    res, tables = _build([path], tmp_path / "new")
+    assert tables == ref_tables
+    assert json.dumps(res.summary()) == json.dumps(ref.summary())
+    assert ref.rows["trades"] == 14 and [n for _, n, _ in ref.malformed] == [10, 13, 17, -1]
+
+
+def test_a_duplicate_key_reads_as_the_per_line_parser_reads_it(tmp_path):
+    """Among ordinary trades, one with its id twice: orjson keeps the last, and so do the tables (the Polars
+    decoder this replaced kept the first)."""
+    dup = _trade(2, E).replace(b'"t":2', b'"t":2,"t":3')
+    path = _write(
+        tmp_path / "dup.jsonl.zst",
+        [[_line(E, "btcusdt@trade", d) for d in (_trade(1, E), dup, _trade(4, E))]],
+    )
+    ref, ref_tables = _build([path], tmp_path / "ref", columnar=False)
+    res, tables = _build([path], tmp_path / "new")
+    assert tables == ref_tables
+    assert json.dumps(res.summary()) == json.dumps(ref.summary())
+    assert (ref.trade_id_gaps, ref.rows["trades"]) == (1, 3)  # ids 1, 3, 4: the last of the two read
+
+
+def test_a_read_error_or_a_parse_error_ends_the_build_with_it(tmp_path, monkeypatch):
+    """The reader thread's failure (here an I/O error after the first frame) reaches the build, as does a failure
+    of the parsing thread while the reader is ahead of it; nothing is published and nothing hangs."""
+    import threading
+
+    import pytest
+
+    path = _the_day(tmp_path / "b.jsonl.zst")
+    monkeypatch.setattr(columnar, "BATCH_LINES", 1)
+    real_frames = columnar.iter_frames
+
+    def failing_frames(p, on_loss=None):
+        frames = real_frames(p, on_loss=on_loss)
+        yield next(frames)
+        raise OSError("read failed")
+
+    monkeypatch.setattr(columnar, "iter_frames", failing_frames)
+    with pytest.raises(OSError, match="read failed"):
+        _build([path], tmp_path / "a")
+    monkeypatch.setattr(columnar, "iter_frames", real_frames)
+
+    def failing_batch(*args):
+        raise RuntimeError("parse failed")
+
+    monkeypatch.setattr(columnar, "_batch", failing_batch)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RuntimeError, match="parse failed"):
+        build_golden([path], "BTC-USDT", "2024-08-09", lambda t: tmp_path / "b" / f"{t}.parquet")
+    assert not list((tmp_path / "b").iterdir())
+    assert not [t for t in threading.enumerate() if t.name in ("golden-read", "golden-parquet")]

@@ -213,3 +213,30 @@ def test_a_handover_drops_its_copies_but_declares_no_break(tmp_path):
     )
     assert [(g.expected, g.got, g.declared) for g in res.gaps] == [(13, 15, False)]
     assert res.overlap_duplicates == 1 and res.rows["depth"] == 3
+
+
+def test_a_failed_parquet_write_fails_the_build_and_publishes_no_table(tmp_path, monkeypatch):
+    """The tables are written by a writer thread: its failure reaches the build, and no table is published
+    (the previous good output, if any, stays)."""
+    import pytest
+
+    from rlx_pipeline.golden import parse
+    from rlx_pipeline.storage import ParquetBatchWriter
+
+    monkeypatch.setattr(parse, "FLUSH_ROWS", 2)
+    lines = [(i, "btcusdt@depth@100ms", _depth(i, i, E + i, [["1", "1"]])) for i in range(1, 20)]
+    path = write_capture(tmp_path / "c.jsonl.zst", lines)
+    (tmp_path / "golden").mkdir()
+    (tmp_path / "golden" / "depth.parquet").write_bytes(b"previous good output")
+    real_write = ParquetBatchWriter.write
+
+    def failing(self, batch):
+        if self.rows >= 4:
+            raise OSError("disk full")
+        real_write(self, batch)
+
+    monkeypatch.setattr(ParquetBatchWriter, "write", failing)
+    with pytest.raises(OSError, match="disk full"):
+        build_golden([path], "BTC-USDT", "2024-08-09", _out(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "golden").iterdir()) == ["depth.parquet"]
+    assert (tmp_path / "golden" / "depth.parquet").read_bytes() == b"previous good output"

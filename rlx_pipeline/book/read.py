@@ -37,7 +37,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rlx_pipeline import gate, schemas
+from rlx_pipeline import gate, schemas, storage
 from rlx_pipeline.book.unified import BUILD_KEY, book_path_for, intervals_path_for
 from rlx_pipeline.layout import DataLayout
 
@@ -226,11 +226,11 @@ def iter_day(
     events: Path, book: Path | None, *, batch_rows: int = 65_536, columns: list[str] | None = None
 ) -> Iterator[pa.RecordBatch]:
     """One day's event batches from its files (a file read, like ``scan_day``), with the book when ``book``."""
-    ev_batches = pq.ParquetFile(events).iter_batches(batch_size=batch_rows, columns=columns)
+    ev_batches = storage.streaming_parquet(events).iter_batches(batch_size=batch_rows, columns=columns)
     if book is None:
         yield from ev_batches
     else:
-        yield from _with_book(ev_batches, pq.ParquetFile(book), batch_rows)
+        yield from _with_book(ev_batches, storage.streaming_parquet(book), batch_rows)
 
 
 def _with_book(

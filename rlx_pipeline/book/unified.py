@@ -54,7 +54,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from numba import njit
 
 from rlx_pipeline import schemas, storage
@@ -198,7 +197,7 @@ class _Stream:
     ``_Unsorted`` when not (cheaper than a separate pass over every file when, as usual, it is)."""
 
     def __init__(self, table: str, path: Path, columns: list[str], key: str) -> None:
-        pf = pq.ParquetFile(path)
+        pf = storage.streaming_parquet(path)
         self._table, self._key = table, key
         self._schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
         self._it = pf.iter_batches(batch_size=_BATCH, columns=columns, use_threads=False)
@@ -238,7 +237,7 @@ class _Buckets:
     def __init__(
         self, path: Path, columns: list[str], key: str, lo: int, step: int, n_chunks: int, tmp: Path
     ):
-        pf = pq.ParquetFile(path)
+        pf = storage.streaming_parquet(path)
         self._key = key
         self._schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
         self._files: dict[int, Path] = {}

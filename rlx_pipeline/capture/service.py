@@ -49,6 +49,7 @@ from rlx_pipeline.formats.capture_file import (
     CaptureWriter,
     event_data,
     finalize_partial,
+    load_index_kernel,
 )
 
 log = logging.getLogger(__name__)
@@ -259,6 +260,7 @@ class CaptureService:
         self._part = 0
         self._conn_no = 0
         self._bytes_closed = 0
+        load_index_kernel()  # before any message is received
 
     # --- files ----------------------------------------------------------------------------------
     def _now(self) -> int:

@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numba import njit
 
+from rlx_pipeline import storage
 from rlx_pipeline.book import engine
 
 TRADE, DEPTH, SNAPSHOT_ROW = 0, 1, 2  # feed row kinds
@@ -268,12 +269,14 @@ class Feed:
         names = [
             f"{side}_{i}_{w}" for side in ("bid", "ask") for i in range(top_n) for w in ("price", "size")
         ]
-        book_it = pq.ParquetFile(book).iter_batches(
+        book_it = storage.streaming_parquet(book).iter_batches(
             batch_size=self.batch_rows, columns=["event_index", *names]
         )
         pending: pa.Table | None = None  # book states read past the previous batch
         offset = 0
-        for eb in pq.ParquetFile(events).iter_batches(batch_size=self.batch_rows, columns=_EVENT_COLUMNS):
+        for eb in storage.streaming_parquet(events).iter_batches(
+            batch_size=self.batch_rows, columns=_EVENT_COLUMNS
+        ):
             n = len(eb)
             hi = offset + n
             parts = [] if pending is None else [pending]

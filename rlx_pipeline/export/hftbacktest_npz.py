@@ -45,7 +45,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 from numba import njit
 
 from rlx_pipeline import catalog, storage
@@ -312,7 +311,7 @@ def export_hftbacktest(
     firsts = []
     for _, events, _ in days:
         first = np.iinfo(np.int64).max
-        for b in pq.ParquetFile(events).iter_batches(
+        for b in storage.streaming_parquet(events).iter_batches(
             batch_size=1 << 20, columns=["origin_time", "received_time"]
         ):
             t = b.column(0).cast("int64").to_numpy() // unit * unit

@@ -1,37 +1,37 @@
 """Golden parsing in columnar batches: the same tables as the per-line parser, at the speed of reading.
 
-Lines are decoded ``BATCH_LINES`` at a time: the capture envelope by one regex over the batch, each hot message
-kind (trade, aggTrade, bookTicker, depth diffs) by Polars' JSON decoder with that kind's schema, prices and sizes
-straight from their decimal strings to fixed point with vectorized string kernels (no Python object per message
-or level). Only what is sequential stays a Python loop, over plain ints: depth continuity (ids), trade-id
-continuity. Everything else goes through the per-line parser (:func:`rlx_pipeline.golden.parse.parse_line`), in
-order: REST snapshots, capture events, other kinds, and any line the batch decoders do not accept exactly as
-the per-line parser would (bad JSON, a missing field, a value of another type, a decimal outside the canonical
-``digits[.digits]`` form, non-UTF-8 bytes). A batch is cut into segments at those lines, so state carried from
-line to line (the last exchange time, the depth session, trade ids) sees every line in capture order.
+Frames are decoded ``BATCH_LINES`` lines at a time by one numba pass (:mod:`rlx_pipeline.golden.line_scan`): lines,
+the capture envelope and the hot message kinds (trade, aggTrade, bookTicker, depth diffs) straight to integers and
+fixed point, with no Python object per line or level. Only what is sequential stays a loop over plain ints: depth
+continuity (ids), trade-id continuity. Everything else goes through the per-line parser
+(:func:`rlx_pipeline.golden.parse.parse_line`), in order: REST snapshots, capture events, other kinds, and any line
+the scanner does not accept as certainly read the same way (bad JSON, a missing, duplicate or null field, a float
+where an integer belongs, a decimal outside the canonical ``digits[.digits]`` form, non-ASCII bytes). A batch is cut
+into segments at those lines, so state carried from line to line (the last exchange time, the depth session, trade
+ids) sees every line in capture order.
 
-Why Polars' ``str.json_decode``: measured on the simulated BTCUSDT day it decodes depth diffs about 3x faster
-than ``orjson.loads`` per line (which builds a list and two strings per level) and on par with pyarrow's JSON
-reader, and it keeps the decoded levels in the same Polars frame as the envelope, so the explode to one row per
-level and the fixed-point conversion never leave Rust. ``read_ndjson`` on the ``data`` fields was slower.
+Why a scanner of its own: the capture's lines are a fixed envelope around a handful of flat JSON objects, and a
+reader of exactly that subset does in one pass what a general JSON decoder (orjson per line, or Polars'
+``str.json_decode`` per kind, this module's earlier path) does with a string or a list per field and level, plus
+the passes around it (the envelope regex, one decode and filter per kind, the explode to one row per level).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import polars as pl
 import pyarrow as pa
+from numba import njit
 
-from rlx_pipeline import fixed_point, venues
-from rlx_pipeline.formats.capture_file import (
-    EVENT_STREAM,
-    CaptureFormatError,
-    FrameLoss,
-    iter_frames,
-    split_line,
-)
+from rlx_pipeline.formats.capture_file import CaptureFormatError, FrameLoss, iter_frames, split_line
+from rlx_pipeline.golden import line_scan
+from rlx_pipeline.golden.line_scan import AGG_TRADE, BOOK_TICKER, DEPTH, TRADE
 from rlx_pipeline.golden.parse import (
     MS,
     RECENT_DIFFS,
@@ -47,257 +47,238 @@ from rlx_pipeline.golden.parse import (
 )
 
 BATCH_LINES = 100_000
-# The envelope split_line reads, with a plain decimal capture_ns (anything else takes the per-line path). Only
-# the prefix is matched by the regex: capture groups over the whole (kilobytes long) line cost 10x more.
-_PREFIX = r'^\{"capture_ns":([0-9]{1,19}),"stream":"([^"]*)","data":'
-# Decimals fixed_point.parse reads as whole * 10^8 + first 8 fractional digits (no sign, no spaces, no overflow).
-_DECIMAL = r"^[0-9]{1,10}(\.[0-9]{0,8}0*)?$"
-# Values the per-line parser would read differently from a decoder that maps null and absent alike.
-_EXPLICIT_NULL = r'"(E|T|pu)":\s*null'
-
-_I, _S, _B = pl.Int64, pl.String, pl.Boolean
-_LEVELS = pl.List(pl.List(pl.String))
-_GROUPS = ("trade", "aggTrade", "bookTicker", "depth")
-_SCHEMA = {
-    "trade": {"E": _I, "T": _I, "t": _I, "p": _S, "q": _S, "m": _B},
-    "aggTrade": {"E": _I, "T": _I, "a": _I, "f": _I, "l": _I, "p": _S, "q": _S, "m": _B},
-    "bookTicker": {"E": _I, "T": _I, "u": _I, "b": _S, "B": _S, "a": _S, "A": _S},
-    "depth": {"E": _I, "U": _I, "u": _I, "pu": _I, "b": _LEVELS, "a": _LEVELS},
-}
-_RENAME = {"aggTrade": {"a": "agg_id"}, "depth": {"b": "lv_b", "a": "lv_a"}}
-_DECIMALS = {"trade": ("p", "q"), "aggTrade": ("p", "q"), "bookTicker": ("b", "B", "a", "A"), "depth": ()}
-
 
 _TS = pl.Datetime("ns", "UTC")
 _TIMES = {"event_time": (pl.col("E") * MS).cast(_TS), "trade_time": (pl.col("T") * MS).cast(_TS)}
-_TRADE = {"price": pl.col("p_fx"), "quantity": pl.col("q_fx"), "is_buyer_maker": pl.col("m")}
+_TRADE = {"price": pl.col("d0"), "quantity": pl.col("d1"), "is_buyer_maker": pl.col("m")}
 _ROWS = {  # table -> (kind group, its columns after capture_ns, source_file, line_no)
-    "trades": ("trade", {**_TIMES, "trade_id": pl.col("t"), **_TRADE}),
+    "trades": (TRADE, {**_TIMES, "trade_id": pl.col("i1"), **_TRADE}),
     "agg_trades": (
-        "aggTrade",
+        AGG_TRADE,
         {
             **_TIMES,
-            "agg_trade_id": pl.col("agg_id"),
-            "first_trade_id": pl.col("f"),
-            "last_trade_id": pl.col("l"),
+            "agg_trade_id": pl.col("i1"),
+            "first_trade_id": pl.col("i2"),
+            "last_trade_id": pl.col("i3"),
             **_TRADE,
         },
     ),
     "book_ticker": (
-        "bookTicker",
+        BOOK_TICKER,
         {
-            "update_id": pl.col("u"),
-            "bid_price": pl.col("b_fx"),
-            "bid_qty": pl.col("B_fx"),
-            "ask_price": pl.col("a_fx"),
-            "ask_qty": pl.col("A_fx"),
+            "update_id": pl.col("i1"),
+            "bid_price": pl.col("d0"),
+            "bid_qty": pl.col("d1"),
+            "ask_price": pl.col("d2"),
+            "ask_qty": pl.col("d3"),
         },
     ),
 }
-_TABLE_OF = {"trade": "trades", "aggTrade": "agg_trades", "bookTicker": "book_ticker", "depth": "depth"}
-_DEPTH_HEAD_FIELDS = ("E", "U", "u", "pu")  # repeated on every level row by the explode (no join back)
+_TABLE_OF = {TRADE: "trades", AGG_TRADE: "agg_trades", BOOK_TICKER: "book_ticker", DEPTH: "depth"}
 _LEVEL = {"side_is_bid": pl.col("side_is_bid"), "price": pl.col("price"), "size": pl.col("size")}
 _DEPTH_HEAD = {
     "event_time": _TIMES["event_time"],
-    "first_update_id": pl.col("U"),
-    "final_update_id": pl.col("u"),
-    "prev_final_update_id": pl.col("pu"),
+    "first_update_id": pl.col("i1"),
+    "final_update_id": pl.col("i2"),
+    "prev_final_update_id": pl.col("i3"),
 }
+# Raw ``[price, size]`` string lists of a depth line (by batch position), as the per-line parser holds them.
+RawLevels = Callable[[int], tuple[list, list]]
 
 
 def parse_file(ctx: _Context, path: Path) -> None:
-    """All lines of one capture file, in batches of about ``BATCH_LINES``. Unreadable bytes are recorded where the
-    reader meets them: after the lines read before them, as line by line."""
+    """All lines of one capture file, in batches of whole frames of about ``BATCH_LINES`` lines. Unreadable bytes
+    are recorded where the reader meets them: after the lines read before them, as line by line."""
     src = str(path)
-    line_no, first, buf = 0, 1, []
-
-    def flush() -> None:
-        nonlocal buf
-        if buf:
-            _batch(ctx, path, src, first, buf)
-            buf = []
-
-    def lost(loss: FrameLoss) -> None:
-        flush()
-        _lost(ctx.res, loss)
-
-    for frame in iter_frames(path, on_loss=lost):
-        lines = frame.splitlines()
-        if not buf:
-            first = line_no + 1
-        buf.extend(lines)
-        line_no += len(lines)
-        if len(buf) >= BATCH_LINES:
-            flush()
-    flush()
+    line_no = 0
+    masks = line_scan.field_masks(ctx.venue.frames)  # the file's venue decides which lines are its frames
+    for item in _read_ahead(path, np.frombuffer(ctx.sym.encode(), np.uint8), masks):
+        if isinstance(item, FrameLoss):
+            _lost(ctx.res, item)
+        else:
+            line_no += _batch(ctx, path, src, line_no + 1, *item)
 
 
-def _fixed(col: pl.Expr) -> pl.Expr:
-    """Decimal strings (already matched by ``_DECIMAL``) -> int64 fixed point, as fixed_point.parse."""
-    parts = col.str.split_exact(".", 1)
-    whole = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    frac = parts.struct.field("field_1").str.slice(0, fixed_point.SCALE).str.pad_end(fixed_point.SCALE, "0")
-    return whole * fixed_point.UNIT + frac.cast(pl.Int64, strict=False).fill_null(0)
+_AHEAD = 2  # batches read and scanned ahead of the one whose state is being built
 
 
-def _text(lines: list[bytes]) -> pl.Series:
-    try:
-        return pl.Series("line", lines, dtype=pl.Binary).cast(pl.String)
-    except pl.exceptions.PolarsError:
-        # Some line is not UTF-8: it cannot match the envelope, so it takes the per-line path.
-        def utf8(b: bytes) -> str:
+def _read_ahead(
+    path: Path, sym: np.ndarray, masks: tuple[np.ndarray, np.ndarray]
+) -> Iterator[FrameLoss | tuple[bytes, tuple]]:
+    """The file's batches (bytes, scan) and its unreadable regions, in file order. Reading, zstd and the scan run
+    in a reader thread up to ``_AHEAD`` batches ahead (both release the GIL: on two cores they overlap the state
+    and table work of the batch before)."""
+    out: queue.Queue = queue.Queue(maxsize=_AHEAD)
+    stop = threading.Event()
+
+    def put(item: object) -> None:
+        while not stop.is_set():
             try:
-                return b.decode()
-            except UnicodeDecodeError:
-                return "\x00"
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
-        return pl.Series("line", [utf8(b) for b in lines], dtype=pl.String)
+    def read() -> None:
+        frames: list[bytes] = []
+        n = 0
+
+        def emit() -> None:
+            nonlocal frames, n
+            if frames:
+                put(_scan(frames, sym, masks))
+                frames, n = [], 0
+
+        def lost(loss: FrameLoss) -> None:
+            emit()  # the lines before the loss first, as line by line
+            put(loss)
+
+        try:
+            for frame in iter_frames(path, on_loss=lost):
+                if stop.is_set():
+                    return
+                frames.append(frame)
+                n += frame.count(b"\n")
+                if n >= BATCH_LINES:
+                    emit()
+            emit()
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - raised in the parsing thread
+            put(_Failed(exc))
+
+    reader = threading.Thread(target=read, name="golden-read", daemon=True)
+    reader.start()
+    try:
+        while (item := out.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
-def _batch(ctx: _Context, path: Path, src: str, first_no: int, lines: list[bytes]) -> None:
-    """One batch of consecutive lines. A line that is not a capture line is recorded in its place and reading
-    goes on, as line by line."""
-    text = _text(lines)
-    env = text.str.extract_groups(_PREFIX)
-    df = pl.DataFrame({"line": text, "cap": env.struct.field("1"), "stream": env.struct.field("2")}).select(
-        pos=pl.int_range(0, len(text), dtype=pl.Int64),
-        capture_ns=pl.when(pl.col("line").str.ends_with("}")).then(
-            pl.col("cap").cast(pl.Int64, strict=False)
-        ),
-        stream="stream",
-        data=pl.col("line").str.replace(_PREFIX, "").str.strip_suffix("}"),
-        empty=pl.col("line").str.len_bytes() == 0,
-    )
+_END = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _scan(frames: list[bytes], sym: np.ndarray, masks: tuple[np.ndarray, np.ndarray]) -> tuple[bytes, tuple]:
+    buf = frames[0] if len(frames) == 1 else b"".join(frames)
+    frame_ends = np.cumsum([len(f) for f in frames], dtype=np.int64)
+    arr = np.frombuffer(buf, np.uint8)
+    return buf, line_scan.scan(arr, frame_ends, line_scan.terminators(buf, arr), sym, *masks)
+
+
+def _batch(ctx: _Context, path: Path, src: str, first_no: int, buf: bytes, scan: tuple) -> int:
+    """One batch of consecutive whole frames (``buf``, scanned); returns its number of lines. A line that is not a
+    capture line is recorded in its place and reading goes on, as line by line."""
+    end, starts, ends, status = scan[0], scan[1], scan[2], scan[3]
+    status = status[:end]
+
+    def line(pos: int) -> bytes:
+        return buf[starts[pos] : ends[pos]]
+
     # pos -> (capture_ns, stream, data) for the per-line parser, or the error of a line that is not a capture line
     slow: dict[int, tuple[int, str, bytes] | CaptureFormatError] = {}
-    end = len(lines)
-    for pos in df.filter(pl.col("capture_ns").is_null() & ~pl.col("empty"))["pos"].to_list():
+    for pos in np.flatnonzero(status == line_scan.SLOW).tolist():
         try:
-            slow[pos] = split_line(lines[pos], path, first_no + pos)
+            slow[pos] = split_line(line(pos), path, first_no + pos)
         except CaptureFormatError as exc:
             slow[pos] = exc
-    df = df.filter(pl.col("capture_ns").is_not_null())
-    kind = pl.col("stream").str.extract(r"^[^@]*@(.*)$").fill_null("")
-    df = df.with_columns(
-        is_sym=pl.col("stream").str.extract(r"^([^@]*)") == ctx.sym,
-        kind=kind,
-        group=pl.when(kind.is_in(["trade", "aggTrade", "bookTicker"]))
-        .then(kind)
-        .when(kind.str.starts_with("depth") & (kind != "depthSnapshot"))
-        .then(pl.lit("depth")),
-    )
-    per_line = (pl.col("stream") == EVENT_STREAM) | (pl.col("is_sym") & pl.col("group").is_null())
-    for pos in df.filter(per_line)["pos"].to_list():
-        slow[pos] = split_line(lines[pos], path, first_no + pos)
-    hot = df.filter(pl.col("is_sym") & pl.col("group").is_not_null() & (pl.col("stream") != EVENT_STREAM))
+    timeline, levels = _frames(scan, buf)
 
-    frames, levels = [], None
-    for group in _GROUPS:
-        sub = hot.filter(pl.col("group") == group)
-        if not sub.height:
-            continue
-        decoded, bad = _decode(sub, group, ctx.venue)
-        if decoded is None:
-            bad = sub["pos"].to_list()
-        elif group == "depth":
-            levels, bad_levels = _explode_levels(decoded)
-            bad = sorted(set(bad) | set(bad_levels))
-            decoded = decoded.filter(~pl.col("pos").is_in(bad))
-            levels = levels.filter(~pl.col("pos").is_in(bad))
-        else:
-            decoded = decoded.filter(~pl.col("pos").is_in(bad))
-        for pos in bad:
-            slow[pos] = split_line(lines[pos], path, first_no + pos)
-        if decoded is not None:
-            frames.append(decoded)
-    timeline = pl.concat(frames, how="diagonal_relaxed").sort("pos") if frames else pl.DataFrame({"pos": []})
-    tl_pos = timeline["pos"].to_numpy() if frames else np.empty(0, np.int64)
-    lv_pos = levels["pos"].to_numpy() if levels is not None else np.empty(0, np.int64)
+    def raw_levels(pos: int) -> tuple[list, list]:
+        msg = orjson.loads(split_line(line(pos), path, first_no + pos)[2])
+        return msg["b"], msg["a"]
 
+    tl_pos = timeline["pos"].to_numpy()
+    lv_pos = levels["pos"].to_numpy()
     a = 0
-    for b in [*sorted(p for p in slow if p < end), end]:
+    for b in [*sorted(slow), end]:
         i0, i1 = np.searchsorted(tl_pos, [a, b])
         if i1 > i0:
-            seg_levels = None
-            if levels is not None:
-                j0, j1 = np.searchsorted(lv_pos, [a, b])
-                seg_levels = levels.slice(j0, j1 - j0)
-            _segment(ctx, src, first_no, timeline.slice(i0, i1 - i0), seg_levels)
+            j0, j1 = np.searchsorted(lv_pos, [a, b])
+            seg = timeline.slice(i0, i1 - i0)
+            _segment(ctx, src, first_no, seg, levels.slice(j0, j1 - j0), raw_levels)
         if b < end:
-            line = slow[b]
-            if isinstance(line, CaptureFormatError):
-                ctx.res.malformed.append((src, -1, str(line)))
+            one = slow[b]
+            if isinstance(one, CaptureFormatError):
+                ctx.res.malformed.append((src, -1, str(one)))
             else:
-                parse_line(ctx, src, first_no + b, *line)
+                parse_line(ctx, src, first_no + b, *one)
         a = b + 1
     ctx.count_lines(end)
+    return end
 
 
-def _decode(sub: pl.DataFrame, group: str, venue: venues.Venue) -> tuple[pl.DataFrame | None, list[int]]:
-    """The kind's fields as columns, and the positions the per-line parser must take instead: among them every
-    frame that is not the venue's (a field its frames carry missing, one they never carry there; a kind it does
-    not serve), for the per-line parser to record as the venue's ``FrameError``."""
-    spec = venue.frames.get(group)
-    if spec is None:
-        return None, []
-    # the venue's fields the kind's schema does not read are decoded too, to be checked (ids and times: ints)
-    schema = _SCHEMA[group] | {n: _I for n in spec.required | spec.absent if n not in _SCHEMA[group]}
-    try:
-        fields = sub["data"].str.json_decode(pl.Struct(schema)).struct.unnest()
-    except pl.exceptions.PolarsError:
-        return None, []
-    out = pl.concat([sub.select("pos", "capture_ns", "kind", "group", "data"), fields], how="horizontal")
-    # The regex only where a literal "null" is (a memchr-speed scan): rare in Binance data.
-    with_null = sub.filter(pl.col("data").str.contains("null", literal=True))
-    null_pos = with_null.filter(pl.col("data").str.contains(_EXPLICIT_NULL))["pos"]
-    ok = ~pl.col("pos").is_in(null_pos)
-    for name in spec.required:
-        ok &= pl.col(name).is_not_null()
-    for name in spec.absent:
-        ok &= pl.col(name).is_null()
-    for name in _DECIMALS[group]:
-        ok &= pl.col(name).str.contains(_DECIMAL).fill_null(False)
-    out = out.with_columns(_ok=ok.fill_null(False))
-    bad = out.filter(~pl.col("_ok"))["pos"].to_list()
-    ev = pl.coalesce("E", "T") if group == "bookTicker" else pl.col("E")
-    out = out.with_columns(ev_ms=ev, **{f"{name}_fx": _fixed(pl.col(name)) for name in _DECIMALS[group]})
-    # Field names clash between kinds (``a`` is an id, a price or the asks): keep each kind's own names apart.
-    out = out.drop("data", "_ok", *_DECIMALS[group]).rename(_RENAME.get(group, {}))
-    return out, bad
+def _frames(scan: tuple, buf: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The hot lines (one row each, in line order) and their depth levels (one row per level, bids then asks; a
+    diff without levels keeps one row of nulls), as Polars frames."""
+    (end, _, _, status, cap_ns, stream, ints, decs, seen, flags, lv_first, n_bids, n_asks) = scan[:13]
+    lv_price, lv_size, st_start, st_end, st_code = scan[13:]
+    hot = np.flatnonzero(status[:end] == line_scan.HOT)
+    sid = stream[hot]
+    seen = seen[hot]
+    # Kinds of every stream in the table; only hot streams' (ASCII) are used, a non-UTF-8 name is another's.
+    names = [
+        buf[a:b].decode(errors="replace") for a, b in zip(st_start.tolist(), st_end.tolist(), strict=True)
+    ]
+    kinds = [name.partition("@")[2] for name in names]
 
+    def col(values: np.ndarray, slot: int | None = None) -> pa.Array:
+        return pa.array(values, mask=None if slot is None else ~line_scan.has(seen, slot))
 
-def _explode_levels(depth: pl.DataFrame) -> tuple[pl.DataFrame, list[int]]:
-    """One row per level (bids then asks; a message without levels keeps one row of nulls), with the positions
-    of messages whose levels are not all ``[price, size]`` decimal pairs."""
-    n_b = pl.col("lv_b").list.len()
-    lv = depth.select(
-        "pos",
-        "capture_ns",
-        *_DEPTH_HEAD_FIELDS,
-        level=pl.concat_list("lv_b", "lv_a"),
-        k=pl.int_ranges(0, n_b + pl.col("lv_a").list.len()),
-        n_b=n_b,
-    ).explode("level", "k", empty_as_null=True)
-    p, q = pl.col("level").list.get(0, null_on_oob=True), pl.col("level").list.get(1, null_on_oob=True)
-    good = pl.col("level").is_null() | (
-        (pl.col("level").list.len() == 2)
-        & p.str.contains(_DECIMAL).fill_null(False)
-        & q.str.contains(_DECIMAL).fill_null(False)
+    S = line_scan.SLOTS
+    ev = np.where(line_scan.has(seen, S["E"]), ints[hot, S["E"]], ints[hot, S["T"]])
+    has_ev = line_scan.has(seen, S["E"]) | line_scan.has(seen, S["T"])
+    timeline = pl.from_arrow(
+        pa.table(
+            {
+                "pos": col(hot.astype(np.int64)),
+                "capture_ns": col(cap_ns[hot]),
+                "kind": pa.DictionaryArray.from_arrays(pa.array(sid), pa.array(kinds, pa.string())),
+                "group": col(st_code[sid]),
+                "ev_ms": pa.array(ev, mask=~has_ev),
+                "E": col(ints[hot, S["E"]], S["E"]),
+                "T": col(ints[hot, S["T"]], S["T"]),
+                **{k: col(ints[hot, S[k]]) for k in ("i1", "i2")},
+                "i3": col(ints[hot, S["i3"]], S["i3"]),
+                **{k: col(decs[hot, S[k]]) for k in ("d0", "d1", "d2", "d3")},
+                "m": col(flags[hot]),
+            }
+        )
     )
-    lv = lv.with_columns(_ok=good)
-    bad = lv.filter(~pl.col("_ok"))["pos"].unique().to_list()
-    lv = lv.select(
-        "pos",
-        "capture_ns",
-        *_DEPTH_HEAD_FIELDS,
-        side_is_bid=pl.when(pl.col("k").is_not_null()).then(pl.col("k") < pl.col("n_b")),
-        price=_fixed(p),
-        size=_fixed(q),
+    depth = hot[st_code[sid] == DEPTH]
+    nb, na = n_bids[depth].astype(np.int64), n_asks[depth].astype(np.int64)
+    count = nb + na
+    rows = np.maximum(count, 1)
+    first_row = np.cumsum(rows) - rows
+    msg = np.repeat(np.arange(len(depth)), rows)
+    k = np.arange(int(rows.sum())) - first_row[msg]
+    none = count[msg] == 0  # a diff without levels: one row of nulls
+    at = np.where(none, 0, lv_first[depth][msg] + k)
+    side = k < nb[msg]
+    head = timeline.filter(pl.col("group") == DEPTH).select("pos", "capture_ns", "E", "i1", "i2", "i3")
+    levels = head[msg].with_columns(
+        side_is_bid=pl.Series(side).set(pl.Series(none), None) if none.any() else pl.Series(side),
+        price=_masked(lv_price, at, none),
+        size=_masked(lv_size, at, none),
     )
-    return lv, bad
+    return timeline, levels
 
 
-def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: pl.DataFrame | None) -> None:
+def _masked(values: np.ndarray, at: np.ndarray, none: np.ndarray) -> pl.Series:
+    taken = values[at] if len(values) else np.zeros(len(at), np.int64)
+    return pl.Series(pa.array(taken, mask=none if none.any() else None))
+
+
+def _segment(
+    ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: pl.DataFrame, raw_levels: RawLevels
+) -> None:
     """Consecutive hot lines with no per-line line among them: state in capture order, rows in batches."""
     res, s, lo, hi = ctx.res, ctx.s, ctx.lo, ctx.hi
     ev = tl["ev_ms"]
@@ -323,16 +304,16 @@ def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: p
     # Tables in the order their first rows arrive (the order of the result's row counts), as line by line.
     first_rows = _first_rows(day)
     dropped: list[int] = []  # positions of a hand-over overlap's duplicates
-    depth = tl.filter(pl.col("group") == "depth")
+    depth = tl.filter(pl.col("group") == DEPTH)
     if depth.height:
-        _depth_sync(ctx, src, depth, first_rows, dropped)
-    trades = tl.filter(pl.col("group") == "trade")
+        _depth_sync(ctx, src, depth, first_rows, dropped, raw_levels)
+    trades = tl.filter(pl.col("group") == TRADE)
     if trades.height:
-        _trade_ids(ctx, trades["t"], trades["in_day"], trades["pos"], dropped)
-    for group, column in (("aggTrade", "agg_id"), ("bookTicker", "u")):
+        _trade_ids(ctx, trades["i1"], trades["in_day"], trades["pos"], dropped)
+    for group, kind in ((AGG_TRADE, "aggTrade"), (BOOK_TICKER, "bookTicker")):
         part = tl.filter(pl.col("group") == group)
         if part.height:
-            _last_ids(ctx, group, part[column], part["in_day"], part["pos"], dropped)
+            _last_ids(ctx, kind, part["i1"], part["in_day"], part["pos"], dropped)
     if dropped:
         day = day.filter(~pl.col("pos").is_in(dropped))
         first_rows = _first_rows(day)
@@ -345,8 +326,8 @@ def _segment(ctx: _Context, src: str, first_no: int, tl: pl.DataFrame, levels: p
         part = day.filter(pl.col("group") == group)
         if part.height:
             _extend(ctx.sink, table, part.select(*origin, **columns), src)
-    heads = day.filter(pl.col("group") == "depth")
-    if heads.height and levels is not None:
+    heads = day.filter(pl.col("group") == DEPTH)
+    if heads.height:
         rows = levels if heads.height == depth.height else levels.filter(pl.col("pos").is_in(heads["pos"]))
         rows = rows.with_columns(line_no=pl.col("pos") + first_no)
         _extend(ctx.sink, "depth", rows.select(*origin, **_DEPTH_HEAD, **_LEVEL), src)
@@ -386,7 +367,12 @@ def _overlap(s: _Session, kind: str) -> bool:
 
 
 def _depth_sync(
-    ctx: _Context, src: str, depth: pl.DataFrame, first_rows: list[tuple[int, str]], dropped: list[int]
+    ctx: _Context,
+    src: str,
+    depth: pl.DataFrame,
+    first_rows: list[tuple[int, str]],
+    dropped: list[int],
+    raw_levels: RawLevels,
 ) -> None:
     """Depth continuity over the segment's diffs, in order (ids only, once the book no longer matters); the
     positions of a hand-over overlap's duplicates go to ``dropped``."""
@@ -394,16 +380,17 @@ def _depth_sync(
     if s.written_in_day and s.snapshot_id is None and s.prev_u is not None and not _overlap(s, "depth"):
         # The usual segment: a running session whose diffs all continue each other. Nothing is recorded but the
         # last id and the diffs kept to bridge a later snapshot; any break takes the loop below.
-        prev = pl.concat([pl.Series([s.prev_u], dtype=pl.Int64), depth["u"].head(-1)])
-        chained = pl.col("pu") == prev if s.rules.pu_chain else pl.col("U") == prev + 1
+        # columns i1, i2, i3: the diff's U, u, pu
+        prev = pl.concat([pl.Series([s.prev_u], dtype=pl.Int64), depth["i2"].head(-1)])
+        chained = pl.col("i3") == prev if s.rules.pu_chain else pl.col("i1") == prev + 1  # the venue's rule
         ok = depth.select(chained.all()).item()
         if ok:
-            tail = depth.tail(RECENT_DIFFS).select("U", "u", "pu").iter_rows()
+            tail = depth.tail(RECENT_DIFFS).select("i1", "i2", "i3").iter_rows()
             s.recent.extend((U, u, pu, None, None) for U, u, pu in tail)
-            s.prev_u, s.resync_pending = depth["u"][-1], False
+            s.prev_u, s.resync_pending = depth["i2"][-1], False
             return
-    cols = depth.select("U", "u", "pu", "capture_ns", "line_no", "in_day", "pos")
-    for i, (U, u, pu, capture_ns, line_no, in_day, pos) in enumerate(cols.iter_rows()):
+    cols = depth.select("i1", "i2", "i3", "capture_ns", "line_no", "in_day", "pos")
+    for U, u, pu, capture_ns, line_no, in_day, pos in cols.iter_rows():
         if s.snapshot_id is None and overlap_duplicate(res, s, "depth", u, s.prev_u, in_day):
             dropped.append(pos)
             continue
@@ -412,7 +399,7 @@ def _depth_sync(
             continue
         # Until the day's first write the book may be carried into the day: keep its levels as the per-line
         # parser does (only the part of a file before the day, and its first message).
-        bids, asks = depth["lv_b"][i].to_list(), depth["lv_a"][i].to_list()
+        bids, asks = raw_levels(pos)
         _touch(sink, first_rows, pos)  # a carried snapshot written here comes after the rows before it
         if depth_sync(res, sink, s, U, u, pu, bids, asks, capture_ns, src, line_no, in_day):
             _apply(s.bids, bids)
@@ -422,6 +409,12 @@ def _depth_sync(
 def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series, pos: pl.Series, dropped: list[int]) -> None:
     res, s = ctx.res, ctx.s
     prev = s.prev_trade_id
+    if not _overlap(s, "trade"):  # no hand-over: nothing is dropped, the loop below without its first test
+        prev, known, dups, gaps = _trade_run(ids.to_numpy(), in_day.to_numpy(), prev or 0, prev is not None)
+        res.trade_id_duplicates += dups
+        res.trade_id_gaps += gaps
+        s.prev_trade_id = prev if known else None
+        return
     for tid, day, p in zip(ids.to_list(), in_day.to_list(), pos.to_list(), strict=True):
         if overlap_duplicate(res, s, "trade", tid, prev, day):
             dropped.append(p)
@@ -436,6 +429,27 @@ def _trade_ids(ctx: _Context, ids: pl.Series, in_day: pl.Series, pos: pl.Series,
                 res.trade_id_gaps += 1
         prev = max(tid, prev or tid)
     s.prev_trade_id = prev
+
+
+@njit(cache=True)
+def _trade_run(ids: np.ndarray, in_day: np.ndarray, prev: int, known: bool) -> tuple[int, bool, int, int]:
+    """:func:`_trade_ids`' loop outside a hand-over, over ints: (last id, whether there is one, duplicates, gaps).
+    ``prev or tid`` of the loop is kept: a previous id of 0 counts as none there."""
+    dups = 0
+    gaps = 0
+    for k in range(len(ids)):
+        tid = ids[k]
+        if not in_day[k]:
+            prev, known = tid, True
+            continue
+        if known:
+            if tid <= prev:
+                dups += 1
+            elif tid != prev + 1:
+                gaps += 1
+        prev = tid if not known or prev == 0 else max(tid, prev)
+        known = True
+    return prev, known, dups, gaps
 
 
 def _last_ids(

@@ -26,6 +26,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -146,6 +148,26 @@ class _Sink:
         for w in self.writers.values():
             w.__enter__()
         self.rows = Counter()
+        # Parquet encoding and compression (pyarrow releases the GIL) run in one writer thread while parsing goes
+        # on: the same writes in the same order, so the same files. At most a few chunks wait (bounded memory).
+        self._queue: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_chunks, name="golden-parquet", daemon=True)
+        self._thread.start()
+
+    def _write_chunks(self) -> None:
+        while (item := self._queue.get()) is not None:
+            table, rows = item
+            if self._error is None:
+                try:
+                    self.writers[table].write(rows.combine_chunks())
+                except BaseException as exc:  # noqa: BLE001 - handed to the parsing thread, raised there
+                    self._error = exc
+
+    def _write(self, table: str, rows: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((table, rows))
 
     def add(self, table: str, **values: object) -> None:
         cols = self.cols[table]
@@ -185,18 +207,31 @@ class _Sink:
         done = 0
         while len(rows) - done >= FLUSH_ROWS or (final and done < len(rows)):
             n = min(FLUSH_ROWS, len(rows) - done)
-            self.writers[table].write(rows.slice(done, n).combine_chunks())
+            self._write(table, rows.slice(done, n))
             done += n
         self.chunks[table] = [rows.slice(done)] if done < len(rows) else []
         self.pending[table] = len(rows) - done
 
     def close(self, ok: bool) -> None:
-        for t, w in self.writers.items():
+        """Write what is left and publish the files (``ok``), or discard them; a failed write discards them all
+        and is raised."""
+        error: BaseException | None = None
+        try:
             if ok:
-                self.flush(t, final=True)
+                for t in self.writers:
+                    self.flush(t, final=True)
+        except BaseException as exc:
+            error = exc
+        self._queue.put(None)
+        self._thread.join()
+        error = error or self._error
+        for w in self.writers.values():
+            if ok and error is None:
                 w.__exit__(None, None, None)
             else:
                 w.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        if error is not None:
+            raise error
 
 
 class _Session:

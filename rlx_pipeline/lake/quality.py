@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandera.errors
 import polars as pl
-import pyarrow.parquet as pq
 
+from rlx_pipeline import storage
 from rlx_pipeline.lake import schemas as lake_schemas
 from rlx_pipeline.schemas import BOOK_LEVELS
 from rlx_pipeline.settings import Thresholds
@@ -91,7 +91,7 @@ def iter_staged(
     path: str | Path, batch_rows: int = 1_000_000, columns: list[str] | None = None
 ) -> Iterator[pl.DataFrame]:
     """A staged parquet file as polars DataFrames of at most ``batch_rows`` rows."""
-    pf = pq.ParquetFile(path)
+    pf = storage.streaming_parquet(path)
     for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
         yield pl.from_arrow(batch)
 

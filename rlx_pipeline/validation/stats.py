@@ -21,7 +21,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats as sps
 
 MIN_KS = 20  # fewer values a side: the comparison says nothing
 MIN_TAIL = 100  # fewer positive values: no tail fit
@@ -123,6 +122,8 @@ def ks_hist(metric: str, hist: Hist, golden: Hist) -> KS | None:
     num = int(np.max(np.abs(ca * nb - cb * na)))
     d = num / (na * nb)
     fa, fb = ca / na, cb / nb
+    from scipy import stats as sps  # here: scipy.stats costs ~1 s of import in every process loading the code
+
     m, n = sorted([float(na), float(nb)], reverse=True)
     p = float(np.clip(sps.kstwo.sf(d, np.round(m * n / (m + n))), 0.0, 1.0))
     w = float(np.sum(np.abs(fa - fb)[:-1] * np.diff(grid.astype(np.float64))))
@@ -194,6 +195,8 @@ def power_law_hist(
     boots = [_alpha(tx, rng.multinomial(n_tail, tw / n_tail), xmin) for _ in range(bootstrap)]
     se = float(np.std(boots, ddof=1)) if bootstrap > 1 else math.nan
     # Vuong test: power law vs lognormal truncated at xmin, both on the tail (weighted by counts)
+    from scipy import stats as sps  # here: see ks_hist
+
     lx = np.log(tx)
     lp = math.log((alpha - 1) / xmin) - alpha * np.log(tx / xmin)
     mu = float((tw * lx).sum() / n_tail)

@@ -23,7 +23,7 @@ VENUE = Venue(
     frames={
         "aggTrade": FrameFields(frozenset({"E", "T", "a", "f", "l", "p", "q", "m"})),
         "bookTicker": FrameFields(frozenset({"E", "T", "u", "b", "B", "a", "A"})),
-        "depth": FrameFields(frozenset({"E", "T", "U", "u", "pu", "b", "a"})),
+        "depth": FrameFields(frozenset({"E", "U", "u", "pu", "b", "a"})),  # and T, which no parser reads
     },
     max_streams_per_connection=1024,
     max_connection_s=24 * 3600,
