@@ -16,7 +16,7 @@ import pytest
 from rlx_pipeline import schemas, storage, venues
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
-from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage
+from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage, iter_depth_messages
 from rlx_pipeline.fidelity.measure import _id_ranges, compare_side
 from rlx_pipeline.orchestration.assets import fidelity as fidelity_assets
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
@@ -605,3 +605,25 @@ def test_replay_usdm_first_diff_may_end_at_last_update_id():
     assert [s.u for s in r.out] == [605486, 609902]
     assert r.out[-1].bids == [(100, 3)] and r.out[-1].asks == [(103, 2)]
     assert (r.stats.unbridged, r.stats.gaps) == (0, 1)
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 100])
+def test_depth_rows_regroup_into_messages_whatever_the_batch(tmp_path, batch_rows):
+    # a message is a run of rows with the same (file, line, u): the same line and u in another file is another
+    # message; a message with no levels is one row of nulls
+    def row(src, line, u, level):
+        b, p, q = level or (None, None, None)
+        return dict(capture_ns=line * 10, source_file=src, line_no=line, event_time=line * 100,
+                    first_update_id=u, final_update_id=u, prev_final_update_id=u - 1 if src == "b" else None,
+                    side_is_bid=b, price=p, size=q)  # fmt: skip
+
+    rows = [row("a", 1, 10, (True, 5, 1)), row("a", 1, 10, (False, 6, 2)), row("a", 2, 11, None),
+            row("b", 2, 11, (True, 5, 0)), row("b", 2, 12, (False, 7, 3))]  # fmt: skip
+    path = tmp_path / "depth.parquet"
+    storage.write_table(path, pa.Table.from_pylist(rows, schema=schemas.GOLDEN_DEPTH))
+    assert list(iter_depth_messages(path, batch_rows=batch_rows)) == [
+        DepthMessage(10, 1, 100, 10, 10, None, [(True, 5, 1), (False, 6, 2)]),
+        DepthMessage(20, 2, 200, 11, 11, None, []),
+        DepthMessage(20, 2, 200, 11, 11, 10, [(True, 5, 0)]),
+        DepthMessage(20, 2, 200, 12, 12, 11, [(False, 7, 3)]),
+    ]

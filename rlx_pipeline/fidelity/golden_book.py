@@ -8,7 +8,8 @@ must bridge ``U <= lastUpdateId + 1 <= u`` [``U <= lastUpdateId <= u``], every l
 A snapshot that arrives while the book is valid and already past it is not needed and is ignored (counted).
 
 This module is the fidelity check's own reference (independent of ``rlx_pipeline.book``, the engine under test),
-on ``sortedcontainers`` (top N without sorting the whole side; a REST snapshot holds up to 5,000 levels).
+on ``sortedcontainers`` keys beside a dict of sizes (top N without sorting the whole side; a REST snapshot holds up
+to 5,000 levels).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from rlx_pipeline import venues
 
@@ -75,12 +79,28 @@ class ReplayStats:
         return dict(self.__dict__)
 
 
+class _Side:
+    """One side of the golden book: sizes by key (``-price`` for bids, so the best comes first) and the keys in
+    order. Most diff levels update a level that exists: a plain dict write; only inserts and deletes touch the
+    sorted keys (``SortedDict`` pays its method overhead on every write)."""
+
+    __slots__ = ("keys", "sizes")
+
+    def __init__(self, sizes: dict[int, int] | None = None) -> None:
+        self.sizes: dict[int, int] = sizes or {}
+        self.keys = SortedList(self.sizes)
+
+    def top(self, n: int) -> list[tuple[int, int]]:
+        sizes = self.sizes
+        return [(k, sizes[k]) for k in self.keys[:n]]
+
+
 class DepthReplay:
     def __init__(self, top_n: int, rules: venues.DepthRules = venues.SPOT_RULES) -> None:
         self.top_n = top_n
         self.rules = rules  # the venue's (``venues.for_symbol(symbol).depth_rules``)
-        self.bids: SortedDict = SortedDict()  # key -price: best bid first
-        self.asks: SortedDict = SortedDict()
+        self.bids = _Side()  # key -price: best bid first
+        self.asks = _Side()
         self.valid = False
         self.prev_u: int | None = None
         self.pending: int | None = None  # lastUpdateId of a snapshot no diff has bridged yet
@@ -95,10 +115,15 @@ class DepthReplay:
         if self.valid and self.prev_u is not None and s.last_update_id <= self.prev_u:
             self.stats.snapshots_ignored += 1
             return
-        self.bids, self.asks = SortedDict(), SortedDict()
+        bids: dict[int, int] = {}
+        asks: dict[int, int] = {}
         for is_bid, p, q in s.levels:
             if q:
-                (self.bids if is_bid else self.asks)[-p if is_bid else p] = q
+                if is_bid:
+                    bids[-p] = q
+                else:
+                    asks[p] = q
+        self.bids, self.asks = _Side(bids), _Side(asks)
         self.pending, self.valid, self.prev_u = s.last_update_id, False, None
         buffered, self.buffer = self.buffer, deque()
         for m in buffered:
@@ -150,18 +175,21 @@ class DepthReplay:
         bids, asks = self.bids, self.asks
         for is_bid, p, q in m.levels:
             side, key = (bids, -p) if is_bid else (asks, p)
+            sizes = side.sizes
             if q:
-                side[key] = q
-            else:
-                side.pop(key, None)
+                if key not in sizes:
+                    side.keys.add(key)
+                sizes[key] = q
+            elif sizes.pop(key, None) is not None:
+                side.keys.remove(key)
         self.stats.applied += 1
         self.out.append(
             GoldenState(
                 u,
                 m.event_ns,
                 m.capture_ns,
-                [(-k, v) for k, v in islice(bids.items(), self.top_n)],
-                list(islice(asks.items(), self.top_n)),
+                [(-k, v) for k, v in bids.top(self.top_n)],
+                asks.top(self.top_n),
             )
         )
 
@@ -190,8 +218,23 @@ def read_snapshots(path: Path) -> list[SnapshotMessage]:
     return sorted(out.values(), key=lambda s: (s.capture_ns, s.line_no))
 
 
+def _changed(col: pa.Array) -> np.ndarray:
+    """Row i (i >= 1) differs from row i - 1; nulls compare as Python's ``None`` does (equal to each other only)."""
+    a, b = col.slice(1), col.slice(0, len(col) - 1)
+    ne = pc.or_kleene(pc.not_equal(a, b), pc.xor(pc.is_null(a), pc.is_null(b)))
+    return pc.fill_null(ne, False).to_numpy(zero_copy_only=False)
+
+
+def _levels(rows: list, no_level: bool, lo: int, hi: int) -> list[tuple[bool, int, int]]:
+    seg = rows[lo:hi]
+    return [r for r in seg if r[0] is not None] if no_level else seg
+
+
 def iter_depth_messages(path: Path, batch_rows: int = 1 << 16) -> Iterator[DepthMessage]:
-    """The golden ``depth`` table (one row per level, in capture order) regrouped into messages, batch by batch."""
+    """The golden ``depth`` table (one row per level, in capture order) regrouped into messages, batch by batch.
+
+    A message is a run of rows with the same (source file, line, ``u``); the runs' bounds are found per batch with
+    Arrow compute and each message's levels are a slice of the batch's rows (no Python step per row)."""
     if not path.is_file():
         return
     f = pq.ParquetFile(path)
@@ -210,18 +253,28 @@ def iter_depth_messages(path: Path, batch_rows: int = 1 << 16) -> Iterator[Depth
     cur: DepthMessage | None = None
     cur_key = None
     for batch in f.iter_batches(batch_size=batch_rows, columns=cols):
+        n = batch.num_rows
+        if not n:
+            continue
         cap, src, line = (batch.column(i).to_pylist() for i in range(3))
         ev = batch.column(3).cast("int64").to_pylist()
         U, u, pu, b, p, q = (batch.column(i).to_pylist() for i in range(4, 10))
-        for i in range(len(cap)):
-            key = (src[i], line[i], u[i])
-            if key != cur_key:
-                if cur is not None:
-                    yield cur
-                cur = DepthMessage(cap[i], line[i], ev[i], U[i], u[i], pu[i], [])
-                cur_key = key
-            if b[i] is not None:
-                cur.levels.append((b[i], p[i], q[i]))
+        change = np.zeros(n, dtype=bool)
+        if n > 1:
+            change[1:] = _changed(batch.column(1)) | _changed(batch.column(2)) | _changed(batch.column(5))
+        change[0] = (src[0], line[0], u[0]) != cur_key
+        starts = np.flatnonzero(change).tolist()
+        rows = list(zip(b, p, q, strict=True))
+        no_level = batch.column(7).null_count > 0  # a message with no levels is one row with nulls
+        levels = partial(_levels, rows, no_level)
+        if not starts or starts[0]:  # the batch opens inside the message the previous batch ended with
+            cur.levels.extend(levels(0, starts[0] if starts else n))
+        for j, lo in enumerate(starts):
+            if cur is not None:
+                yield cur
+            hi = starts[j + 1] if j + 1 < len(starts) else n
+            cur = DepthMessage(cap[lo], line[lo], ev[lo], U[lo], u[lo], pu[lo], levels(lo, hi))
+            cur_key = (src[lo], line[lo], u[lo])
     if cur is not None:
         yield cur
 
