@@ -260,6 +260,18 @@ def _slot(group: int, c0: int, c1: int, n: int) -> int:
 
 
 @njit(cache=True)
+def _decimal_then(buf, p: int, end: int, sep: int) -> tuple[int, int]:
+    """A quoted decimal, then ``sep``: (position after ``sep`` and its whitespace or -1, the value)."""
+    p, value = _decimal(buf, p, end)
+    if p < 0:
+        return -1, 0
+    p = _ws(buf, p, end)
+    if p >= end or buf[p] != sep:
+        return -1, 0
+    return _ws(buf, p + 1, end), value
+
+
+@njit(cache=True)
 def _levels(buf, p: int, end: int, lv_price, lv_size, n_lv: int) -> tuple[int, int]:
     """``[[price, size], ...]`` appended at ``n_lv``; (position after it or -1, levels read)."""
     if p >= end or buf[p] != 91:
@@ -271,24 +283,15 @@ def _levels(buf, p: int, end: int, lv_price, lv_size, n_lv: int) -> tuple[int, i
     while True:
         if p >= end or buf[p] != 91:
             return -1, 0
-        p = _ws(buf, p + 1, end)
-        p, price = _decimal(buf, p, end)
+        p, price = _decimal_then(buf, _ws(buf, p + 1, end), end, 44)  # price,
         if p < 0:
             return -1, 0
-        p = _ws(buf, p, end)
-        if p >= end or buf[p] != 44:
-            return -1, 0
-        p = _ws(buf, p + 1, end)
-        p, size = _decimal(buf, p, end)
+        p, size = _decimal_then(buf, p, end, 93)  # size]
         if p < 0:
-            return -1, 0
-        p = _ws(buf, p, end)
-        if p >= end or buf[p] != 93:
             return -1, 0
         lv_price[n_lv + n] = price
         lv_size[n_lv + n] = size
         n += 1
-        p = _ws(buf, p + 1, end)
         if p < end and buf[p] == 44:
             p = _ws(buf, p + 1, end)
             continue
