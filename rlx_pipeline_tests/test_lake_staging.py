@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -251,3 +252,79 @@ def test_empty_day_is_an_error(lake, staged_before):
         _stage(lake, "book_delta", dest)
     _assert_named(ei.value)
     assert dest.read_bytes() == before
+
+
+def _set_based(batches: list[np.ndarray]) -> dict:
+    """The day's trade-id figures from all its ids at once (how the check computed them before ``TradeIdRuns``)."""
+    ids = np.concatenate(batches) if batches else np.empty(0, np.int64)
+    uniq = np.unique(ids)
+    steps = np.diff(uniq)
+    expected = int(uniq[-1] - uniq[0] + 1) if uniq.size else 0
+    return {
+        "first": int(uniq[0]) if uniq.size else None,
+        "last": int(uniq[-1]) if uniq.size else None,
+        "duplicates": int(ids.size - uniq.size),
+        "gaps": int((steps > 1).sum()),
+        "missing": int((steps[steps > 1] - 1).sum()),
+        "expected": expected,
+    }
+
+
+def _runs_figures(batches: list[np.ndarray]) -> dict:
+    runs = quality.TradeIdRuns()
+    for b in batches:
+        runs.add(b)
+    return {
+        "first": runs.first,
+        "last": runs.last,
+        "duplicates": runs.duplicates,
+        "gaps": runs.gaps,
+        "missing": runs.expected - runs.unique,
+        "expected": runs.expected,
+    }
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [],
+        [np.array([], np.int64)],
+        [np.array([7])],
+        # a gap at a batch edge, a duplicate across batches and one inside a batch, batches out of order
+        [np.array([10, 11, 12]), np.array([14, 15, 15]), np.array([12, 13]), np.array([3, 4])],
+        # runs that join only when a later batch fills the hole between them
+        [np.array([1, 2]), np.array([5, 6]), np.array([3]), np.array([4]), np.array([4, 7])],
+        # an outlier far out of range on either side, and an id inside the hole
+        [np.arange(1000, 2000), np.array([10**15]), np.array([-(10**12), 1500, 2000, 10**15])],
+        [np.array([2**62, 2**62 + 1, 5]), np.array([2**62 - 1])],
+    ],
+)
+def test_trade_id_runs_equal_the_set_of_ids(batches):
+    assert _runs_figures(batches) == _set_based(batches)
+
+
+def test_trade_id_runs_equal_the_set_of_ids_random():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        ids = rng.integers(0, int(rng.integers(1, 600)), n) + 3_000_000_000
+        if rng.random() < 0.3:
+            ids[rng.integers(0, n)] = int(rng.choice([0, 10**16]))
+        rng.shuffle(ids)
+        batches = np.array_split(ids, int(rng.integers(1, 9)))
+        assert _runs_figures(batches) == _set_based(batches)
+
+
+def test_trade_id_outlier_reported_as_before(tmp_path):
+    """One id far from the day's: the report's figures and detail are those of the sorted unique ids."""
+    t = small_day_tables(DATE)["trades"]
+    t = t.set_column(t.schema.get_field_index("id"), "id", pa.array([100, 101, 10**12], pa.int64()))
+    write_lake_tables(tmp_path / "l", {"trades": t}, DATE)
+    _stage(tmp_path / "l", "trades", tmp_path / "t.parquet")
+    r = quality.assess_trades(quality.iter_staged(tmp_path / "t.parquet", batch_rows=1), DATE, TH)
+    expected = 10**12 - 100 + 1
+    assert (r.stats["trade_id_first"], r.stats["trade_id_last"]) == (100, 10**12)
+    assert (r.stats["trade_id_gaps"], r.stats["trade_id_missing"]) == (1, expected - 3)
+    assert r.stats["trade_id_missing_share"] == (expected - 3) / expected
+    gap = next(f for f in r.findings if f.name == "trade_id_gaps")
+    assert gap.detail == f"1 gaps, {expected - 3} missing ids of {expected}" and not gap.passed

@@ -252,8 +252,13 @@ def book_top_n(book: Path) -> int:
 class Feed:
     """The feed of consecutive days, batch by batch; one mirror across days (a consumer replays them in one go)."""
 
-    def __init__(self, batch_rows: int = 262_144) -> None:
+    def __init__(self, batch_rows: int = 262_144, book_batch_rows: int = 8_192) -> None:
+        """``book_batch_rows``: book states read at a time. A state is ``4 * top_n + 1`` columns wide and a batch
+        of events needs few (about 7,000 of 262,144 events on a simulated BTCUSDT day): book batches as large as
+        the event batches held about 86 MB each (two at a batch edge), as much as the whole book of a short day,
+        so memory grew with the day's length up to that size."""
         self.batch_rows = batch_rows
+        self.book_batch_rows = book_batch_rows
         self._book = engine.new_book()
         self._fstate = np.zeros(2, np.int64)
         self._counts = np.zeros(6, np.int64)
@@ -270,7 +275,7 @@ class Feed:
             f"{side}_{i}_{w}" for side in ("bid", "ask") for i in range(top_n) for w in ("price", "size")
         ]
         book_it = storage.streaming_parquet(book).iter_batches(
-            batch_size=self.batch_rows, columns=["event_index", *names]
+            batch_size=self.book_batch_rows, columns=["event_index", *names]
         )
         pending: pa.Table | None = None  # book states read past the previous batch
         offset = 0

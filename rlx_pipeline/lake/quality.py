@@ -7,7 +7,8 @@ and verdict. Thresholds come from ``settings.Thresholds``; the Dagster checks on
 What the lake can and cannot tell: ``book_delta`` keeps Binance's final update id ``u`` per message but not
 the first one ``U``, so a step between consecutive messages' ids is normal (every update of a 100 ms window
 takes an id) and cannot be told from a lost message: steps are reported, never gated. A decrease can only
-be an error and is gated. Trade ids are consecutive on Binance, so missing ids are lost trades.
+be an error and is gated. Trade ids are consecutive on Binance, so missing ids are lost trades; the day's ids are
+held as runs of consecutive ids (``TradeIdRuns``), so the check's memory follows the number of gaps, not of trades.
 
 A day cut short: Crypto Lake publishes whole UTC days, so each table must have rows in ``min_hours`` of the day's
 24 hours (``RLX_LAKE_MIN_HOURS``, default 23: one quiet hour of a listed pair is allowed); the finding names the
@@ -308,6 +309,64 @@ class _Common:
 
 
 # --- trades ------------------------------------------------------------------------------------------
+class TradeIdRuns:
+    """The ids seen so far as sorted, disjoint runs of consecutive ids (``starts[i]..ends[i]``, never adjacent), and
+    how many ids were seen again: the figures of the whole day's sorted unique ids in any arrival order, in memory
+    that follows the number of gaps (one run on a complete day), not of ids. An id far outside the others is one
+    more run, reported like any other."""
+
+    def __init__(self) -> None:
+        self.starts = np.empty(0, np.int64)
+        self.ends = np.empty(0, np.int64)
+        self.ids = 0  # ids added, duplicates included
+        self.duplicates = 0  # ids added that were already seen (in this batch or before)
+
+    def add(self, ids: np.ndarray) -> None:
+        if not ids.size:
+            return
+        self.ids += int(ids.size)
+        u = np.unique(ids.astype(np.int64, copy=False))
+        self.duplicates += int(ids.size - u.size)
+        if self.starts.size:
+            run = np.searchsorted(self.starts, u, "right") - 1
+            seen = (run >= 0) & (u <= self.ends[np.maximum(run, 0)])
+            self.duplicates += int(seen.sum())
+            u = u[~seen]
+            if not u.size:
+                return
+        cut = np.flatnonzero(np.diff(u) != 1) + 1  # a wrapped difference is never 1: u is sorted
+        starts = np.concatenate([self.starts, u[np.r_[0, cut]]])
+        ends = np.concatenate([self.ends, u[np.r_[cut - 1, u.size - 1]]])
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        # the runs are disjoint; one follows on from the previous when it starts right after it (starts[1:] - 1
+        # cannot wrap: only the first run can start at the smallest int64)
+        new = np.r_[True, starts[1:] - 1 > ends[:-1]]
+        self.starts, self.ends = starts[new], ends[np.r_[new[1:], True]]
+
+    @property
+    def unique(self) -> int:
+        return int((self.ends - self.starts).sum()) + int(self.starts.size)
+
+    @property
+    def first(self) -> int | None:
+        return int(self.starts[0]) if self.starts.size else None
+
+    @property
+    def last(self) -> int | None:
+        return int(self.ends[-1]) if self.ends.size else None
+
+    @property
+    def gaps(self) -> int:
+        """Steps of more than one between consecutive unique ids."""
+        return max(int(self.starts.size) - 1, 0)
+
+    @property
+    def expected(self) -> int:
+        """Ids from the first to the last."""
+        return self.last - self.first + 1 if self.starts.size else 0
+
+
 def assess_trades(
     batches: Iterable[pl.DataFrame],
     date: str,
@@ -319,23 +378,18 @@ def assess_trades(
 ) -> QualityReport:
     """``others``: the day's other staged tables' extents (``staged_extent``), for the truncation finding."""
     common = _Common("trades", date, th.origin_time_tolerance_s)
-    ids: list[np.ndarray] = []
+    ids = TradeIdRuns()
     side_invalid = 0
     for df in batches:
         common.add(df, ["price"], ["quantity"], nullable_levels=False)
-        ids.append(df["trade_id"].drop_nulls().to_numpy())
+        ids.add(df["trade_id"].drop_nulls().to_numpy())
         side_invalid += int((~df["side"].is_in(["buy", "sell"])).sum())
-    all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-    uniq = np.unique(all_ids)
-    duplicates = int(all_ids.size - uniq.size)
-    steps = np.diff(uniq)
-    gaps = int((steps > 1).sum())
-    missing = int((steps[steps > 1] - 1).sum()) if gaps else 0
-    expected = int(uniq[-1] - uniq[0] + 1) if uniq.size else 0
+    duplicates, gaps, expected = ids.duplicates, ids.gaps, ids.expected
+    missing = expected - ids.unique
     missing_share = missing / expected if expected else 0.0
     stats = common.stats() | {
-        "trade_id_first": int(uniq[0]) if uniq.size else None,
-        "trade_id_last": int(uniq[-1]) if uniq.size else None,
+        "trade_id_first": ids.first,
+        "trade_id_last": ids.last,
         "trade_id_duplicates": duplicates,
         "trade_id_gaps": gaps,
         "trade_id_missing": missing,
