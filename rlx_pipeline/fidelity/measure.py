@@ -28,8 +28,10 @@
 The blocking figure is the minimum over the components that could be measured (each with its numerator and
 denominator in the report): a weak component cannot hide behind a strong one.
 
-Memory: nothing held grows with the day's length except the timing samples (8 bytes a matched trade or book
-state, for exact percentiles and the histograms). Update ids and trade ids are compared range by range
+Memory: nothing held grows with the day's length except the timing samples, for exact percentiles and the
+histograms (``TimingDist``: distinct values with their counts while they repeat, as origin times on Binance's
+millisecond grid do, a handful of values a day; the values themselves, 8 bytes each, where most are distinct, as
+receive times in ns are; only the origin series are kept for the plots). Update ids and trade ids are compared range by range
 (``_id_ranges``: consecutive id ranges of about ``chunk`` ids each), each range reading only its own ids from each
 side (parquet statistics prune the rest); what crosses a range edge is carried as bounded state (counts, the first
 ``MAX_LISTED`` mismatches, the open run of missing ids and the ``MAX_LISTED`` longest runs). The golden depth is
@@ -116,7 +118,7 @@ class Fidelity:
     mismatches: list[dict] = field(default_factory=list)
     # per minute of the day: compared, topN mismatched, bookTicker compared/mismatched, spreads (sum, in 1e-8)
     timeline: list[dict] = field(default_factory=list)
-    timing_samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # for the histograms
+    timing_samples: dict[str, TimingDist] = field(default_factory=dict, repr=False)  # for the histograms
 
     def components(self) -> dict[str, Ratio]:
         return {
@@ -163,10 +165,99 @@ class Fidelity:
         }
 
 
-def _dist(x: np.ndarray) -> dict[str, float]:
-    out = {f"p{q}": float(np.percentile(x, q)) for q in (1, 50, 99)}
-    out.update(min=float(x.min()), max=float(x.max()), nonzero=int((x != 0).sum()), n=len(x))
-    return out
+class TimingDist:
+    """Time differences in ns (int64), for the report's figures in ms: ``summary`` gives what ``np.percentile``
+    (linear) and min/max give on the values / 1e6, exactly. Held as sorted distinct values with their counts while
+    fewer than half the values are distinct (16 bytes a distinct value: at most 8 bytes a value), as the values
+    themselves (8 bytes each) once more are. Values are taken in batches (``add``, ``append``)."""
+
+    _FLUSH = 1 << 16
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.values = np.empty(0, np.int64)  # counts form: sorted distinct values ...
+        self.counts = np.empty(0, np.int64)  # ... and how often each was seen
+        self.raw: list[np.ndarray] | None = None  # values form: the values (one sorted array once read)
+        self._raw_sorted = False
+        self._pending = array("q")
+
+    def __len__(self) -> int:
+        return self.n + len(self._pending)
+
+    def add(self, d: np.ndarray) -> None:
+        self._pending.frombytes(np.ascontiguousarray(d, np.int64).tobytes())
+        if len(self._pending) >= self._FLUSH:
+            self._flush()
+
+    def append(self, d: int) -> None:
+        self._pending.append(d)
+        if len(self._pending) >= self._FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        d = np.frombuffer(self._pending, np.int64).copy()
+        self._pending = array("q")
+        self.n += d.size
+        if self.raw is not None:
+            self.raw.append(d)
+            self._raw_sorted = False
+            return
+        u, c = np.unique(d, return_counts=True)
+        v = np.concatenate([self.values, u])
+        order = np.argsort(v, kind="stable")
+        v, c = v[order], np.concatenate([self.counts, c])[order]
+        first = np.r_[True, v[1:] != v[:-1]]
+        self.values, self.counts = v[first], np.add.reduceat(c, np.flatnonzero(first))
+        if 2 * self.values.size > self.n:  # mostly distinct: the values take less room than values and counts
+            self.raw, self._raw_sorted = [np.repeat(self.values, self.counts)], True
+            self.values = self.counts = np.empty(0, np.int64)
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(sorted values, None) or (sorted distinct values, cumulative counts)."""
+        self._flush()
+        if self.raw is None:
+            return self.values, np.cumsum(self.counts)
+        if len(self.raw) != 1 or not self._raw_sorted:
+            self.raw = [np.concatenate(self.raw)]
+            self.raw[0].sort()
+            self._raw_sorted = True
+        return self.raw[0], None
+
+    def summary(self) -> dict[str, float]:
+        """p1, p50, p99, min, max (ms), nonzero and n: ``np.percentile``'s linear method on the sorted values."""
+        v, cum = self._sorted()
+        n = self.n
+
+        def at(k: int) -> float:
+            i = k if cum is None else int(np.searchsorted(cum, k, "right"))
+            return float(v[i]) / 1e6
+
+        out = {}
+        for q in (1, 50, 99):
+            virtual = (n - 1) * (q / 100)
+            lo = hi = n - 1
+            if virtual < n - 1:
+                lo = int(np.floor(virtual))
+                hi = lo + 1
+            a, b, gamma = at(lo), at(hi), virtual - lo
+            diff = b - a
+            out[f"p{q}"] = b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+        i, j = np.searchsorted(v, 0, "left"), np.searchsorted(v, 0, "right")
+        zeros = int(j - i) if cum is None else int(self.counts[i:j].sum())
+        out.update(min=at(0), max=at(n - 1), nonzero=n - zeros, n=n)
+        return out
+
+    def histogram_input(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(values in ms, their counts or None): what ``np.histogram`` counts as the values themselves."""
+        v, cum = self._sorted()
+        return v / 1e6, (None if cum is None else self.counts)
+
+    def values_ms(self) -> np.ndarray:
+        """Every value in ms, sorted (for tests and notebooks: the day's size)."""
+        v, cum = self._sorted()
+        return (v if cum is None else np.repeat(v, self.counts)) / 1e6
 
 
 def compare_side(
@@ -362,8 +453,7 @@ def _trades(f: Fidelity, layout: DataLayout, date: str, symbol: str, uni_path: P
     ).fill_null(False)
     wrong: list[dict] = []
     extra: list[dict] = []
-    origin: list[np.ndarray] = []
-    receive: list[np.ndarray] = []
+    origin, receive = TimingDist(), TimingDist()
     gi, rg = f.trades_golden_in_recon, f.trades_recon_in_golden
     for lo, hi, first in _id_ranges([r_span, _span(g_all, "trade_id")], chunk):
         g = g_all.filter(_in("trade_id", lo, hi, first)).collect()
@@ -400,15 +490,14 @@ def _trades(f: Fidelity, layout: DataLayout, date: str, symbol: str, uni_path: P
                     "origin_time_ns": row["t"],
                 }
             )
-        m = exact.select((pl.col("t") - pl.col("gt")) / 1e6, (pl.col("r") - pl.col("gr")) / 1e6)
-        origin.append(m["t"].to_numpy())
-        receive.append(m["r"].to_numpy())
+        m = exact.select(pl.col("t") - pl.col("gt"), pl.col("r") - pl.col("gr"))
+        origin.add(m["t"].to_numpy())
+        receive.add(m["r"].to_numpy())
     f.mismatches += wrong + extra
-    if sum(len(x) for x in origin):
-        f.timing_samples["trade_origin"] = np.concatenate(origin)
-        f.timing_samples["trade_receive"] = np.concatenate(receive)
-        f.timing_ms["origin_minus_golden_trade_time"] = _dist(f.timing_samples["trade_origin"])
-        f.timing_ms["lake_receive_minus_capture"] = _dist(f.timing_samples["trade_receive"])
+    if len(origin):
+        f.timing_samples["trade_origin"] = origin
+        f.timing_ms["origin_minus_golden_trade_time"] = origin.summary()
+        f.timing_ms["lake_receive_minus_capture"] = receive.summary()
 
 
 def _coverage(f: Fidelity, golden: pl.LazyFrame, recon: pl.LazyFrame, chunk: int) -> None:
@@ -480,8 +569,8 @@ class _BookComparison:
         self.f, self.book_path, self.bt_path, self.n = f, book_path, bt_path, top_n
         self.cols = [f"{s}_{i}_{w}" for s in ("bid", "ask") for i in range(top_n) for w in ("price", "size")]
         self.timeline: dict[int, list[int]] = {}
-        self.dt = array("q")  # compact: 8 bytes a compared state
-        self.dr = array("q")
+        self.dt = TimingDist()  # origin and receive time differences of the compared states
+        self.dr = TimingDist()
         self.listed = {"book": 0, "book_ticker": 0, "golden_book_ticker": 0}
 
     def _minute(self, event_ns: int) -> list[int]:
@@ -558,8 +647,8 @@ class _BookComparison:
             ratio.matched += nf
         t = at["origin_time"].fill_null(0).to_numpy()
         rcv = at["received_time"].fill_null(0).to_numpy()
-        self.dt.frombytes((t[fast] - ev[fast]).tobytes())
-        self.dr.frombytes((rcv[fast] - cap[fast]).tobytes())
+        self.dt.add(t[fast] - ev[fast])
+        self.dr.add(rcv[fast] - cap[fast])
         minute = (ev // 60_000_000_000) % 1440
         both = fast & (nb > 0) & (na > 0)
         spread = g[:, 2 * n] - g[:, 0]
@@ -692,11 +781,11 @@ class _BookComparison:
             }
             for k, v in sorted(self.timeline.items())
         ]
-        if self.dt:
-            f.timing_samples["book_origin"] = np.asarray(self.dt, dtype=np.float64) / 1e6
-            f.timing_samples["book_receive"] = np.asarray(self.dr, dtype=np.float64) / 1e6
-            f.timing_ms["origin_minus_golden_depth_event_time"] = _dist(f.timing_samples["book_origin"])
-            f.timing_ms["lake_receive_minus_depth_capture"] = _dist(f.timing_samples["book_receive"])
+        if len(self.dt):
+            f.timing_samples["book_origin"] = self.dt
+            f.timing_ms["origin_minus_golden_depth_event_time"] = self.dt.summary()
+            f.timing_ms["lake_receive_minus_depth_capture"] = self.dr.summary()
+            self.dr = TimingDist()
 
 
 @contextmanager

@@ -58,8 +58,11 @@ def timing_png(f: Fidelity) -> bytes | None:
     if not series:
         return None
     plt, fig, ax = _fig()
-    for name, x in series.items():
-        ax.hist(x, bins=50, histtype="step", label=f"{name.replace('_', ' ')} (n={len(x):,})")
+    for name, dist in series.items():
+        # distinct values weighted by their integer counts: np.histogram gives the bins and heights of the values
+        x, counts = dist.histogram_input()
+        label = f"{name.replace('_', ' ')} (n={len(dist):,})"
+        ax.hist(x, bins=50, weights=counts, histtype="step", label=label)
     ax.set_xlabel("reconstructed origin_time - golden event time (ms)", fontsize=8)
     ax.set_ylabel("count", fontsize=8)
     ax.set_yscale("log")
