@@ -13,6 +13,7 @@ from scipy import stats as sps
 from rlx_pipeline import gate
 from rlx_pipeline.settings import Thresholds
 from rlx_pipeline.validation import scan, validate_day, write_report
+from rlx_pipeline.validation.day import day_start_ns, inputs_for
 from rlx_pipeline_tests.validation_fixtures import NS, Day, build, write_day
 
 TH = Thresholds()
@@ -242,3 +243,50 @@ def test_a_checkpoint_of_other_inputs_is_ignored(layout):
     v = validate_day(layout, DAY.date, DAY.symbol, TH, checkpoint_every_s=0)
     assert v.scan["resumed_from"] is None
     assert v.origin["trades"]["latency_ms"]["p50"] == pytest.approx(25, abs=1.0)
+
+
+def test_golden_trade_ids_the_lake_lacks_are_found_as_golden_is_read(layout):
+    """Lake trades are scanned first, so each golden batch is checked against them as it is read: the golden ids
+    are held as runs (one here) and only the ids the lake lacks are kept, with their times. Same figures as the
+    set of every golden id, in one pass and resumed inside the golden phase."""
+    day = Day(row_group=500)
+    dropped: list[int] = []
+
+    def drop(data):
+        tr = data["trades"]
+        minute = (tr["origin_time"] - day_start_ns(day.date)) // (60 * NS)
+        gone = np.r_[np.flatnonzero(minute == 70)[:25], np.flatnonzero(minute == 95)[[0, 7, 9]]]
+        dropped.extend(tr["trade_id"][gone].tolist())
+        keep = np.ones(len(tr["trade_id"]), bool)
+        keep[gone] = False
+        data["trades"] = {k: v[keep] for k, v in tr.items()}
+
+    data = build(day)
+    write_day(layout, day, mutate=drop)
+    golden = pl.read_parquet(layout.golden("trades", day.date, day.symbol))
+    times = dict(
+        zip(golden["trade_id"].to_list(), golden["trade_time"].cast(pl.Int64).to_list(), strict=True)
+    )
+    reference = validate_day(layout, day.date, day.symbol, TH, resume=False)
+    cov = reference.gaps["golden_coverage"]["trades"]
+    assert cov == {"golden": golden.height, "missing": 28, "first_missing_trade_ids": sorted(dropped)[:20]}
+    assert reference.gaps["missing_update_id_times_ns"] == [times[i] for i in sorted(dropped)]
+    assert len(data["trades"]["trade_id"]) == len(dropped) + reference.scan["lake_trade_rows"]
+
+    ins = inputs_for(layout, day.date, day.symbol)
+    s = scan.scan_day(ins, day_start_ns(day.date), tol_ns=60 * NS)
+    assert (s.golden_trades.runs.starts.size, s.golden_trades.runs.unique) == (1, golden.height)
+    assert sorted(s.golden_trades.missing_ids.tolist()) == sorted(dropped)
+
+    class Stop(Exception):
+        pass
+
+    def stop(p: str, done: int, total: int) -> None:
+        if p == "golden_trades" and done == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        validate_day(layout, day.date, day.symbol, TH, checkpoint_every_s=0, progress=stop)
+    resumed = validate_day(layout, day.date, day.symbol, TH, checkpoint_every_s=0)
+    assert resumed.scan["resumed_from"] == "golden_trades row group 3"
+    assert _strip(resumed.to_dict()) == _strip(reference.to_dict())

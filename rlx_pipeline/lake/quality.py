@@ -321,6 +321,11 @@ class TradeIdRuns:
         self.ids = 0  # ids added, duplicates included
         self.duplicates = 0  # ids added that were already seen (in this batch or before)
 
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` were seen."""
+        run = np.searchsorted(self.starts, ids, "right") - 1
+        return (run >= 0) & (ids <= self.ends[np.maximum(run, 0)]) if self.starts.size else run >= 0
+
     def add(self, ids: np.ndarray) -> None:
         if not ids.size:
             return
@@ -328,8 +333,7 @@ class TradeIdRuns:
         u = np.unique(ids.astype(np.int64, copy=False))
         self.duplicates += int(ids.size - u.size)
         if self.starts.size:
-            run = np.searchsorted(self.starts, u, "right") - 1
-            seen = (run >= 0) & (u <= self.ends[np.maximum(run, 0)])
+            seen = self.contains(u)
             self.duplicates += int(seen.sum())
             u = u[~seen]
             if not u.size:

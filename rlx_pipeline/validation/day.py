@@ -299,15 +299,14 @@ def _golden_coverage(s: Scans, from_u: int | None) -> dict:
             "missing_update_ids": gu[miss[:MAX_LOST_IDS]].tolist(),
         }
         times.append(gd.t[inside][miss])
-    if gt is not None and len(gt.kept_ids):
-        ids, first = np.unique(gt.kept_ids, return_index=True)
-        lacks = s.lake_trades.lacks(ids)
+    if gt is not None and gt.runs.unique:
+        order = np.argsort(gt.missing_ids, kind="stable")  # each id once: by id
         out["trades"] = {
-            "golden": len(ids),
-            "missing": int(lacks.sum()),
-            "first_missing_trade_ids": ids[lacks][:20].tolist(),
+            "golden": gt.runs.unique,
+            "missing": len(order),
+            "first_missing_trade_ids": gt.missing_ids[order[:20]].tolist(),
         }
-        times.append(gt.kept_t[first][lacks])
+        times.append(gt.missing_t[order])
     t = np.concatenate(times) if times else np.zeros(0, np.int64)
     day_lo = s.coverage.day_lo
     hours = {int(h) for h in np.unique((t[t >= day_lo] - day_lo) // (3600 * NS)) if 0 <= h < 24}

@@ -7,6 +7,8 @@ and each table is folded into an accumulator whose size does not grow with the r
   (fixed-point sizes, whole milliseconds, level counts, one log return per second);
 - trade ids: one byte per id of the day's id range (``max - min + 1``; 3 MB for a 3 M-trade day), which finds
   missing and duplicated ids exactly in any file order;
+- golden trade ids: runs of consecutive ids (``lake.quality.TradeIdRuns``, one on a complete capture), each batch
+  checked against the lake's ids, scanned before it: only the ids the lake lacks are kept, with their times;
 - golden depth: three int64 per golden *message* (update ids and time), to find the ones the lake lacks;
 - everything else is counters and the carried last message/row of the previous batch.
 
@@ -34,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rlx_pipeline import storage
+from rlx_pipeline.lake.quality import TradeIdRuns
 from rlx_pipeline.validation.stats import Hist
 
 NS = 1_000_000_000
@@ -44,7 +47,7 @@ BATCH_ROWS = 262_144
 LATENCY_UNIT_NS = 100_000  # latency histogram resolution: 0.1 ms
 SILENCE_NS = 5 * NS  # a pause between lake depth messages longer than this is listed in the gap timeline
 TOP_SILENCES = 50
-CHECKPOINT_VERSION = 2  # 2: golden trade ids kept (coverage)
+CHECKPOINT_VERSION = 3  # 2: golden trade ids kept (coverage); 3: lake trades first, golden trade ids as runs
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ class TradeScan(_Acc):
 
     SCALARS = ("rows", "covered_rows", "prev_ms", "cur_sec", "cur_price", "last_sec", "last_price")
     SCALARS += ("id_lo", "id_dups", "id_outside")
-    ARRAYS = ("kept_ids", "kept_t")
+    ARRAYS = ("missing_ids", "missing_t", "run_starts", "run_ends")
     HISTS = ("size", "inter_ms", "ret_1s")
 
     def __init__(
@@ -200,14 +203,16 @@ class TradeScan(_Acc):
         coverage: Coverage,
         origin: OriginCounts | None,
         id_range: tuple[int, int] | None,
-        keep_ids: bool = False,
+        against: TradeScan | None = None,
     ):
-        """``keep_ids``: keep every (trade id, time) (golden: which of them the lake lacks, anywhere)."""
+        """``against``: the lake's scan, complete (golden: which ids the lake lacks, anywhere; each id at its first
+        row in file order)."""
         self.cov, self.origin = coverage, origin
-        self.keep_ids = keep_ids
-        self.kept_ids = np.zeros(0, np.int64)
-        self.kept_t = np.zeros(0, np.int64)
-        self._kept: list[tuple[np.ndarray, np.ndarray]] = []
+        self.against = against
+        self.runs = TradeIdRuns()  # the ids seen (golden)
+        self.missing_ids = np.zeros(0, np.int64)  # ids the lake lacks (golden), in the order found ...
+        self.missing_t = np.zeros(0, np.int64)  # ... and the time of each one's first row
+        self._missing: list[tuple[np.ndarray, np.ndarray]] = []
         self.rows = self.covered_rows = 0
         self.prev_ms = self.cur_sec = self.last_sec = NULL
         self.cur_price = self.last_price = 0
@@ -216,14 +221,17 @@ class TradeScan(_Acc):
         self.seen = np.zeros(id_range[1] - id_range[0] + 1 if id_range else 0, np.uint8)
         self.check_ids = id_range is not None
 
-    def _flush_kept(self) -> None:
-        if self._kept:
-            self.kept_ids = np.concatenate([self.kept_ids, *(p[0] for p in self._kept)])
-            self.kept_t = np.concatenate([self.kept_t, *(p[1] for p in self._kept)])
-            self._kept.clear()
+    run_starts = property(lambda self: self.runs.starts, lambda self, v: setattr(self.runs, "starts", v))
+    run_ends = property(lambda self: self.runs.ends, lambda self, v: setattr(self.runs, "ends", v))
+
+    def _flush_missing(self) -> None:
+        if self._missing:
+            self.missing_ids = np.concatenate([self.missing_ids, *(p[0] for p in self._missing)])
+            self.missing_t = np.concatenate([self.missing_t, *(p[1] for p in self._missing)])
+            self._missing.clear()
 
     def state(self, prefix: str) -> dict[str, np.ndarray]:
-        self._flush_kept()
+        self._flush_missing()
         out = super().state(prefix)
         out[f"{prefix}.seen"] = np.packbits(self.seen)
         if self.origin is not None:
@@ -242,9 +250,15 @@ class TradeScan(_Acc):
         self.rows += len(t)
         if self.origin is not None:
             self.origin.update(t, r)
-        if self.keep_ids:
+        if self.against is not None:
             ok = ids != NULL
-            self._kept.append((ids[ok], t[ok]))
+            u, first = np.unique(ids[ok], return_index=True)
+            new = ~self.runs.contains(u)
+            u, ut = u[new], t[ok][first[new]]
+            self.runs.add(u)
+            lacks = self.against.lacks(u)
+            if lacks.any():
+                self._missing.append((u[lacks], ut[lacks]))
         if self.check_ids:
             ok = ids != NULL
             idx = ids[ok] - self.id_lo
@@ -289,7 +303,7 @@ class TradeScan(_Acc):
         if self.cur_sec != NULL:
             self._seconds(np.array([self.cur_sec]), np.array([self.cur_price]))
             self.cur_sec = NULL
-        self._flush_kept()
+        self._flush_missing()
 
     def lacks(self, ids: np.ndarray) -> np.ndarray:
         """Which of ``ids`` this (lake) scan never saw, inside its own id span or outside it."""
@@ -606,15 +620,16 @@ def scan_day(
     if match_window and not g_sources:
         coverage = Coverage(day_lo, np.zeros(1440, bool))
     gd = GoldenDepthScan() if g_depth else None
-    gt = TradeScan(Coverage(day_lo, None), None, None, keep_ids=True) if g_trades else None
     lt = TradeScan(coverage, OriginCounts(day_lo, day_hi, tol_ns), _trade_id_range(inputs.lake_trades))
+    gt = TradeScan(Coverage(day_lo, None), None, None, against=lt) if g_trades else None
 
     params = {"day_lo": day_lo, "tol_ns": tol_ns, "match_window": match_window, "batch": BATCH_ROWS}
     fingerprint = _fingerprint(inputs, params)
     ckpt = checkpoint_dir / "state.npz" if checkpoint_dir else None
 
-    # phases in order; the lake delta scan needs the golden update ids, so it is built after golden depth
-    phases = ["golden_depth", "golden_trades", "lake_trades", "lake_delta"]
+    # phases in order: the golden trade ids are checked against the lake's as they are read, so lake trades come
+    # first; the lake delta scan needs the golden update ids, so it is built after golden depth
+    phases = ["lake_trades", "golden_trades", "golden_depth", "lake_delta"]
     scans = Scans(coverage, gd, gt, lt, None)  # type: ignore[arg-type]
     start_phase, start_rg = 0, 0
     loaded: dict[str, np.ndarray] | None = None
