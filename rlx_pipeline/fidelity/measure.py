@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import gc
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain
@@ -165,15 +165,26 @@ class Fidelity:
         }
 
 
+def ns_to_ms(ns: np.ndarray) -> np.ndarray:
+    return ns / 1e6
+
+
+def ns_to_ms_polars(ns: np.ndarray) -> np.ndarray:
+    """What polars gives for ``ns / 1e6``: it multiplies by the reciprocal, which differs from the division in the
+    last bit for some values (the trade figures were computed in polars: the report keeps them to the bit)."""
+    return ns * 1e-6
+
+
 class TimingDist:
     """Time differences in ns (int64), for the report's figures in ms: ``summary`` gives what ``np.percentile``
-    (linear) and min/max give on the values / 1e6, exactly. Held as sorted distinct values with their counts while
-    fewer than half the values are distinct (16 bytes a distinct value: at most 8 bytes a value), as the values
-    themselves (8 bytes each) once more are. Values are taken in batches (``add``, ``append``)."""
+    (linear) and min/max give on the values in ms (``to_ms``), exactly. Held as sorted distinct values with their
+    counts while fewer than half the values are distinct (16 bytes a distinct value: at most 8 bytes a value), as
+    the values themselves (8 bytes each) once more are. Values are taken in batches (``add``, ``append``)."""
 
     _FLUSH = 1 << 16
 
-    def __init__(self) -> None:
+    def __init__(self, to_ms: Callable[[np.ndarray], np.ndarray] = ns_to_ms) -> None:
+        self.to_ms = to_ms
         self.n = 0
         self.values = np.empty(0, np.int64)  # counts form: sorted distinct values ...
         self.counts = np.empty(0, np.int64)  # ... and how often each was seen
@@ -232,7 +243,7 @@ class TimingDist:
 
         def at(k: int) -> float:
             i = k if cum is None else int(np.searchsorted(cum, k, "right"))
-            return float(v[i]) / 1e6
+            return float(self.to_ms(v[i : i + 1])[0])
 
         out = {}
         for q in (1, 50, 99):
@@ -252,12 +263,12 @@ class TimingDist:
     def histogram_input(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(values in ms, their counts or None): what ``np.histogram`` counts as the values themselves."""
         v, cum = self._sorted()
-        return v / 1e6, (None if cum is None else self.counts)
+        return self.to_ms(v), (None if cum is None else self.counts)
 
     def values_ms(self) -> np.ndarray:
         """Every value in ms, sorted (for tests and notebooks: the day's size)."""
         v, cum = self._sorted()
-        return (v if cum is None else np.repeat(v, self.counts)) / 1e6
+        return self.to_ms(v if cum is None else np.repeat(v, self.counts))
 
 
 def compare_side(
@@ -453,7 +464,7 @@ def _trades(f: Fidelity, layout: DataLayout, date: str, symbol: str, uni_path: P
     ).fill_null(False)
     wrong: list[dict] = []
     extra: list[dict] = []
-    origin, receive = TimingDist(), TimingDist()
+    origin, receive = TimingDist(ns_to_ms_polars), TimingDist(ns_to_ms_polars)
     gi, rg = f.trades_golden_in_recon, f.trades_recon_in_golden
     for lo, hi, first in _id_ranges([r_span, _span(g_all, "trade_id")], chunk):
         g = g_all.filter(_in("trade_id", lo, hi, first)).collect()
