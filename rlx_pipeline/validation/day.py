@@ -23,7 +23,8 @@ the verdict: False (default) lets the checks that did measure (``gaps`` on trade
 ``origin_time``) decide it, and records the unchecked ones apart; True makes them ``failed``, so a day is never
 reconstructed without a golden comparison.
 
-Memory and checkpoints: ``validation.scan`` (the quote pass is small and not checkpointed: it reruns on resume).
+Memory and checkpoints: ``validation.scan`` (the quote pass and the golden depth coverage, read range of update ids
+by range after the scans, are not checkpointed: they rerun on resume).
 """
 
 from __future__ import annotations
@@ -40,7 +41,17 @@ from rlx_pipeline.golden.window import first_snapshot_update_id
 from rlx_pipeline.lake.quality import hour_ranges
 from rlx_pipeline.layout import DataLayout
 from rlx_pipeline.settings import Thresholds
-from rlx_pipeline.validation.scan import NS, Inputs, ProgressFn, QuoteScan, Scans, scan_day, scan_quotes
+from rlx_pipeline.validation.scan import (
+    NS,
+    DepthCoverage,
+    Inputs,
+    ProgressFn,
+    QuoteScan,
+    Scans,
+    depth_coverage,
+    scan_day,
+    scan_quotes,
+)
 from rlx_pipeline.validation.stats import KS, Hist, PowerLaw, ks_hist, power_law_hist
 
 # lost update ids handed to reconstruction; beyond, snapshots that disagree still flag them
@@ -227,6 +238,11 @@ def validate_inputs(
         checkpoint_every_s=checkpoint_every_s,
         progress=progress,
     )
+    g_depth = inputs.present("golden_depth")
+    from_u = first_snapshot_update_id(inputs.present("golden_snapshots"))
+    depth = (
+        depth_coverage(g_depth, inputs.lake_delta, from_u, s.lake_delta, MAX_LOST_IDS) if g_depth else None
+    )
     lake_book, ticker = inputs.present("lake_book"), inputs.present("golden_ticker")
     quotes = scan_quotes(lake_book, ticker, s.coverage) if lake_book and ticker else None
     v = DayValidation(date, symbol, None, require_golden=require_golden)
@@ -238,7 +254,7 @@ def validate_inputs(
         "lake_delta_messages": s.lake_delta.messages,
         "lake_delta_messages_compared": s.lake_delta.covered_messages,
         "golden_trades": s.golden_trades.rows if s.golden_trades else 0,
-        "golden_depth_messages": len(s.golden_depth.u) if s.golden_depth else 0,
+        "golden_depth_messages": depth.messages if depth else 0,
         "lake_book_rows_compared": quotes.lake_rows if quotes else 0,
         "lake_book_rows_with_golden_ticker": quotes.matched if quotes else 0,
     }
@@ -251,8 +267,8 @@ def validate_inputs(
     elif mins is None and (s.golden_trades or s.golden_depth):
         v.covered_minutes = -1  # whole tables compared
     _origin(v, s, th)
-    _gaps(v, s, th, first_snapshot_update_id(inputs.present("golden_snapshots")))
-    _compare(v, s, th, quotes)
+    _gaps(v, s, th, depth)
+    _compare(v, s, th, depth, quotes)
     return v
 
 
@@ -273,32 +289,26 @@ def _origin(v: DayValidation, s: Scans, th: Thresholds) -> None:
     )
 
 
-def _golden_coverage(s: Scans, from_u: int | None) -> dict:
+def _golden_coverage(s: Scans, depth: DepthCoverage | None) -> dict:
     """Golden depth update ids and golden trade ids the lake lacks anywhere in the golden window: before the lake's
     first id (it starts late), inside its range (a hole), after its last (it ends early). Depth ids count after
-    ``from_u``, the day's first golden snapshot (``golden.window``)."""
-    ld, gd, gt = s.lake_delta, s.golden_depth, s.golden_trades
+    the day's first golden snapshot (``golden.window``)."""
+    gt = s.golden_trades
     out: dict = {}
     times: list[np.ndarray] = []
-    if gd is not None and len(gd.u):
-        inside = gd.u > from_u if from_u is not None else np.ones(len(gd.u), bool)
-        gu = gd.u[inside]
-        lacks = ~ld.golden_seen[inside] if ld.messages else np.ones(len(gu), bool)
-        before = gu < ld.seq_min if ld.messages else np.zeros(len(gu), bool)
-        after = gu > ld.seq_max if ld.messages else np.zeros(len(gu), bool)
-        miss = np.flatnonzero(lacks)
+    if depth is not None and depth.messages:
         out["depth"] = {
-            "golden": len(gu),
-            "before_first_golden_snapshot": int((~inside).sum()),  # not counted: no golden book for them
-            "missing": len(miss),
-            "before_lake_start": int((lacks & before).sum()),
-            "inside_lake_range": int((lacks & ~before & ~after).sum()),
-            "after_lake_end": int((lacks & after).sum()),
-            "first_missing_update_ids": gu[miss[:20]].tolist(),
+            "golden": depth.golden,
+            "before_first_golden_snapshot": depth.before_first_snapshot,  # not counted: no golden book for them
+            "missing": depth.missing,
+            "before_lake_start": depth.before_lake_start,
+            "inside_lake_range": depth.inside_lake_range,
+            "after_lake_end": depth.after_lake_end,
+            "first_missing_update_ids": depth.missing_ids[:20],
             # every one (up to MAX_LOST_IDS): reconstruction starts an invalid interval at each (book_valid)
-            "missing_update_ids": gu[miss[:MAX_LOST_IDS]].tolist(),
+            "missing_update_ids": depth.missing_ids[:MAX_LOST_IDS],
         }
-        times.append(gd.t[inside][miss])
+        times.append(depth.missing_t)
     if gt is not None and gt.runs.unique:
         order = np.argsort(gt.missing_ids, kind="stable")  # each id once: by id
         out["trades"] = {
@@ -315,10 +325,10 @@ def _golden_coverage(s: Scans, from_u: int | None) -> dict:
     return out
 
 
-def _gaps(v: DayValidation, s: Scans, th: Thresholds, golden_from_u: int | None) -> None:
+def _gaps(v: DayValidation, s: Scans, th: Thresholds, depth_cov: DepthCoverage | None) -> None:
     ld = s.lake_delta
     g = s.lake_trades.id_summary() or {"trade_id_span": 0, "trade_ids_missing": 0, "trade_ids_duplicated": 0}
-    cov = _golden_coverage(s, golden_from_u)
+    cov = _golden_coverage(s, depth_cov)
     depth = cov.get("depth", {"golden": 0, "missing": 0, "first_missing_update_ids": []})
     trades = cov.get("trades", {"golden": 0, "missing": 0})
     golden_msgs, missing_msgs = depth["golden"], depth["missing"]
@@ -330,7 +340,7 @@ def _gaps(v: DayValidation, s: Scans, th: Thresholds, golden_from_u: int | None)
         "missing_update_ids": depth.get("missing_update_ids", []),
         "missing_update_id_times_ns": cov["missing_times_ns"],
         "golden_coverage": cov,
-        "golden_own_breaks": s.golden_depth.breaks if s.golden_depth else 0,
+        "golden_own_breaks": depth_cov.breaks if depth_cov else 0,
         "lake_messages": ld.messages,
         "sequence_backwards": ld.seq_backwards,
         "silences_over_5s": [{"start_ns": a, "seconds": b / NS} for a, b in silences],
@@ -386,9 +396,11 @@ def _as_units(h: Hist) -> Hist:
     return Hist(h.values / 10**SCALE, h.counts)
 
 
-def _compare(v: DayValidation, s: Scans, th: Thresholds, quotes: QuoteScan | None = None) -> None:
+def _compare(
+    v: DayValidation, s: Scans, th: Thresholds, depth: DepthCoverage | None, quotes: QuoteScan | None = None
+) -> None:
     gt, gd, lt, ld = s.golden_trades, s.golden_depth, s.lake_trades, s.lake_delta
-    if not ((gt is not None and gt.rows) or (gd is not None and len(gd.u))):
+    if not ((gt is not None and gt.rows) or (depth is not None and depth.messages)):
         v.checks.append(_not_checked("ks", th.ks_d_max, "no golden samples", v.require_golden))
         v.checks.append(_not_checked("tail", th.alpha_diff_max, "no golden samples", v.require_golden))
         return

@@ -9,7 +9,9 @@ and each table is folded into an accumulator whose size does not grow with the r
   missing and duplicated ids exactly in any file order;
 - golden trade ids: runs of consecutive ids (``lake.quality.TradeIdRuns``, one on a complete capture), each batch
   checked against the lake's ids, scanned before it: only the ids the lake lacks are kept, with their times;
-- golden depth: three int64 per golden *message* (update ids and time), to find the ones the lake lacks;
+- golden depth: the levels per message here; which golden messages the lake lacks is found after the pass, range
+  of update ids by range (``depth_coverage``: each range reads only its own ids from both tables, parquet
+  statistics prune the rest), holding a range and the missing ids;
 - everything else is counters and the carried last message/row of the previous batch.
 
 Book-delta rows of one exchange message are contiguous and share ``sequence_number`` (Crypto Lake's layout), so
@@ -27,10 +29,11 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -377,18 +380,17 @@ class _Runs(_Acc):
 
 
 class DeltaScan(_Runs):
-    """Lake ``book_delta``: per message origin/latency, sequence order, silences, levels, golden update ids seen."""
+    """Lake ``book_delta``: per message origin/latency, sequence order, silences, levels."""
 
     SCALARS = ("messages", "covered_messages", "seq_backwards", "prev_seq", "seq_min", "seq_max", "prev_t")
-    ARRAYS = ("golden_seen", "silence_t", "silence_ns")
+    ARRAYS = ("silence_t", "silence_ns")
     HISTS = ("levels",)
 
-    def __init__(self, coverage: Coverage, origin: OriginCounts, golden_u: np.ndarray) -> None:
+    def __init__(self, coverage: Coverage, origin: OriginCounts) -> None:
         super().__init__()
-        self.cov, self.origin, self.golden_u = coverage, origin, golden_u
+        self.cov, self.origin = coverage, origin
         self.messages = self.covered_messages = self.seq_backwards = 0
         self.prev_seq = self.seq_min = self.seq_max = self.prev_t = NULL
-        self.golden_seen = np.zeros(len(golden_u), bool)
         self.silence_t = np.zeros(0, np.int64)
         self.silence_ns = np.zeros(0, np.int64)
         self.levels = Hist()
@@ -432,63 +434,106 @@ class DeltaScan(_Runs):
                 top = np.argsort(-sn, kind="stable")[:TOP_SILENCES]
                 self.silence_t, self.silence_ns = st[top], sn[top]
             self.prev_t = int(tv[-1])
-        if len(self.golden_u):
-            pos = np.searchsorted(self.golden_u, seq)
-            hit = pos < len(self.golden_u)
-            hit[hit] = self.golden_u[pos[hit]] == seq[hit]
-            self.golden_seen[pos[hit]] = True
         cov = self.cov.covered(t)
         self.covered_messages += int(cov.sum())
         self.levels.add(levels[cov])
 
 
 class GoldenDepthScan(_Runs):
-    """Golden depth rows -> messages: update ids and time per message (kept), levels per message (histogram)."""
+    """Golden depth rows -> messages: levels per message (histogram, every message as captured)."""
 
-    ARRAYS = ("u", "first_u", "t")
     HISTS = ("levels",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.u = np.zeros(0, np.int64)
-        self.first_u = np.zeros(0, np.int64)
-        self.t = np.zeros(0, np.int64)
         self.levels = Hist()
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def state(self, prefix: str) -> dict[str, np.ndarray]:
-        self._flush()
-        return super().state(prefix)
 
     def update(self, u: np.ndarray, first_u: np.ndarray, t: np.ndarray, has_level: np.ndarray) -> None:
         msgs, self.carry = _split_runs(u, {"t": t, "first_u": first_u}, has_level, self.carry)
         if msgs:
-            self._messages(msgs)
-
-    def _messages(self, m: dict[str, np.ndarray]) -> None:
-        self._parts.append((m["key"], m["first_u"], m["t"]))
-        self.levels.add(m["levels"])
-
-    def _flush(self) -> None:
-        if self._parts:
-            self.u = np.concatenate([self.u, *(p[0] for p in self._parts)])
-            self.first_u = np.concatenate([self.first_u, *(p[1] for p in self._parts)])
-            self.t = np.concatenate([self.t, *(p[2] for p in self._parts)])
-            self._parts.clear()
+            self.levels.add(msgs["levels"])
 
     def finish(self) -> None:
         if self.carry is not None:
             c, self.carry = self.carry, None
-            self._messages(c)
-        self._flush()
-        # sorted by final update id, one entry per id (a message captured twice counts once)
-        _, first = np.unique(self.u, return_index=True)
-        self.u, self.first_u, self.t = self.u[first], self.first_u[first], self.t[first]
+            self.levels.add(c["levels"])
+
+
+@dataclass
+class DepthCoverage:
+    """Golden depth messages (one per final update id ``u``, the first captured) against the lake's messages."""
+
+    messages: int = 0  # golden messages
+    breaks: int = 0  # messages whose first update id does not follow the previous one's final id
+    before_first_snapshot: int = 0  # messages at or before ``from_u``: not counted below
+    golden: int = 0  # messages after ``from_u``
+    before_lake_start: int = 0  # ... the lake lacks, below its first sequence number
+    inside_lake_range: int = 0
+    after_lake_end: int = 0
+    missing_ids: list[int] = field(default_factory=list)  # the first ``keep`` the lake lacks, ascending
+    missing_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # each one's event time
 
     @property
-    def breaks(self) -> int:
-        """Messages whose first update id does not follow the previous final one (the golden's own gaps)."""
-        return int((self.first_u[1:] != self.u[:-1] + 1).sum()) if len(self.u) > 1 else 0
+    def missing(self) -> int:
+        return self.before_lake_start + self.inside_lake_range + self.after_lake_end
+
+
+DEPTH_RANGE_ROWS = 1_000_000  # golden depth rows per range of update ids (a few MB of three columns)
+
+
+def depth_coverage(
+    golden: Path, lake_delta: Path, from_u: int | None, lake: DeltaScan, keep: int
+) -> DepthCoverage:
+    """Golden messages the lake lacks, in ranges of update ids of about ``DEPTH_RANGE_ROWS`` golden rows each.
+    ``lake``: the finished scan of ``lake_delta`` (its first and last sequence numbers, messages); messages after
+    ``from_u`` (the day's first golden snapshot) are counted."""
+    g_all = pl.scan_parquet(golden).select(
+        pl.col("final_update_id").alias("u"),
+        pl.col("first_update_id").fill_null(NULL).alias("first_u"),
+        pl.col("event_time").cast(pl.Int64).fill_null(NULL).alias("t"),
+    )
+    r_all = pl.scan_parquet(lake_delta).select(pl.col("sequence_number").alias("u"))
+    lo, hi, rows = (
+        g_all.select(
+            pl.col("u").min().alias("a"), pl.col("u").max().alias("b"), pl.col("u").count().alias("n")
+        )
+        .collect()
+        .row(0)
+    )
+    out = DepthCoverage()
+    if lo is None:
+        return out
+    width = (hi - lo) // max(1, rows // DEPTH_RANGE_ROWS) + 1
+    prev_u: int | None = None
+    times: list[np.ndarray] = []
+    for a in range(lo, hi + 1, width):
+        inside_range = pl.col("u").is_between(a, min(a + width - 1, hi))
+        g = g_all.filter(inside_range).unique("u", keep="first", maintain_order=True).sort("u").collect()
+        if not len(g):
+            continue
+        seen = g["u"].is_in(r_all.filter(inside_range).unique().collect()["u"].implode()).to_numpy()
+        u, first_u, t = (g[c].to_numpy() for c in ("u", "first_u", "t"))
+        out.messages += len(u)
+        expect = np.r_[NULL if prev_u is None else prev_u + 1, u[:-1] + 1]
+        out.breaks += int((first_u != expect)[0 if prev_u is not None else 1 :].sum())
+        prev_u = int(u[-1])
+        after_from = u > from_u if from_u is not None else np.ones(len(u), bool)
+        out.before_first_snapshot += int((~after_from).sum())
+        gu, gt = u[after_from], t[after_from]
+        out.golden += len(gu)
+        if lake.messages:
+            lacks = ~seen[after_from]
+            before, after = gu < lake.seq_min, gu > lake.seq_max
+        else:
+            lacks = np.ones(len(gu), bool)
+            before = after = np.zeros(len(gu), bool)
+        out.before_lake_start += int((lacks & before).sum())
+        out.inside_lake_range += int((lacks & ~before & ~after).sum())
+        out.after_lake_end += int((lacks & after).sum())
+        out.missing_ids += gu[lacks][: keep - len(out.missing_ids)].tolist()
+        times.append(gt[lacks])
+    out.missing_t = np.concatenate(times) if times else np.zeros(0, np.int64)
+    return out
 
 
 # --- quotes ------------------------------------------------------------------------------------------
@@ -628,7 +673,7 @@ def scan_day(
     ckpt = checkpoint_dir / "state.npz" if checkpoint_dir else None
 
     # phases in order: the golden trade ids are checked against the lake's as they are read, so lake trades come
-    # first; the lake delta scan needs the golden update ids, so it is built after golden depth
+    # first
     phases = ["lake_trades", "golden_trades", "golden_depth", "lake_delta"]
     scans = Scans(coverage, gd, gt, lt, None)  # type: ignore[arg-type]
     start_phase, start_rg = 0, 0
@@ -649,8 +694,7 @@ def scan_day(
         scans.resumed_from = f"{phases[start_phase]} row group {start_rg}"
 
     def build_delta() -> DeltaScan:
-        golden_u = gd.u if gd is not None else np.zeros(0, np.int64)
-        return DeltaScan(coverage, OriginCounts(day_lo, day_hi, tol_ns), golden_u)
+        return DeltaScan(coverage, OriginCounts(day_lo, day_hi, tol_ns))
 
     last_ckpt = time.monotonic()
 
