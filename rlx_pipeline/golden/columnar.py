@@ -58,6 +58,7 @@ _ROWS = {  # table -> (group, the scan's column of each field after capture_ns, 
 }
 _DEPTH_HEAD = ("E", "i1", "i2", "i3")  # event_time, first, final and previous final update id
 _LEVEL = ("side_is_bid", "price", "size")
+_DEPTH_ROW = ("line", "capture_ns", *_DEPTH_HEAD, "seen")  # a diff's columns on each of its level rows
 _TABLE_OF = {TRADE: "trades", AGG_TRADE: "agg_trades", BOOK_TICKER: "book_ticker", DEPTH: "depth"}
 # Raw ``[price, size]`` string lists of a depth line (by batch position), as the per-line parser holds them.
 RawLevels = Callable[[int], tuple[list, list]]
@@ -69,14 +70,14 @@ Columns = dict[str, np.ndarray]
 def parse_file(ctx: _Context, path: Path) -> None:
     """All lines of one capture file, in batches of whole frames of about ``BATCH_LINES`` lines. Unreadable bytes
     are recorded where the reader meets them: after the lines read before them, as line by line."""
-    src = str(path)
+    file = _File(str(path))
     line_no = 0
     masks = line_scan.field_masks(ctx.venue.frames)  # the file's venue decides which lines are its frames
     for item in _read_ahead(path, np.frombuffer(ctx.sym.encode(), np.uint8), masks):
         if isinstance(item, FrameLoss):
             _lost(ctx.res, item)
         else:
-            line_no += _batch(ctx, path, src, line_no + 1, *item)
+            line_no += _batch(ctx, path, file, line_no + 1, *item)
 
 
 _AHEAD = 2  # batches read and scanned ahead of the one whose state is being built
@@ -153,7 +154,7 @@ def _scan(frames: list[bytes], sym: np.ndarray, masks: tuple[np.ndarray, np.ndar
     return buf, Scan(*line_scan.scan(arr, frame_ends, line_scan.terminators(buf, arr), sym, *masks))
 
 
-def _batch(ctx: _Context, path: Path, src: str, first_no: int, buf: bytes, scan: Scan) -> int:
+def _batch(ctx: _Context, path: Path, file: _File, first_no: int, buf: bytes, scan: Scan) -> int:
     """One batch of consecutive whole frames (``buf``, scanned); returns its number of lines. A line that is not a
     capture line is recorded in its place and reading goes on, as line by line."""
     end, starts, ends = scan.n, scan.starts, scan.ends
@@ -197,20 +198,26 @@ def _batch(ctx: _Context, path: Path, src: str, first_no: int, buf: bytes, scan:
         h0, h1 = np.searchsorted(scan.line, [a, b]).tolist()
         if h1 > h0:
             seg = {name: col[h0:h1] for name, col in columns.items()}
-            _segment(ctx, src, first_no, seg, kinds, scan, raw_levels)
+            _segment(ctx, file, first_no, seg, kinds, scan, raw_levels)
         if b < end:
             one = slow[b]
             if isinstance(one, CaptureFormatError):
-                ctx.res.malformed.append((src, -1, str(one)))
+                ctx.res.malformed.append((file.name, -1, str(one)))
             else:
-                parse_line(ctx, src, first_no + b, *one)
+                parse_line(ctx, file.name, first_no + b, *one)
         a = b + 1
     ctx.count_lines(end)
     return end
 
 
 def _segment(
-    ctx: _Context, src: str, first_no: int, seg: Columns, kinds: list[str], scan: Scan, raw_levels: RawLevels
+    ctx: _Context,
+    file: _File,
+    first_no: int,
+    seg: Columns,
+    kinds: list[str],
+    scan: Scan,
+    raw_levels: RawLevels,
 ) -> None:
     """Consecutive hot lines with no per-line line among them: state in capture order, rows in batches."""
     res, s, lo, hi = ctx.res, ctx.s, ctx.lo, ctx.hi
@@ -230,45 +237,61 @@ def _segment(
     in_day = (t >= lo) & (t < hi)
     day = np.flatnonzero(in_day)
     if len(day):
-        streams, first, counts = np.unique(seg["stream"][day], return_index=True, return_counts=True)
-        for k in np.argsort(first).tolist():  # kinds in the order they first come, as line by line
-            res.messages[kinds[streams[k]]] += int(counts[k])
+        streams = seg["stream"][day]
+        counts = np.bincount(streams)
+        present = np.flatnonzero(counts).tolist()
+        if len(present) > 1:  # kinds in the order they first come, as line by line
+            present.sort(key=lambda k: int(np.argmax(streams == k)))
+        for k in present:
+            res.messages[kinds[k]] += int(counts[k])
         t_day = t[day]
-        res.minutes.update(np.unique((t_day - lo) // 60_000).tolist())
+        res.minutes.update(np.flatnonzero(np.bincount((t_day - lo) // 60_000)).tolist())
         t_min, t_max = int(t_day.min()), int(t_day.max())
         res.first_event_ms = t_min if res.first_event_ms is None else min(res.first_event_ms, t_min)
         res.last_event_ms = t_max if res.last_event_ms is None else max(res.last_event_ms, t_max)
 
     # Tables in the order their first rows arrive (the order of the result's row counts), as line by line.
-    group, lines = seg["group"], seg["line"]
-    first_rows = _first_rows(group, lines, in_day)
+    lines = seg["line"]
+    is_group = [seg["group"] == code for code in _TABLE_OF]  # by group code
+    first_rows = _first_rows(is_group, lines, in_day)
     dropped: list[int] = []  # segment rows of a hand-over overlap's duplicates
-    depth = np.flatnonzero(group == DEPTH)
+    depth = np.flatnonzero(is_group[DEPTH])
     if len(depth):
-        _depth_sync(ctx, src, first_no, seg, depth, in_day, first_rows, dropped, raw_levels)
-    trades = np.flatnonzero(group == TRADE)
+        _depth_sync(ctx, file.name, first_no, seg, depth, in_day, first_rows, dropped, raw_levels)
+    trades = np.flatnonzero(is_group[TRADE])
     if len(trades):
         _trade_ids(ctx, seg["i1"][trades], in_day[trades], trades, dropped)
     for code, kind in ((AGG_TRADE, "aggTrade"), (BOOK_TICKER, "bookTicker")):
-        part = np.flatnonzero(group == code)
+        part = np.flatnonzero(is_group[code])
         if len(part):
             _last_ids(ctx, kind, seg["i1"][part], in_day[part], part, dropped)
     keep = in_day
     if dropped:
         keep = in_day.copy()
         keep[dropped] = False
-        first_rows = _first_rows(group, lines, keep)
+        first_rows = _first_rows(is_group, lines, keep)
     _touch(ctx.sink, first_rows, None)
 
     if not len(day):
         return
     for table, (code, fields) in _ROWS.items():
-        rows = np.flatnonzero(keep & (group == code))
+        rows = np.flatnonzero(keep & is_group[code])
         if len(rows):
-            ctx.sink.extend(table, _table(table, {k: v[rows] for k, v in seg.items()}, fields, src, first_no))
-    heads = np.flatnonzero(keep & (group == DEPTH))
+            cols = {name: seg[name][rows] for name in ("line", "capture_ns", "seen", *fields)}
+            ctx.sink.extend(table, _table(table, cols, fields, file, first_no))
+    heads = np.flatnonzero(keep & is_group[DEPTH])
     if len(heads):
-        ctx.sink.extend("depth", _depth_rows(seg, heads, scan, src, first_no))
+        head = np.stack([seg[name][heads] for name in _DEPTH_ROW])
+        rows, side, price, size, none = _level_rows(
+            head,
+            seg["n_bids"][heads],
+            seg["n_asks"][heads],
+            seg["lv_first"][heads],
+            scan.lv_price,
+            scan.lv_size,
+        )
+        cols = {**dict(zip(_DEPTH_ROW, rows, strict=True)), "side_is_bid": side, "price": price, "size": size}
+        ctx.sink.extend("depth", _table("depth", cols, (*_DEPTH_HEAD, *_LEVEL), file, first_no, none))
 
 
 def _has(cols: Columns, name: str) -> np.ndarray:
@@ -279,7 +302,7 @@ def _table(
     table: str,
     cols: Columns,
     fields: tuple[str, ...],
-    src: str,
+    file: _File,
     first_no: int,
     none: np.ndarray | None = None,
 ) -> pa.Table:
@@ -287,11 +310,7 @@ def _table(
     columns named ``fields``; a field a line lacks (:data:`_OPTIONAL`), and every level field of the rows in
     ``none``, is null."""
     schema = TABLES[table]
-    arrays = [
-        pa.array(cols["capture_ns"]),
-        _repeated(src, len(cols["line"])),
-        pa.array(cols["line"] + first_no),
-    ]
+    arrays = [pa.array(cols["capture_ns"]), file.source(len(cols["line"])), pa.array(cols["line"] + first_no)]
     for name, f in zip(fields, schema.types[3:], strict=True):
         values = cols[name] * MS if pa.types.is_timestamp(f) else cols[name]
         missing = ~_has(cols, name) if name in _OPTIONAL else none if name in _LEVEL else None
@@ -299,32 +318,57 @@ def _table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _depth_rows(seg: Columns, heads: np.ndarray, scan: Scan, src: str, first_no: int) -> pa.Table:
-    """The depth rows of the diffs at ``heads``: one row per level (bids then asks), the diff's fields repeated;
-    a diff without levels keeps one row with null side, price and size."""
-    n_bids = seg["n_bids"][heads].astype(np.int64)
-    count = n_bids + seg["n_asks"][heads]
-    rows = np.maximum(count, 1)
-    cols = {name: np.repeat(seg[name][heads], rows) for name in ("line", "capture_ns", *_DEPTH_HEAD, "seen")}
-    k = np.arange(len(cols["line"])) - np.repeat(
-        np.cumsum(rows) - rows, rows
-    )  # the level's place in its diff
-    none = np.repeat(count == 0, rows)
-    at = np.repeat(seg["lv_first"][heads], rows) + k
-    at[none] = 0
-    cols["side_is_bid"] = k < np.repeat(n_bids, rows)
-    for name, levels in (("price", scan.lv_price), ("size", scan.lv_size)):
-        cols[name] = levels[at] if len(levels) else np.zeros(len(at), np.int64)
-    return _table("depth", cols, (*_DEPTH_HEAD, *_LEVEL), src, first_no, none)
+@njit(cache=True, nogil=True)
+def _level_rows(head, n_bids, n_asks, lv_first, lv_price, lv_size):
+    """One depth row per level of each diff (a column of ``head``: its fields), bids then asks, the diff's fields
+    repeated; a diff without levels keeps one row, flagged in ``none``. Returns (the repeated ``head`` rows,
+    side_is_bid, price, size, none)."""
+    total = 0
+    for j in range(len(n_bids)):
+        total += max(n_bids[j] + n_asks[j], 1)
+    rows = np.empty((head.shape[0], total), np.int64)
+    side = np.zeros(total, np.bool_)
+    price = np.zeros(total, np.int64)
+    size = np.zeros(total, np.int64)
+    none = np.zeros(total, np.bool_)
+    r = 0
+    for j in range(len(n_bids)):
+        count = n_bids[j] + n_asks[j]
+        for k in range(max(count, 1)):
+            for c in range(head.shape[0]):
+                rows[c, r] = head[c, j]
+            if count == 0:
+                none[r] = True
+            else:
+                side[r] = k < n_bids[j]
+                price[r] = lv_price[lv_first[j] + k]
+                size[r] = lv_size[lv_first[j] + k]
+            r += 1
+    return rows, side, price, size, none
 
 
-def _first_rows(group: np.ndarray, lines: np.ndarray, keep: np.ndarray) -> list[tuple[int, str]]:
-    rows = np.flatnonzero(keep)
-    if not len(rows):
-        return []
-    codes, first = np.unique(group[rows], return_index=True)
-    firsts = zip(lines[rows[first]].tolist(), codes.tolist(), strict=True)
-    return [(pos, _TABLE_OF[code]) for pos, code in sorted(firsts)]
+def _first_rows(is_group: list[np.ndarray], lines: np.ndarray, keep: np.ndarray) -> list[tuple[int, str]]:
+    firsts = []
+    for code, table in _TABLE_OF.items():
+        rows = keep & is_group[code]
+        first = int(np.argmax(rows))
+        if rows[first]:
+            firsts.append((int(lines[first]), table))
+    return sorted(firsts)
+
+
+class _File:
+    """The file being read: its name, and its ``source_file`` column (one Arrow array of the name repeated, grown
+    as needed; each table's rows take a zero-copy slice of it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._source = _repeated(name, 0)
+
+    def source(self, n: int) -> pa.Array:
+        if n > len(self._source):
+            self._source = _repeated(self.name, max(n, 2 * len(self._source)))
+        return self._source.slice(0, n)
 
 
 def _repeated(text: str, n: int) -> pa.Array:
