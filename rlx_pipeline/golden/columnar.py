@@ -85,11 +85,16 @@ _AHEAD = 2  # batches read and scanned ahead of the one whose state is being bui
 
 def _read_ahead(
     path: Path, sym: np.ndarray, masks: tuple[np.ndarray, np.ndarray]
-) -> Iterator[FrameLoss | tuple[bytes, tuple]]:
-    """The file's batches (bytes, scan) and its unreadable regions, in file order. Reading, zstd and the scan run
-    in a reader thread up to ``_AHEAD`` batches ahead (both release the GIL: on two cores they overlap the state
-    and table work of the batch before)."""
+) -> Iterator[FrameLoss | tuple[np.ndarray, Scan]]:
+    """The file's batches (bytes as uint8, scan) and its unreadable regions, in file order. Reading, zstd and the
+    scan run in a reader thread up to ``_AHEAD`` batches ahead (both release the GIL: on two cores they overlap the
+    state and table work of the batch before). A batch's bytes are valid until the next item is asked for."""
     out: queue.Queue = queue.Queue(maxsize=_AHEAD)
+    # Batch buffers, reused (one being filled, ``_AHEAD`` waiting, one being parsed): a fresh buffer per batch cost
+    # a page fault every 4 KB, most of the time of joining a batch's frames.
+    free: queue.Queue[np.ndarray] = queue.Queue()
+    for _ in range(_AHEAD + 2):
+        free.put(np.empty(0, np.uint8))
     stop = threading.Event()
 
     def put(item: object) -> None:
@@ -100,6 +105,15 @@ def _read_ahead(
             except queue.Full:
                 continue
 
+    def take(size: int) -> np.ndarray | None:
+        while not stop.is_set():
+            try:
+                buf = free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            return buf if len(buf) >= size else np.empty(size + size // 4, np.uint8)
+        return None
+
     def read() -> None:
         frames: list[bytes] = []
         n = 0
@@ -107,7 +121,9 @@ def _read_ahead(
         def emit() -> None:
             nonlocal frames, n
             if frames:
-                put(_scan(frames, sym, masks))
+                buf = take(sum(map(len, frames)))
+                if buf is not None:
+                    put((buf, *_scan(frames, buf, sym, masks)))
                 frames, n = [], 0
 
         def lost(loss: FrameLoss) -> None:
@@ -133,7 +149,12 @@ def _read_ahead(
         while (item := out.get()) is not _END:
             if isinstance(item, _Failed):
                 raise item.error
-            yield item
+            if isinstance(item, FrameLoss):
+                yield item
+                continue
+            buf, data, scan = item
+            yield data, scan
+            free.put(buf)
     finally:
         stop.set()
         reader.join()
@@ -147,20 +168,29 @@ class _Failed:
         self.error = error
 
 
-def _scan(frames: list[bytes], sym: np.ndarray, masks: tuple[np.ndarray, np.ndarray]) -> tuple[bytes, Scan]:
-    buf = frames[0] if len(frames) == 1 else b"".join(frames)
+def _scan(
+    frames: list[bytes], buf: np.ndarray, sym: np.ndarray, masks: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, Scan]:
+    """The frames copied into ``buf`` (the batch's bytes: its first part), then scanned."""
+    view = memoryview(buf)
+    end = 0
+    for f in frames:
+        view[end : end + len(f)] = f
+        end += len(f)
+    data = buf[:end]
+    data.flags.writeable = False  # the scan's one compiled form: read-only bytes, as np.frombuffer gives them
     frame_ends = np.cumsum([len(f) for f in frames], dtype=np.int64)
-    arr = np.frombuffer(buf, np.uint8)
-    return buf, Scan(*line_scan.scan(arr, frame_ends, line_scan.terminators(buf, arr), sym, *masks))
+    terms = line_scan.line_ends(data, any(b"\r" in f for f in frames))
+    return data, Scan(*line_scan.scan(data, frame_ends, terms, sym, *masks))
 
 
-def _batch(ctx: _Context, path: Path, file: _File, first_no: int, buf: bytes, scan: Scan) -> int:
-    """One batch of consecutive whole frames (``buf``, scanned); returns its number of lines. A line that is not a
-    capture line is recorded in its place and reading goes on, as line by line."""
+def _batch(ctx: _Context, path: Path, file: _File, first_no: int, buf: np.ndarray, scan: Scan) -> int:
+    """One batch of consecutive whole frames (``buf``, their bytes, scanned); returns its number of lines. A line
+    that is not a capture line is recorded in its place and reading goes on, as line by line."""
     end, starts, ends = scan.n, scan.starts, scan.ends
 
     def line(pos: int) -> bytes:
-        return buf[starts[pos] : ends[pos]]
+        return buf[starts[pos] : ends[pos]].tobytes()
 
     # pos -> (capture_ns, stream, data) for the per-line parser, or the error of a line that is not a capture line
     slow: dict[int, tuple[int, str, bytes] | CaptureFormatError] = {}
@@ -171,7 +201,7 @@ def _batch(ctx: _Context, path: Path, file: _File, first_no: int, buf: bytes, sc
             slow[pos] = exc
     # Kinds of every stream in the table; only hot streams' (ASCII) are used, a non-UTF-8 name is another's.
     kinds = [
-        buf[a:b].decode(errors="replace").partition("@")[2]
+        buf[a:b].tobytes().decode(errors="replace").partition("@")[2]
         for a, b in zip(scan.st_start.tolist(), scan.st_end.tolist(), strict=True)
     ]
     ints, decs = scan.ints, scan.decs
@@ -323,27 +353,32 @@ def _level_rows(head, n_bids, n_asks, lv_first, lv_price, lv_size):
     """One depth row per level of each diff (a column of ``head``: its fields), bids then asks, the diff's fields
     repeated; a diff without levels keeps one row, flagged in ``none``. Returns (the repeated ``head`` rows,
     side_is_bid, price, size, none)."""
-    total = 0
-    for j in range(len(n_bids)):
-        total += max(n_bids[j] + n_asks[j], 1)
+    n = len(n_bids)
+    rows_of = np.empty(n, np.int64)
+    for j in range(n):
+        rows_of[j] = max(n_bids[j] + n_asks[j], 1)
+    total = rows_of.sum()
     rows = np.empty((head.shape[0], total), np.int64)
-    side = np.zeros(total, np.bool_)
-    price = np.zeros(total, np.int64)
-    size = np.zeros(total, np.int64)
+    for c in range(head.shape[0]):  # a column at a time: each diff's value is a short fill
+        out, values = rows[c], head[c]
+        r = 0
+        for j in range(n):
+            out[r : r + rows_of[j]] = values[j]
+            r += rows_of[j]
+    side = np.empty(total, np.bool_)
+    price = np.empty(total, np.int64)
+    size = np.empty(total, np.int64)
     none = np.zeros(total, np.bool_)
     r = 0
-    for j in range(len(n_bids)):
+    for j in range(n):
         count = n_bids[j] + n_asks[j]
-        for k in range(max(count, 1)):
-            for c in range(head.shape[0]):
-                rows[c, r] = head[c, j]
-            if count == 0:
-                none[r] = True
-            else:
-                side[r] = k < n_bids[j]
-                price[r] = lv_price[lv_first[j] + k]
-                size[r] = lv_size[lv_first[j] + k]
-            r += 1
+        if count == 0:
+            none[r], side[r], price[r], size[r] = True, False, 0, 0
+        for k in range(count):
+            side[r + k] = k < n_bids[j]
+            price[r + k] = lv_price[lv_first[j] + k]
+            size[r + k] = lv_size[lv_first[j] + k]
+        r += rows_of[j]
     return rows, side, price, size, none
 
 

@@ -434,9 +434,14 @@ def _same_lit(buf, a0: int, a1: int, lit) -> bool:
 
 
 def terminators(buf: bytes, arr: np.ndarray) -> np.ndarray:
-    """Positions of the line-ending bytes (``\\n``, ``\\r``) of ``buf`` (``arr`` its uint8 view), found by numpy
-    (a vectorized pass, several times faster than a byte loop)."""
-    if b"\r" in buf:
+    """Positions of the line-ending bytes (``\\n``, ``\\r``) of ``buf`` (``arr`` its uint8 view)."""
+    return line_ends(arr, b"\r" in buf)
+
+
+def line_ends(arr: np.ndarray, cr: bool) -> np.ndarray:
+    """Positions of the line-ending bytes of ``arr`` (uint8): ``\\n``, and ``\\r`` when it holds any (``cr``),
+    found by numpy (a vectorized pass, several times faster than a byte loop)."""
+    if cr:
         return np.flatnonzero((arr == 10) | (arr == 13))
     return np.flatnonzero(arr == 10)
 
