@@ -47,7 +47,8 @@ from rlx_pipeline.golden.parse import (
     parse_line,
 )
 
-BATCH_LINES = 100_000
+# About 7 MB of capture a batch: a bounded working set (batches of 100,000 lines held 250 MB more at the peak).
+BATCH_LINES = 25_000
 
 _BIT = {name: 1 << slot for name, slot in line_scan.SLOTS.items()}
 _OPTIONAL = ("E", "T", "i3")  # fields a hot line may lack (null in the tables); the venue requires the others
