@@ -117,15 +117,16 @@ def _read_ahead(
 
     def read() -> None:
         frames: list[bytes] = []
+        ends: list[np.ndarray] = []  # each frame's line-ending bytes, found once: they count its lines too
         n = 0
 
         def emit() -> None:
-            nonlocal frames, n
+            nonlocal frames, ends, n
             if frames:
                 buf = take(sum(map(len, frames)))
                 if buf is not None:
-                    put((buf, *_scan(frames, buf, sym, masks)))
-                frames, n = [], 0
+                    put((buf, *_scan(frames, ends, buf, sym, masks)))
+                frames, ends, n = [], [], 0
 
         def lost(loss: FrameLoss) -> None:
             emit()  # the lines before the loss first, as line by line
@@ -136,7 +137,10 @@ def _read_ahead(
                 if stop.is_set():
                     return
                 frames.append(frame)
-                n += frame.count(b"\n")
+                arr = np.frombuffer(frame, np.uint8)
+                cr = b"\r" in frame
+                ends.append(line_scan.line_ends(arr, cr))
+                n += int(np.count_nonzero(arr[ends[-1]] == 10)) if cr else len(ends[-1])  # lines: its \n
                 if n >= BATCH_LINES:
                     emit()
             emit()
@@ -170,18 +174,22 @@ class _Failed:
 
 
 def _scan(
-    frames: list[bytes], buf: np.ndarray, sym: np.ndarray, masks: tuple[np.ndarray, np.ndarray]
+    frames: list[bytes],
+    ends: list[np.ndarray],
+    buf: np.ndarray,
+    sym: np.ndarray,
+    masks: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, Scan]:
-    """The frames copied into ``buf`` (the batch's bytes: its first part), then scanned."""
+    """The frames (their line-ending bytes at ``ends``) copied into ``buf`` (the batch's bytes: its first part),
+    then scanned."""
     view = memoryview(buf)
-    end = 0
-    for f in frames:
-        view[end : end + len(f)] = f
-        end += len(f)
-    data = buf[:end]
-    data.flags.writeable = False  # the scan's one compiled form: read-only bytes, as np.frombuffer gives them
     frame_ends = np.cumsum([len(f) for f in frames], dtype=np.int64)
-    terms = line_scan.line_ends(data, any(b"\r" in f for f in frames))
+    starts = [0, *frame_ends[:-1].tolist()]
+    for f, start in zip(frames, starts, strict=True):
+        view[start : start + len(f)] = f
+    data = buf[: frame_ends[-1]]
+    data.flags.writeable = False  # the scan's one compiled form: read-only bytes, as np.frombuffer gives them
+    terms = np.concatenate([e + start for e, start in zip(ends, starts, strict=True)])
     return data, Scan(*line_scan.scan(data, frame_ends, terms, sym, *masks))
 
 
