@@ -291,7 +291,7 @@ def _segment(
 
     # Tables in the order their first rows arrive (the order of the result's row counts), as line by line.
     lines = seg["line"]
-    is_group = [seg["group"] == code for code in _TABLE_OF]  # by group code
+    is_group = {code: seg["group"] == code for code in _TABLE_OF}
     first_rows = _first_rows(is_group, lines, in_day)
     dropped: list[int] = []  # segment rows of a hand-over overlap's duplicates
     depth = np.flatnonzero(is_group[DEPTH])
@@ -391,7 +391,9 @@ def _level_rows(head, n_bids, n_asks, lv_first, lv_price, lv_size):
     return rows, side, price, size, none
 
 
-def _first_rows(is_group: list[np.ndarray], lines: np.ndarray, keep: np.ndarray) -> list[tuple[int, str]]:
+def _first_rows(
+    is_group: dict[int, np.ndarray], lines: np.ndarray, keep: np.ndarray
+) -> list[tuple[int, str]]:
     firsts = []
     for code, table in _TABLE_OF.items():
         rows = keep & is_group[code]
