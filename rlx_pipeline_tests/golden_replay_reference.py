@@ -1,4 +1,6 @@
-"""The golden order book: Binance's REST snapshot + depth diffs replayed by Binance's own rules, streaming.
+"""The golden book replay as it was before the numba kernel (``rlx_pipeline.fidelity.golden_book``), kept as the
+straightforward reference the kernel is tested against (test_fidelity_golden_book): one Python object per message
+and level, Binance's rules written out one by one.
 
 Rules (the venue's ``DepthRules``, from the partition's symbol: spot; USD-M in brackets): diffs that arrive while
 there is no book are buffered; a snapshot seeds the book and the buffered diffs are replayed through it: diffs with
@@ -6,10 +8,7 @@ there is no book are buffered; a snapshot seeds the book and the buffered diffs 
 must bridge ``U <= lastUpdateId + 1 <= u`` [``U <= lastUpdateId <= u``], every later one must continue
 ``U == prev_u + 1`` [``pu == prev_u``]. A break invalidates the book until the next snapshot bridges again.
 A snapshot that arrives while the book is valid and already past it is not needed and is ignored (counted).
-
-This module is the fidelity check's own reference (independent of ``rlx_pipeline.book``, the engine under test),
-on ``sortedcontainers`` keys beside a dict of sizes (top N without sorting the whole side; a REST snapshot holds up
-to 5,000 levels).
+Each side: ``sortedcontainers`` keys beside a dict of sizes.
 """
 
 from __future__ import annotations
