@@ -1,6 +1,7 @@
-"""Real servers for the operations tests: dagster-webserver and PostgreSQL, on 127.0.0.1 and free ports, each
-stopped by its own process id. PostgreSQL and chromium come from the system (`.ci/postgres-and-chromium.sh`);
-the helpers return None when they are absent so the tests skip."""
+"""A deployment as a person sets one up, and real servers for the operations tests: dagster-webserver,
+dagster-daemon and PostgreSQL, on 127.0.0.1 and free ports, each stopped by its own process id. PostgreSQL and
+chromium come from the system (`.ci/postgres-and-chromium.sh`); the helpers return None when they are absent so
+the tests skip."""
 
 from __future__ import annotations
 
@@ -60,6 +61,64 @@ telemetry:
 """
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """An instance directory (``DAGSTER_HOME`` with its ``dagster.yaml``), a data directory (``RLX_DATA_DIR``) and
+    the environment the CLI, the daemon and the webserver run with, as a person's shell would hold them."""
+
+    home: Path
+    data: Path
+    env: dict[str, str]
+
+    def run(self, *cmd: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """A command run from the repo in this deployment's environment, its output captured."""
+        return subprocess.run(
+            list(cmd), cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def rlx(self, *args: str) -> subprocess.CompletedProcess:
+        """The ``rlx-pipeline`` CLI."""
+        return self.run(sys.executable, "-c", "from rlx_pipeline.cli import main; main()", *args)
+
+    def materialize(self, select: str, partition: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """``dagster asset materialize``, as CI and users run it."""
+        cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "rlx_pipeline.definitions"]
+        return self.run(*cmd, "--select", select, "--partition", partition, timeout=timeout)
+
+
+def succeeded(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """``proc``, asserted to have exited 0 (else its output's tail is the failure message)."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def deployment(
+    root: Path,
+    *,
+    home: Path | None = None,
+    data: Path | None = None,
+    instance_yaml: str | None = None,
+    existing: bool = False,
+    **settings: str | None,
+) -> Deployment:
+    """A deployment under ``root`` (``home/`` and ``data/`` unless given): a SQLite instance (``instance_yaml``
+    to use another; ``existing`` to keep the one at ``home``), ``RLX_EXECUTOR=in_process`` (one process per run,
+    so a run on a loaded 2-core machine takes seconds, not minutes) and ``settings`` over the process's
+    environment (``None`` unsets one)."""
+    home, data = home or root / "home", data or root / "data"
+    if not existing:
+        home.mkdir(parents=True, exist_ok=True)
+        yaml_text = instance_yaml or SQLITE_DAGSTER_YAML.format(base=home / "storage")
+        (home / "dagster.yaml").write_text(yaml_text)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), "RLX_EXECUTOR": "in_process"}
+    for name, value in settings.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return Deployment(home, data, env)
+
+
 def chromium_path() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)
@@ -92,8 +151,7 @@ def _wait_http(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 1
 @dataclass
 class Webserver:
     port: int
-    home: Path
-    env: dict[str, str]
+    deployment: Deployment
 
     @property
     def url(self) -> str:
@@ -101,27 +159,21 @@ class Webserver:
 
 
 @contextlib.contextmanager
-def dagster_webserver(home: Path, data: Path, log: Path, *, existing: bool = False) -> Iterator[Webserver]:
-    """`dagster-webserver -m rlx_pipeline.definitions` with DAGSTER_HOME=home (SQLite, runs launched at once), or
-    on the instance already at ``home`` (``existing``)."""
-    if not existing:
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
+def dagster_webserver(deployed: Deployment, log: Path) -> Iterator[Webserver]:
+    """`dagster-webserver -m rlx_pipeline.definitions` on the deployment's instance, runs launched at once."""
     port = free_port()
-    # in_process: one process per run (RLX_EXECUTOR), so a run on a loaded 2-core machine takes seconds, not minutes
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), "RLX_EXECUTOR": "in_process"}
     cmd = [sys.executable, "-m", "dagster_webserver", "-m", "rlx_pipeline.definitions"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [*cmd, "-h", "127.0.0.1", "-p", str(port)],
             cwd=ROOT,
-            env=env,
+            env=deployed.env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         _wait_http(f"http://127.0.0.1:{port}/server_info", proc, "dagster-webserver")
-        yield Webserver(port, home, env)
+        yield Webserver(port, deployed)
     finally:
         proc.terminate()
         try:

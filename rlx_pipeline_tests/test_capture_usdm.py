@@ -4,12 +4,13 @@ WebSocket; a ``pu`` break is detected on the diff that carries it and resynced f
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import orjson
 import pytest
 
 from rlx_pipeline import venues
-from rlx_pipeline.capture.service import CaptureConfig, run_capture
+from rlx_pipeline.capture.service import CaptureConfig, CaptureStats, run_capture
 from rlx_pipeline.exchange import ExchangeThread
 from rlx_pipeline.formats.capture_file import iter_capture_lines, read_index
 from rlx_pipeline.golden import build_golden, capture_files_for
@@ -17,6 +18,20 @@ from rlx_pipeline.simulator import SimConfig, simulate
 
 PERP = "BTC-USDT-PERP"
 BREAK_AT = 40  # the depth diff whose pu is broken
+
+
+def _capture_perp(srv: ExchangeThread, tmp_path: Path, duration_s: float, **options: float) -> CaptureStats:
+    """A USD-M capture of BTCUSDT from the local exchange over its WebSocket, into ``tmp_path/capture``."""
+    config = CaptureConfig(
+        symbols=["btcusdt"],
+        out_dir=tmp_path / "capture",
+        venue=venues.USDM,
+        ws_url=srv.ws_url,
+        rest_url=srv.rest_url,
+        duration_s=duration_s,
+        **options,
+    )
+    return run_capture(config, handle_signals=False)
 
 
 class _PuBreak:
@@ -67,16 +82,7 @@ def test_a_perp_captured_live_resyncs_on_a_pu_break(perp, tmp_path):
     source = _PuBreak(perp)
     speed = 10.0
     with ExchangeThread([source], speed=speed) as srv:
-        config = CaptureConfig(
-            symbols=["btcusdt"],
-            out_dir=tmp_path / "capture",
-            venue=venues.USDM,
-            ws_url=srv.ws_url,
-            rest_url=srv.rest_url,
-            duration_s=perp.config.duration_s / speed + 2,
-            backoff_initial_s=0.05,
-        )
-        stats = run_capture(config, handle_signals=False)
+        stats = _capture_perp(srv, tmp_path, perp.config.duration_s / speed + 2, backoff_initial_s=0.05)
     [path] = stats.files
     assert path.name.startswith("binance_usdm-") and read_index(path)["venue"] == "binance_usdm"
     assert set(read_index(path)["streams"]) >= {
@@ -111,16 +117,8 @@ def test_a_perp_captured_live_resyncs_on_a_pu_break(perp, tmp_path):
 def test_a_perp_hands_over_before_the_session_limit_without_loss(perp, tmp_path):
     speed = 10.0
     with ExchangeThread([perp], speed=speed) as srv:
-        config = CaptureConfig(
-            symbols=["btcusdt"],
-            out_dir=tmp_path / "capture",
-            venue=venues.USDM,
-            ws_url=srv.ws_url,
-            rest_url=srv.rest_url,
-            duration_s=perp.config.duration_s / speed + 2,
-            max_connection_s=0.6,  # stands for the 24 h limit: a new connection before the old one is closed
-        )
-        stats = run_capture(config, handle_signals=False)
+        # max_connection_s stands for the 24 h limit: a new connection before the old one is closed
+        stats = _capture_perp(srv, tmp_path, perp.config.duration_s / speed + 2, max_connection_s=0.6)
     [path] = stats.files
     events = [orjson.loads(d) for _, _, s, d in iter_capture_lines(path) if s == "rlx@event"]
     handovers = [e for e in events if e["type"] == "reconnect" and e["reason"] == "session_limit"]

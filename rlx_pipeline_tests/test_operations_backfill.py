@@ -3,8 +3,6 @@ the good day lands end to end, the bad day stops at its failed check and stays b
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 
@@ -15,7 +13,7 @@ from rlx_pipeline import gate
 from rlx_pipeline.orchestration.backfills import backfill_summary, format_summary
 from rlx_pipeline.settings import Settings
 from rlx_pipeline_tests.conftest import SYMBOL
-from rlx_pipeline_tests.operations_servers import ROOT, SQLITE_DAGSTER_YAML
+from rlx_pipeline_tests.operations_servers import deployment
 
 GOOD, BAD = "2024-08-09", "2024-08-10"
 
@@ -24,10 +22,9 @@ GOOD, BAD = "2024-08-09", "2024-08-10"
 def test_backfill_completes_good_days_and_blocks_bad_ones(tmp_path, monkeypatch):
     from rlx_pipeline.simulator import SimConfig, faults, simulate
 
-    home, data = tmp_path / "home", tmp_path / "data"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
-    layout = Settings.from_env({"RLX_DATA_DIR": str(data)}).layout
+    deployed = deployment(tmp_path)
+    home = deployed.home
+    layout = Settings.from_env({"RLX_DATA_DIR": str(deployed.data)}).layout
     for day in (GOOD, BAD):
         truth = simulate(SimConfig(symbol=SYMBOL, start=f"{day}T00:00:00Z", duration_s=30, seed=3))
         # the bad day's trade sizes are scaled: the K-S check of validation fails and the gate closes
@@ -35,26 +32,9 @@ def test_backfill_completes_good_days_and_blocks_bad_ones(tmp_path, monkeypatch)
         truth.write_lake(layout.lake_root, tables=tables)
         truth.write_capture(layout.capture_dir / "imported" / f"sim-{day}.jsonl.zst")
 
-    env = {**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), "RLX_EXECUTOR": "in_process"}
     keys = [f"{GOOD}|{SYMBOL}", f"{BAD}|{SYMBOL}"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "job",
-        "backfill",
-        "-m",
-        "rlx_pipeline.definitions",
-        "-j",
-        "daily_pipeline",
-    ]
-    proc = subprocess.run(
-        [*cmd, "--partitions", ",".join(keys), "--noprompt"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    cmd = [sys.executable, "-m", "dagster", "job", "backfill", "-m", "rlx_pipeline.definitions"]
+    proc = deployed.run(*cmd, "-j", "daily_pipeline", "--partitions", ",".join(keys), "--noprompt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -13,23 +13,12 @@ import dagster as dg
 from rlx_pipeline.settings import Settings
 from rlx_pipeline.simulator import SimConfig, simulate
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
-from rlx_pipeline_tests.operations_servers import ROOT, SQLITE_DAGSTER_YAML
+from rlx_pipeline_tests.operations_servers import deployment
 
 
-def _materialize(tmp_path: Path, select: str, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
-    home, data = tmp_path / "home", tmp_path / "data"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "rlx_pipeline.definitions"]
-    proc = subprocess.run(
-        [*cmd, "--select", select, "--partition", PARTITION_KEY],
-        cwd=ROOT,
-        env={**os.environ, "DAGSTER_HOME": str(home), "RLX_DATA_DIR": str(data), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return proc, home
+def _materialize(tmp_path: Path, select: str) -> tuple[subprocess.CompletedProcess, Path]:
+    deployed = deployment(tmp_path)
+    return deployed.materialize(select, PARTITION_KEY, timeout=600), deployed.home
 
 
 def _write_lake_day(data: Path) -> None:
@@ -39,7 +28,7 @@ def _write_lake_day(data: Path) -> None:
 
 def test_asset_materialize_runs_every_step_in_one_process_with_in_process(tmp_path):
     _write_lake_day(tmp_path / "data")
-    proc, home = _materialize(tmp_path, "lake_trades,lake_book,golden_samples", RLX_EXECUTOR="in_process")
+    proc, home = _materialize(tmp_path, "lake_trades,lake_book,golden_samples")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
@@ -54,7 +43,7 @@ def test_asset_materialize_runs_every_step_in_one_process_with_in_process(tmp_pa
 
 
 def test_a_missing_lake_day_fails_with_what_to_do(tmp_path):
-    proc, home = _materialize(tmp_path, "lake_trades", RLX_EXECUTOR="in_process")
+    proc, home = _materialize(tmp_path, "lake_trades")
     assert proc.returncode == 1
     missing = (
         tmp_path
@@ -154,7 +143,8 @@ def test_the_demo_prints_a_summary_and_its_runs_are_in_the_ui_it_names(tmp_path)
     assert f"export DAGSTER_HOME={home} RLX_DATA_DIR={data}" in proc.stdout
     assert "key: dagster/partition" in (home / "dagster.yaml").read_text()  # the repo's instance, installed
 
-    with dagster_webserver(home, data, tmp_path / "webserver.log", existing=True) as server:
+    demo = deployment(tmp_path, home=home, data=data, existing=True)
+    with dagster_webserver(demo, tmp_path / "webserver.log") as server:
         query = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
         req = urllib.request.Request(
             f"{server.url}/graphql",

@@ -6,7 +6,6 @@ has a cursor; a daemon restart in between, with a failure while it was down: no 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,10 +20,13 @@ from rlx_pipeline.settings import Settings
 from rlx_pipeline.simulator import SimConfig, faults, simulate
 from rlx_pipeline_tests.operations_servers import (
     ROOT,
+    Deployment,
     dagster_daemon,
+    deployment,
     instance_yaml_from_repo,
     pg_bin_dir,
     postgres_server,
+    succeeded,
     webhook_server,
 )
 
@@ -54,20 +56,12 @@ def _alert_cursor(env: dict[str, str]) -> dict | None:
     return None
 
 
-def _fail_partition(env: dict[str, str], data: Path, date: str) -> None:
+def _fail_partition(deployed: Deployment, date: str) -> None:
     """A lake day with one trade missing, then `dagster asset materialize` of lake_trades: its check fails."""
     truth = simulate(SimConfig(symbol=SYMBOL, start=f"{date}T00:00:00Z", duration_s=20, seed=3))
     tables, _ = faults.drop_trades(truth.lake_tables(), 1, seed=1)
-    truth.write_lake(Settings.from_env({"RLX_DATA_DIR": str(data)}).layout.lake_root, tables=tables)
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "rlx_pipeline.definitions"]
-    proc = subprocess.run(
-        [*cmd, "--select", "lake_trades", "--partition", f"{date}|{SYMBOL}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    truth.write_lake(Settings.from_env({"RLX_DATA_DIR": str(deployed.data)}).layout.lake_root, tables=tables)
+    proc = deployed.materialize("lake_trades", f"{date}|{SYMBOL}", timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]  # the blocking check failed
 
 
@@ -75,36 +69,31 @@ def _alerted(received: list[dict]) -> list[tuple[str, str]]:
     return [(r["rlx"]["check"], r["rlx"]["partition"]) for r in received]
 
 
-def _run_scenario(home: Path, data: Path, instance_yaml: str, extra_env: dict[str, str]) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(instance_yaml)
-    log = home / "daemon.log"
+def _run_scenario(root: Path, instance_yaml: str, extra_env: dict[str, str]) -> None:
     with webhook_server(SECRET_PATH) as (url, received):
-        env = {
-            **os.environ,
+        deployed = deployment(
+            root,
+            instance_yaml=instance_yaml,
             **extra_env,
-            "DAGSTER_HOME": str(home),
-            "RLX_DATA_DIR": str(data),
-            "RLX_EXECUTOR": "in_process",
-            "RLX_SENSOR_INTERVAL_S": "5",
-            "RLX_ALERT_WEBHOOK_URL": url,
-        }
-        # the storage first, then the daemon (a daemon racing the first writer of a fresh SQLite instance dies)
-        subprocess.run(
-            [sys.executable, "-m", "dagster", "instance", "migrate"], env=env, check=True, cwd=ROOT
+            RLX_SENSOR_INTERVAL_S="5",
+            RLX_ALERT_WEBHOOK_URL=url,
         )
+        home, data, env = deployed.home, deployed.data, deployed.env
+        log = home / "daemon.log"
+        # the storage first, then the daemon (a daemon racing the first writer of a fresh SQLite instance dies)
+        succeeded(deployed.run(sys.executable, "-m", "dagster", "instance", "migrate"))
         expected = [("lake_trades_ok", f"{d}|{SYMBOL}") for d in DAYS]
 
         with dagster_daemon(env, log) as daemon:
-            _fail_partition(env, data, DAYS[0])
+            _fail_partition(deployed, DAYS[0])
             _wait("the first alert", lambda: len(received) >= 1, daemon, log)
             # a second failed partition once the sensor has a cursor
             _wait("the sensor's cursor", lambda: _alert_cursor(env) is not None, daemon, log)
-            _fail_partition(env, data, DAYS[1])
+            _fail_partition(deployed, DAYS[1])
             _wait("the second alert", lambda: len(received) >= 2, daemon, log)
             _wait("the cursor past the second", lambda: _alert_cursor(env)["watermark"] > 0, daemon, log)
         cursor_at_stop = _alert_cursor(env)
-        _fail_partition(env, data, DAYS[2])  # while the daemon is down
+        _fail_partition(deployed, DAYS[2])  # while the daemon is down
         with dagster_daemon(env, log) as daemon:
             _wait("the alert of the failure while down", lambda: len(received) >= 3, daemon, log)
             # a few more ticks after the restart: nothing is sent again
@@ -132,7 +121,7 @@ def test_alerts_from_the_daemon_on_the_repos_sqlite_instance(tmp_path):
     home = tmp_path / "home"
     config = yaml.safe_load(instance_yaml_from_repo(home / "storage"))
     assert config["storage"]["sqlite"]["base_dir"] == str(home / "storage")  # SQLite: run-sharded event log
-    _run_scenario(home, tmp_path / "data", instance_yaml_from_repo(home / "storage"), {})
+    _run_scenario(tmp_path, instance_yaml_from_repo(home / "storage"), {})
 
 
 PG_BIN = pg_bin_dir()
@@ -154,4 +143,4 @@ def test_alerts_from_the_daemon_on_postgres(tmp_path, monkeypatch):
         }
         for k, v in env.items():  # this process reads the instance too
             monkeypatch.setenv(k, v)
-        _run_scenario(tmp_path / "home", tmp_path / "data", yaml.safe_dump(config), env)
+        _run_scenario(tmp_path, yaml.safe_dump(config), env)

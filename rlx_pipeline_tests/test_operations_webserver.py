@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
-from rlx_pipeline_tests.operations_servers import chromium_path, dagster_webserver
+from rlx_pipeline_tests.operations_servers import chromium_path, dagster_webserver, deployment
 
 GROUPS = ("acquisition", "golden", "validation", "reconstruction", "fidelity")
 
@@ -26,7 +26,7 @@ def webserver(tmp_path_factory):
     truth = simulate(SimConfig(symbol=SYMBOL, start=f"{DATE}T00:00:00Z", duration_s=30, seed=3))
     truth.write_lake(layout.lake_root)
     truth.write_capture(layout.capture_dir / "imported" / "sim.jsonl.zst")
-    with dagster_webserver(root / "home", layout.root, root / "webserver.log") as server:
+    with dagster_webserver(deployment(root), root / "webserver.log") as server:
         server.layout = layout
         yield server
 

@@ -5,9 +5,6 @@ the cryptofeed USD-M perpetuals through the project's CLI and Dagster's, as an o
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -17,7 +14,7 @@ from rlx_pipeline.golden.lake_render import render_lake_from_capture
 from rlx_pipeline.orchestration.assets import acquisition, fidelity, golden, reconstruction, validation
 from rlx_pipeline.orchestration.resources import build_resources
 from rlx_pipeline.settings import Settings
-from rlx_pipeline_tests.operations_servers import ROOT, SQLITE_DAGSTER_YAML
+from rlx_pipeline_tests.operations_servers import deployment, succeeded
 
 _STAGES = (acquisition, golden, validation, reconstruction, fidelity)
 ALL = [a for m in _STAGES for a in m.assets] + [c for m in _STAGES for c in m.checks]
@@ -64,45 +61,29 @@ USDM_SAMPLE = {
 TAIL_WARNING = "not checked (too few golden samples: a tail needs 100 positive sizes a side)"
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
 @pytest.mark.realdata
 def test_real_usdm_samples_pass_every_asset_at_full_fidelity(tmp_path, real_samples):
     """cryptofeed's USD-M capture (``BINANCE_FUTURES``, the pu chain, aggTrade as the trade stream): imported,
     rendered as a ``BINANCE_FUTURES`` lake day, then every asset of each ``-PERP`` partition."""
-    home, data = tmp_path / "home", tmp_path / "data"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(SQLITE_DAGSTER_YAML.format(base=home / "storage"))
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RLX_DATA_DIR": str(data),
-        "RLX_SYMBOLS": ",".join(USDM_SAMPLE),
-        "RLX_PARTITION_START": "2021-07-01",
-        "RLX_LAKE_MIN_HOURS": "1",  # 30 s of data
-        "RLX_EXECUTOR": "in_process",
-    }
-    cli = [sys.executable, "-c", "from rlx_pipeline.cli import main; main()"]
-    _run(
-        [
-            *cli,
-            "capture",
-            "import",
-            *map(str, sorted((real_samples / "cryptofeed").glob("BINANCE_FUTURES.*"))),
-        ],
-        env,
+    deployed = deployment(
+        tmp_path,
+        RLX_SYMBOLS=",".join(USDM_SAMPLE),
+        RLX_PARTITION_START="2021-07-01",
+        RLX_LAKE_MIN_HOURS="1",  # 30 s of data
+    )
+    data = deployed.data
+    succeeded(
+        deployed.rlx(
+            "capture", "import", *map(str, sorted((real_samples / "cryptofeed").glob("BINANCE_FUTURES.*")))
+        )
     )
     [capture] = (data / "capture").rglob("*.jsonl.zst")
-    _run([*cli, "lake", "from-capture", str(capture)], env)
+    succeeded(deployed.rlx("lake", "from-capture", str(capture)))
     lake = data / "lake" / "market-data" / "cryptofeed" / "trades" / "exchange=BINANCE_FUTURES"
     assert sorted(p.name for p in lake.iterdir()) == sorted(f"symbol={s}" for s in USDM_SAMPLE)
-    materialize = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "rlx_pipeline.definitions"]
     seen = {}
     for symbol in USDM_SAMPLE:
-        _run([*materialize, "--select", "*", "--partition", f"2021-07-22|{symbol}"], env)
+        succeeded(deployed.materialize("*", f"2021-07-22|{symbol}"))
         checks_dir = data / "reports" / "checks" / "dt=2021-07-22" / f"symbol={symbol}"
         checks = {p.stem: json.loads(p.read_text()) for p in checks_dir.glob("*.json")}
         assert len(checks) == 11
