@@ -12,7 +12,17 @@ import pyarrow as pa
 import pytest
 
 from rlx_pipeline import schemas, storage, venues
-from rlx_pipeline.fidelity.golden_book import FINAL, FIRST, HAS_PU, HI, LO, PU, GoldenBook, iter_depth_batches
+from rlx_pipeline.fidelity.golden_book import (
+    BUFFER_MAX,
+    FINAL,
+    FIRST,
+    HAS_PU,
+    HI,
+    LO,
+    PU,
+    GoldenBook,
+    iter_depth_batches,
+)
 from rlx_pipeline_tests import golden_replay_reference as reference
 
 BATCHES = [1, 7, 4093, 65536]
@@ -134,6 +144,18 @@ def test_usdm_bridges_at_last_update_id_and_follows_the_pu_chain(tmp_path, batch
         {"start_ns": 3000, "after_update_id": 609902, "end_ns": 3000, "resumed_at": 611654},
         {"start_ns": 4000, "after_update_id": 611654, "end_ns": None, "resumed_at": None},
     ]
+
+
+@pytest.mark.parametrize("batch_rows", [4093, 65536])
+def test_the_buffer_keeps_the_last_diffs_while_no_snapshot_comes(tmp_path, batch_rows):
+    over = 5
+    day = [_diff(u, u, [(u % 2 == 0, 100 + u % 7, u % 3)]) for u in range(1, BUFFER_MAX + over + 1)]
+    last = BUFFER_MAX + over - 3  # the snapshot bridges a diff still in the buffer: the last three follow it
+    day.append(("snap", last, [(True, 90, 1), (False, 200, 1)]))
+    states, stats, _ = replayed(*write_day(tmp_path, day), venues.SPOT_RULES, batch_rows)
+    assert [s[0] for s in states] == [last + 1, last + 2, last + 3]
+    assert (stats["buffer_overflow"], stats["buffered"]) == (over, BUFFER_MAX + over)
+    assert stats["dropped_before_snapshot"] == BUFFER_MAX - 3
 
 
 def _random_day(rnd: random.Random, usdm: bool) -> list[tuple]:

@@ -438,9 +438,8 @@ class GoldenBook:
             buf_lv = _room(buf_lv, 2 * (live_lv + len(lv)) + 2)
             rows = len(msg) + live + 1
             out, out_lv = np.empty((rows, 5), np.int64), np.empty((rows, 4 * self.top_n), np.int64)
-            spans = np.empty(
-                (2 * rows + len(snap), 3), np.int64
-            )  # a diff's one event, a buffered one's again
+            # span events: one a diff, again for a buffered one replayed
+            spans = np.empty((2 * rows + len(snap), 3), np.int64)
             st[_ST_NOUT] = st[_ST_NSPAN] = 0
             _replay(msg, lv, snap, snap_lv, nxt is None, self.rules.pu_chain, st, stats, keys, sizes, buf, buf_lv,
                     out, out_lv, spans)  # fmt: skip
