@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numba import njit
 
-from rlx_pipeline import venues
+from rlx_pipeline import storage, venues
 
 BUFFER_MAX = 50_000  # diffs kept while waiting for a snapshot (Binance: buffer until the snapshot arrives)
 BATCH_ROWS = 1 << 16  # depth rows read per batch
@@ -347,9 +347,7 @@ def iter_depth_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[tup
     key = None  # (source file, line, u) of the last row read
     carry_msg = np.zeros((0, N_MSG), np.int64)  # the message the last batch ended with, and its levels
     carry_lv = np.zeros((0, 3), np.int64)
-    # source_file as a dictionary: a few files a day, not a string per row; pre_buffer off: the reader would
-    # otherwise keep every row group's read buffers to the end of the file (Arrow memory growing with the day)
-    depth = pq.ParquetFile(path, read_dictionary=["source_file"], pre_buffer=False)
+    depth = storage.streaming_parquet(path, ["source_file"])  # a few files a day: not a string per row
     for batch in depth.iter_batches(batch_size=batch_rows, columns=_DEPTH_COLUMNS):
         n = batch.num_rows
         if not n:
