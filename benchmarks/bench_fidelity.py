@@ -8,7 +8,8 @@ A day is prepared first (simulator -> lake files -> staged -> unified; its perfe
 taken as it is from ``--data-dir`` (e.g. ``rlx-pipeline demo --prepare-only --capture perfect`` then the partition
 materialized). Each day is then measured in a fresh spawned process, alternating (``--rounds``, the best of each
 kept; wall and CPU time: the machine may be shared):
-  - peer: the golden book replay alone (``GoldenBook.states()`` consumed, nothing compared)
+  - peer: the golden book replay alone (``GoldenBook.chunks()`` consumed: the state arrays fidelity compares,
+    nothing compared)
   - fidelity: ``measure()``, the whole computation (trades, update-id coverage, golden replay, book and bookTicker
     compared)
 then each once more alone in a fresh process for its peak RSS (VmHWM, imports included).
@@ -36,13 +37,14 @@ def _timed(fn) -> tuple[float, float, object]:
 def _peer_and_fidelity(root: str, date: str, symbol: str, rounds: int) -> dict:
     from rlx_pipeline.fidelity import measure
     from rlx_pipeline.fidelity.golden_book import GoldenBook
+    from rlx_pipeline.fidelity.measure import STATES_CHUNK
     from rlx_pipeline.layout import DataLayout
 
     layout = DataLayout(Path(root))
 
     def replay() -> int:
         book = GoldenBook(layout.golden("snapshots", date, symbol), layout.golden("depth", date, symbol), 10)
-        return sum(1 for _ in book.states())
+        return sum(len(c) for c in book.chunks(STATES_CHUNK))
 
     out: dict = {"replay_s": [], "replay_cpu": [], "fidelity_s": [], "fidelity_cpu": []}
     for _ in range(rounds):  # alternated, the best of each kept: a shared machine's noise hits both alike
@@ -68,16 +70,13 @@ def _peak(root: str, date: str, symbol: str, step: str) -> float:
     """Peak RSS (MB) of a fresh process that runs ``step`` (``replay`` or ``fidelity``) once."""
     from rlx_pipeline.fidelity import measure
     from rlx_pipeline.fidelity.golden_book import GoldenBook
+    from rlx_pipeline.fidelity.measure import STATES_CHUNK
     from rlx_pipeline.layout import DataLayout
 
     layout = DataLayout(Path(root))
     if step == "replay":
-        sum(
-            1
-            for _ in GoldenBook(
-                layout.golden("snapshots", date, symbol), layout.golden("depth", date, symbol), 10
-            ).states()
-        )
+        book = GoldenBook(layout.golden("snapshots", date, symbol), layout.golden("depth", date, symbol), 10)
+        sum(len(c) for c in book.chunks(STATES_CHUNK))
     else:
         measure(layout, date, symbol, 10)
     return peak_rss_mb()

@@ -168,11 +168,14 @@ class ParquetBatchWriter:
         return bool(self._ctx.__exit__(exc_type, exc, tb))
 
 
-def streaming_parquet(path: str | os.PathLike[str]) -> pq.ParquetFile:
-    """A parquet file to read in one pass of ``iter_batches`` in bounded memory.
+def streaming_parquet(
+    path: str | os.PathLike[str], read_dictionary: list[str] | None = None
+) -> pq.ParquetFile:
+    """A parquet file to read in one pass of ``iter_batches`` in bounded memory (``read_dictionary``: columns
+    read as dictionary arrays).
 
     pyarrow's default ``pre_buffer=True`` keeps the bytes of every row group read so far until the reader is
     done, so one pass over a whole file ends up holding most of it (170 MB of a 24 h staged ``book_delta``, and
     more for every larger file); without it the reader holds the row group it is in. Same data, same CPU time
     on local files."""
-    return pq.ParquetFile(path, pre_buffer=False)
+    return pq.ParquetFile(path, pre_buffer=False, read_dictionary=read_dictionary)

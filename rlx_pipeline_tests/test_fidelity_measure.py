@@ -1,5 +1,5 @@
 """Fidelity on hand-built golden and unified tables (the contract schemas), with known injected mismatches: each
-one lowers exactly its own component by the expected count; the golden replay follows Binance's U/u rules."""
+one lowers exactly its own component by the expected count (the golden replay itself: test_fidelity_golden_book)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_pipeline import schemas, storage, venues
+from rlx_pipeline import schemas, storage
 from rlx_pipeline.book.unified import BUILD_KEY
 from rlx_pipeline.fidelity import measure, write_report
-from rlx_pipeline.fidelity.golden_book import DepthMessage, DepthReplay, SnapshotMessage, iter_depth_messages
 from rlx_pipeline.fidelity.measure import _id_ranges, compare_side
 from rlx_pipeline.orchestration.assets import fidelity as fidelity_assets
 from rlx_pipeline_tests.conftest import DATE, PARTITION_KEY, SYMBOL
@@ -511,53 +510,6 @@ def test_id_ranges_cover_every_id_once_and_skip_between_sides():
     assert list(_id_ranges([None], 5)) == []
 
 
-# --- the golden replay by itself -----------------------------------------------------------------------------
-
-
-def _snap(last: int, bids: dict, asks: dict, cap: int = 0) -> SnapshotMessage:
-    return SnapshotMessage(
-        cap, 0, last, [(True, p, q) for p, q in bids.items()] + [(False, p, q) for p, q in asks.items()]
-    )
-
-
-def _msg(U: int, u: int, levels=(), cap: int = 0) -> DepthMessage:
-    return DepthMessage(cap, 0, u, U, u, None, list(levels))  # event time: u ns
-
-
-def test_replay_gap_invalidates_until_a_bridging_snapshot():
-    r = DepthReplay(top_n=3)
-    r.diff(_msg(8, 9))  # before any snapshot: buffered
-    r.snapshot(_snap(10, {100: 1}, {101: 1}))  # buffered u=9 <= 10: dropped
-    r.diff(_msg(11, 12, [(True, 99, 2)]))  # bridges 11 <= 11 <= 12
-    r.diff(_msg(13, 13, [(True, 100, 0)]))
-    r.diff(_msg(15, 15))  # 14 lost: invalid from here
-    r.diff(_msg(16, 16))
-    assert [s.u for s in r.out] == [12, 13]
-    assert r.out[-1].bids == [(99, 2)] and r.out[-1].asks == [(101, 1)]
-    assert (r.stats.gaps, r.stats.dropped_before_snapshot) == (1, 1)
-    assert r.invalid_spans == [{"start_ns": 15, "after_update_id": 13, "end_ns": None, "resumed_at": None}]
-    r.out.clear()
-    r.snapshot(_snap(15, {98: 4}, {101: 1}))  # the buffered 15 is dropped, 16 bridges
-    r.diff(_msg(17, 17, [(False, 102, 5)]))
-    assert [s.u for s in r.out] == [16, 17]
-    assert r.out[-1].asks == [(101, 1), (102, 5)] and r.out[-1].bids == [(98, 4)]
-    # the golden reference was untrusted from the gap (u=15) until 16 bridged the next snapshot
-    assert r.invalid_spans == [{"start_ns": 15, "after_update_id": 13, "end_ns": 16, "resumed_at": 16}]
-    r.snapshot(_snap(16, {1: 1}, {2: 2}))  # valid and already past it: not needed
-    r.diff(_msg(18, 18))
-    r.diff(_msg(18, 18))  # a duplicate (overlapping connections): dropped
-    assert r.stats.snapshots_ignored == 1 and r.stats.stale == 1
-    assert r.out[-1].u == 18 and r.out[-1].bids == [(98, 4)]
-
-
-def test_replay_unbridged_snapshot_yields_nothing():
-    r = DepthReplay(top_n=3)
-    r.snapshot(_snap(10, {100: 1}, {101: 1}))
-    r.diff(_msg(13, 14))  # 11 and 12 never seen: the snapshot is too old
-    r.diff(_msg(15, 15))
-    assert r.out == [] and r.stats.unbridged == 1
-
-
 # --- through Dagster: the blocking check -----------------------------------------------------------------------
 
 
@@ -593,37 +545,3 @@ def test_check_without_golden_samples_says_not_checked(layout, rlx, sc):
     assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN
     assert ev.metadata["checked"].value is False
     assert ev.description.startswith("not checked: no golden samples")
-
-
-def test_replay_usdm_first_diff_may_end_at_last_update_id():
-    # real USD-M captures (cryptofeed AKRO/KEEP/CTK): the first diff after the snapshot has u == lastUpdateId
-    r = DepthReplay(top_n=3, rules=venues.USDM_RULES)  # the venue decides, not the frame
-    r.snapshot(_snap(605486, {100: 1}, {101: 1}))
-    r.diff(DepthMessage(0, 0, 0, 600000, 605486, 599831, [(True, 100, 3)]))
-    r.diff(DepthMessage(0, 0, 0, 609657, 609902, 605486, [(False, 101, 0), (False, 103, 2)]))
-    r.diff(DepthMessage(0, 0, 0, 611301, 611654, 609000, []))  # pu != previous u: lost events
-    assert [s.u for s in r.out] == [605486, 609902]
-    assert r.out[-1].bids == [(100, 3)] and r.out[-1].asks == [(103, 2)]
-    assert (r.stats.unbridged, r.stats.gaps) == (0, 1)
-
-
-@pytest.mark.parametrize("batch_rows", [1, 2, 3, 100])
-def test_depth_rows_regroup_into_messages_whatever_the_batch(tmp_path, batch_rows):
-    # a message is a run of rows with the same (file, line, u): the same line and u in another file is another
-    # message; a message with no levels is one row of nulls
-    def row(src, line, u, level):
-        b, p, q = level or (None, None, None)
-        return dict(capture_ns=line * 10, source_file=src, line_no=line, event_time=line * 100,
-                    first_update_id=u, final_update_id=u, prev_final_update_id=u - 1 if src == "b" else None,
-                    side_is_bid=b, price=p, size=q)  # fmt: skip
-
-    rows = [row("a", 1, 10, (True, 5, 1)), row("a", 1, 10, (False, 6, 2)), row("a", 2, 11, None),
-            row("b", 2, 11, (True, 5, 0)), row("b", 2, 12, (False, 7, 3))]  # fmt: skip
-    path = tmp_path / "depth.parquet"
-    storage.write_table(path, pa.Table.from_pylist(rows, schema=schemas.GOLDEN_DEPTH))
-    assert list(iter_depth_messages(path, batch_rows=batch_rows)) == [
-        DepthMessage(10, 1, 100, 10, 10, None, [(True, 5, 1), (False, 6, 2)]),
-        DepthMessage(20, 2, 200, 11, 11, None, []),
-        DepthMessage(20, 2, 200, 11, 11, 10, [(True, 5, 0)]),
-        DepthMessage(20, 2, 200, 12, 12, 11, [(False, 7, 3)]),
-    ]

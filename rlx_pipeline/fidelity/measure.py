@@ -43,12 +43,9 @@ by level (``compare_side``).
 
 from __future__ import annotations
 
-import gc
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +55,12 @@ import pyarrow.parquet as pq
 from rlx_pipeline import venues
 from rlx_pipeline.book.read import check_pair
 from rlx_pipeline.book.unified import intervals_path_for
-from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenState, ReplayStats
+from rlx_pipeline.fidelity.golden_book import GoldenBook, GoldenStates
 from rlx_pipeline.golden.window import first_snapshot_update_id
 from rlx_pipeline.layout import DataLayout
 
 CHUNK = 200_000  # ids per range read (update ids, trade ids): a few MB of columns
-STATES_CHUNK = 20_000  # golden book states (Python objects) compared per read of the unified book states
+STATES_CHUNK = 20_000  # golden book states compared per read of the unified book states
 MAX_LISTED = 20  # first mismatches listed per component
 
 
@@ -604,13 +601,11 @@ class _BookComparison:
         ok = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_bt")) for c in _TOP)
         return out.with_columns(ok.alias("ok"))
 
-    def chunk(self, states: list[GoldenState]) -> None:
-        if not states:
+    def chunk(self, states: GoldenStates) -> None:
+        if not len(states):
             return
         f, n, k = self.f, self.n, len(states)
-        u = np.fromiter((s.u for s in states), np.int64, k)
-        ev = np.fromiter((s.event_ns for s in states), np.int64, k)
-        cap = np.fromiter((s.capture_ns for s in states), np.int64, k)
+        u, ev, cap = states.u, states.event_ns, states.capture_ns
         lo, hi = int(u.min()), int(u.max())
         recon = (
             _message_states(pl.scan_parquet(self.book_path))
@@ -638,14 +633,7 @@ class _BookComparison:
         r_null = levels.select(pl.all().is_null()).to_numpy()
         r_val = levels.fill_null(0).to_numpy()
         # the golden top N flattened like the reconstruction's columns, 0 where a side has fewer levels
-        zeros = (0,) * (2 * n)
-        flat = []
-        for s in states:
-            b, a = tuple(chain.from_iterable(s.bids)), tuple(chain.from_iterable(s.asks))
-            flat.append(b + zeros[len(b) :] + a + zeros[len(a) :])
-        g = np.array(flat, dtype=np.int64).reshape(k, 4 * n)
-        nb = np.fromiter((len(s.bids) for s in states), np.int64, k)
-        na = np.fromiter((len(s.asks) for s in states), np.int64, k)
+        g, nb, na = states.levels, states.nb, states.na
         slot = np.arange(2 * n) // 2
         g_pad = np.concatenate([slot >= nb[:, None], slot >= na[:, None]], axis=1)
         # the usual case: the reconstruction's levels are exactly the golden top N, so every comparison holds (no
@@ -799,19 +787,6 @@ class _BookComparison:
             self.dr = TimingDist()
 
 
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused: a chunk's golden states are many small containers without cycles, which
-    it would otherwise rescan at every collection (measured: the replay about 1.5x slower with a chunk pending)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int = CHUNK) -> Fidelity:
     uni_path, book_path = layout.unified(date, symbol), layout.unified_book(date, symbol)
     f = Fidelity(date, symbol, measurable=False, top_n=top_n)
@@ -858,18 +833,11 @@ def measure(layout: DataLayout, date: str, symbol: str, top_n: int, chunk: int =
     cmp = _BookComparison(f, book_path, layout.golden("book_ticker", date, symbol), top_n)
     rules = venues.for_symbol(symbol).depth_rules
     book = GoldenBook(layout.golden("snapshots", date, symbol), depth_path, top_n, rules)
-    pending: list[GoldenState] = []
-    with _no_cyclic_gc():
-        for s in book.states():
-            pending.append(s)
-            if len(pending) >= min(chunk, STATES_CHUNK):
-                cmp.chunk(pending)
-                pending = []
-        cmp.chunk(pending)
+    for states in book.chunks(min(chunk, STATES_CHUNK)):
+        cmp.chunk(states)
     cmp.finish()
-    stats: ReplayStats = book.replay.stats
-    f.replay = stats.to_dict()
-    f.golden_invalid_spans = book.replay.invalid_spans
+    f.replay = book.stats.to_dict()
+    f.golden_invalid_spans = book.invalid_spans
     return f
 
 

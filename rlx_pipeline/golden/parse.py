@@ -150,7 +150,7 @@ class _Sink:
         self.rows = Counter()
         # Parquet encoding and compression (pyarrow releases the GIL) run in one writer thread while parsing goes
         # on: the same writes in the same order, so the same files. At most a few chunks wait (bounded memory).
-        self._queue: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._write_chunks, name="golden-parquet", daemon=True)
         self._thread.start()
