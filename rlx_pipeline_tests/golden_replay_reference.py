@@ -2,13 +2,8 @@
 straightforward reference the kernel is tested against (test_fidelity_golden_book): one Python object per message
 and level, Binance's rules written out one by one.
 
-Rules (the venue's ``DepthRules``, from the partition's symbol: spot; USD-M in brackets): diffs that arrive while
-there is no book are buffered; a snapshot seeds the book and the buffered diffs are replayed through it: diffs with
-``u <= lastUpdateId`` [``u < lastUpdateId``] are dropped, the first applied one
-must bridge ``U <= lastUpdateId + 1 <= u`` [``U <= lastUpdateId <= u``], every later one must continue
-``U == prev_u + 1`` [``pu == prev_u``]. A break invalidates the book until the next snapshot bridges again.
-A snapshot that arrives while the book is valid and already past it is not needed and is ignored (counted).
-Each side: ``sortedcontainers`` keys beside a dict of sizes.
+The rules are the module's (its docstring); the states and stats are its own types, so the two compare field for
+field. Each side: ``sortedcontainers`` keys beside a dict of sizes.
 """
 
 from __future__ import annotations
@@ -26,8 +21,7 @@ import pyarrow.parquet as pq
 from sortedcontainers import SortedList
 
 from rlx_pipeline import venues
-
-BUFFER_MAX = 50_000  # diffs kept while waiting for a snapshot (Binance: buffer until the snapshot arrives)
+from rlx_pipeline.fidelity.golden_book import BUFFER_MAX, GoldenState, ReplayStats
 
 
 @dataclass
@@ -47,35 +41,6 @@ class SnapshotMessage:
     line_no: int
     last_update_id: int
     levels: list[tuple[bool, int, int]]
-
-
-@dataclass
-class GoldenState:
-    """The golden book right after the depth message with final update id ``u``, top N a side, best first."""
-
-    u: int
-    event_ns: int
-    capture_ns: int
-    bids: list[tuple[int, int]]
-    asks: list[tuple[int, int]]
-
-
-@dataclass
-class ReplayStats:
-    messages: int = 0
-    applied: int = 0
-    dropped_before_snapshot: int = 0  # u <= lastUpdateId
-    snapshots: int = 0
-    snapshots_ignored: int = 0  # the book was valid and already past them
-    unbridged: int = 0  # a snapshot that no diff bridged
-    gaps: int = 0  # U != prev_u + 1 while valid
-    stale: int = 0  # u <= prev_u while valid (a duplicate, e.g. from an overlapping connection): dropped
-    buffered: int = 0  # held while there was no valid book (replayed at the next snapshot)
-    invalid_messages: int = 0  # replayed after a snapshot that did not bridge them: no valid book, skipped
-    buffer_overflow: int = 0
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 class _Side:
